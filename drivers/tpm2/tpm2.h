@@ -1,0 +1,127 @@
+/* TPM 2.0 virtual smart cards (VSC): internal interfaces of the driver.
+ *
+ * Layout of a VSC in the TPM (owner hierarchy):
+ *   primary (ECC P-256 storage key, TCG SRK template, transient, re-created)
+ *     +- user seal   KEYEDHASH, userAuth = H(salt_u, user PIN), data = card secret
+ *     +- SO seal     KEYEDHASH, userAuth = H(salt_s, SO PIN),   data = card secret
+ *     +- keys        RSA/ECC, userAuth = HMAC(card secret, key uuid), noDA
+ * The seals are DA-protected, so the TPM itself checks every PIN and counts
+ * failures; Tessera never holds a PIN beyond the call that uses it. Only the
+ * TPM-wrapped blobs and public data reach the store. */
+#ifndef TESSERA_TPM2_H
+#define TESSERA_TPM2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tss2/tss2_esys.h>
+
+#include "../../src/pin_policy.h"
+#include "../../src/settings.h"
+#include "../../src/store.h"
+#include "../driver.h"
+
+#define TPM2_SECRET_LEN 32
+#define TPM2_SALT_LEN 16
+#define TPM2_UUID_LEN 16
+#define TPM2_DRIVER_NAME "tpm2"
+
+/* ---- connection (tpm2_conn.c) ---- */
+
+struct tpm2_key;
+
+/* Open (once) the TCTI + ESYS connection named in the settings. */
+CK_RV tpm2_conn_get(ESYS_CONTEXT **esys);
+/* Is a TPM reachable? Tries to connect once, remembers a failure briefly. */
+bool tpm2_conn_available(void);
+/* The storage primary, created on first use in this process. */
+CK_RV tpm2_primary(ESYS_CONTEXT *esys, ESYS_TR *handle);
+/* Run before a Load: make room by flushing our least-recently-used key. */
+bool tpm2_conn_evict_one(ESYS_CONTEXT *esys);
+void tpm2_conn_track(struct tpm2_key *key);
+void tpm2_conn_untrack(struct tpm2_key *key);
+void tpm2_conn_close(bool in_child);
+const struct tess_settings *tpm2_settings(void);
+void tpm2_set_settings(const struct tess_settings *s);
+/* Translate a TSS2 return code; logs what failed. */
+CK_RV tpm2_rv(TSS2_RC rc, const char *what);
+bool tpm2_rc_is(TSS2_RC rc, TSS2_RC base);
+
+/* ---- the store (shared with the tool) ---- */
+CK_RV tpm2_store(struct tess_store **out, bool create);
+void tpm2_store_close(void);
+
+/* ---- virtual cards (tpm2_vsc.c) ---- */
+
+struct tpm2_vsc {
+    struct tess_card_rec rec;        /* label, serial, counters, drv blob */
+    struct tess_pin_policy policy;
+    uint8_t *secret;                 /* card secret while logged in, else NULL */
+    int64_t data_version;            /* store version seen at last object load */
+};
+
+struct tpm2_vsc_params {
+    const char *label;
+    const char *so_pin;  size_t so_pin_len;
+    const char *user_pin; size_t user_pin_len;   /* NULL: user PIN not initialised */
+    const struct tess_pin_policy *policy;        /* NULL: settings' default */
+    int slot_index;                              /* -1: lowest free */
+};
+
+CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *err, size_t errlen);
+CK_RV tpm2_vsc_delete(int64_t id);
+CK_RV tpm2_vsc_open(int64_t id, struct tpm2_vsc **out);
+void tpm2_vsc_free(struct tpm2_vsc *v);
+CK_RV tpm2_vsc_reload(struct tpm2_vsc *v);
+CK_RV tpm2_vsc_login(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *pin, size_t len);
+void tpm2_vsc_logout(struct tpm2_vsc *v);
+CK_RV tpm2_vsc_set_user_pin(struct tpm2_vsc *v, const uint8_t *pin, size_t len, char *err, size_t errlen);
+CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *old_pin, size_t old_len,
+                          const uint8_t *new_pin, size_t new_len, char *err, size_t errlen);
+CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, const char *label);
+int tpm2_vsc_free_slot_index(const struct tess_card_rec *recs, size_t n, int max);
+
+/* ---- keys (tpm2_key.c) ---- */
+
+struct tpm2_key {
+    uint8_t uuid[TPM2_UUID_LEN];
+    TPM2B_PUBLIC pub;
+    TPM2B_PRIVATE priv;
+    ESYS_TR handle;                  /* ESYS_TR_NONE when not loaded */
+    uint64_t last_use;
+    struct tpm2_key *lru_next;       /* conn's list of loaded keys */
+};
+
+CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec, struct tpm2_key **out);
+CK_RV tpm2_key_encode(const struct tpm2_key *k, uint8_t **out, size_t *outlen);
+CK_RV tpm2_key_decode(const uint8_t *in, size_t len, struct tpm2_key **out);
+void tpm2_key_free(struct tpm2_key *k);
+void tpm2_key_unload(struct tpm2_key *k);
+CK_RV tpm2_key_rsa_sign(struct tpm2_vsc *v, struct tpm2_key *k, CK_MECHANISM_TYPE hash, const uint8_t *digest,
+                        size_t dlen, uint8_t *sig, size_t *siglen);
+CK_RV tpm2_key_rsa_raw(struct tpm2_vsc *v, struct tpm2_key *k, const uint8_t *in, size_t inlen, uint8_t *out,
+                       size_t *outlen);
+CK_RV tpm2_key_ecdsa(struct tpm2_vsc *v, struct tpm2_key *k, const uint8_t *digest, size_t dlen, uint8_t *rs,
+                     size_t *rslen);
+CK_RV tpm2_key_ecdh(struct tpm2_vsc *v, struct tpm2_key *k, const uint8_t *point, size_t plen, uint8_t *z,
+                    size_t *zlen);
+
+/* ---- TPM status and dictionary-attack settings (tpm2_status.c) ---- */
+
+struct tpm2_status {
+    bool reachable;
+    char why[1280];                  /* when not reachable or not ready */
+    char manufacturer[5];
+    char vendor[17];
+    uint32_t fw1, fw2;
+    uint32_t spec_level, spec_revision;
+    bool in_lockout, owner_auth_set, lockout_auth_set;
+    uint32_t lockout_counter, max_tries, recovery_time, lockout_recovery;
+    uint32_t transient_slots;        /* TPM2_PT_HR_TRANSIENT_MIN */
+};
+
+CK_RV tpm2_get_status(struct tpm2_status *st);
+CK_RV tpm2_set_da(uint32_t max_tries, uint32_t recovery, uint32_t lockout_recovery);
+CK_RV tpm2_clear_da_lockout(void);
+
+#endif

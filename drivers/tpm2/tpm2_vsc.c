@@ -1,0 +1,639 @@
+/* Virtual smart cards: create, delete, PIN checks (by the TPM), PIN changes. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <tss2/tss2_mu.h>
+
+#include "../../src/log.h"
+#include "../../src/util.h"
+#include "tpm2.h"
+
+#define CARD_BLOB_VERSION 1
+#define SO_PIN_MIN 4
+
+/* The card's blob in the store: version | flags | salt_user | salt_so |
+ * [user seal public | private] | SO seal public | private. */
+struct card_blob {
+    uint8_t flags;                   /* bit 0: user seal present */
+    uint8_t salt_user[TPM2_SALT_LEN], salt_so[TPM2_SALT_LEN];
+    TPM2B_PUBLIC user_pub, so_pub;
+    TPM2B_PRIVATE user_priv, so_priv;
+};
+
+static CK_RV blob_encode(const struct card_blob *b, uint8_t **out, size_t *outlen)
+{
+    size_t cap = 2 + 2 * TPM2_SALT_LEN + 2 * (sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE));
+    uint8_t *buf = malloc(cap);
+    size_t off = 0;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+
+    if (!buf)
+        return CKR_HOST_MEMORY;
+    buf[off++] = CARD_BLOB_VERSION;
+    buf[off++] = b->flags;
+    memcpy(buf + off, b->salt_user, TPM2_SALT_LEN);
+    off += TPM2_SALT_LEN;
+    memcpy(buf + off, b->salt_so, TPM2_SALT_LEN);
+    off += TPM2_SALT_LEN;
+    if (b->flags & 1) {
+        rc = Tss2_MU_TPM2B_PUBLIC_Marshal(&b->user_pub, buf, cap, &off);
+        if (!rc)
+            rc = Tss2_MU_TPM2B_PRIVATE_Marshal(&b->user_priv, buf, cap, &off);
+    }
+    if (!rc)
+        rc = Tss2_MU_TPM2B_PUBLIC_Marshal(&b->so_pub, buf, cap, &off);
+    if (!rc)
+        rc = Tss2_MU_TPM2B_PRIVATE_Marshal(&b->so_priv, buf, cap, &off);
+    if (rc) {
+        free(buf);
+        return tpm2_rv(rc, "encode card");
+    }
+    *out = buf;
+    *outlen = off;
+    return CKR_OK;
+}
+
+static CK_RV blob_decode(const uint8_t *in, size_t len, struct card_blob *b)
+{
+    size_t off = 2 + 2 * TPM2_SALT_LEN;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+
+    memset(b, 0, sizeof(*b));
+    if (len < off || in[0] != CARD_BLOB_VERSION) {
+        TESS_ERR("tpm: card record has an unknown format");
+        return CKR_DEVICE_ERROR;
+    }
+    b->flags = in[1];
+    memcpy(b->salt_user, in + 2, TPM2_SALT_LEN);
+    memcpy(b->salt_so, in + 2 + TPM2_SALT_LEN, TPM2_SALT_LEN);
+    if (b->flags & 1) {
+        rc = Tss2_MU_TPM2B_PUBLIC_Unmarshal(in, len, &off, &b->user_pub);
+        if (!rc)
+            rc = Tss2_MU_TPM2B_PRIVATE_Unmarshal(in, len, &off, &b->user_priv);
+    }
+    if (!rc)
+        rc = Tss2_MU_TPM2B_PUBLIC_Unmarshal(in, len, &off, &b->so_pub);
+    if (!rc)
+        rc = Tss2_MU_TPM2B_PRIVATE_Unmarshal(in, len, &off, &b->so_priv);
+    return rc ? tpm2_rv(rc, "decode card") : CKR_OK;
+}
+
+/* authValue = SHA-256("tessera-pin-v1" | salt | PIN): fixed length whatever
+ * the PIN's, and a different value on every card for the same PIN. */
+static CK_RV pin_auth(const uint8_t salt[TPM2_SALT_LEN], const uint8_t *pin, size_t len, TPM2B_AUTH *auth)
+{
+    static const char tag[] = "tessera-pin-v1";
+    unsigned int outlen = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    CK_RV rv = CKR_FUNCTION_FAILED;
+
+    if (!md)
+        return CKR_HOST_MEMORY;
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) && EVP_DigestUpdate(md, tag, sizeof(tag) - 1) &&
+        EVP_DigestUpdate(md, salt, TPM2_SALT_LEN) && EVP_DigestUpdate(md, pin, len) &&
+        EVP_DigestFinal_ex(md, auth->buffer, &outlen)) {
+        auth->size = (UINT16)outlen;
+        rv = CKR_OK;
+    }
+    EVP_MD_CTX_free(md);
+    return rv;
+}
+
+static CK_RV seal_create(const TPM2B_AUTH *auth, const uint8_t secret[TPM2_SECRET_LEN], TPM2B_PUBLIC *pub_out,
+                         TPM2B_PRIVATE *priv_out)
+{
+    ESYS_CONTEXT *esys;
+    ESYS_TR primary;
+    TPM2B_SENSITIVE_CREATE sens = { 0 };
+    TPM2B_PUBLIC tmpl = {
+        .publicArea = {
+            .type = TPM2_ALG_KEYEDHASH,
+            .nameAlg = TPM2_ALG_SHA256,
+            /* No NODA: every wrong PIN also counts in the TPM's lockout. */
+            .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH,
+            .parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL,
+        },
+    };
+    TPM2B_DATA outside = { 0 };
+    TPML_PCR_SELECTION pcrs = { 0 };
+    TPM2B_PUBLIC *pub = NULL;
+    TPM2B_PRIVATE *priv = NULL;
+    CK_RV rv;
+    TSS2_RC rc;
+
+    rv = tpm2_conn_get(&esys);
+    if (rv == CKR_OK)
+        rv = tpm2_primary(esys, &primary);
+    if (rv != CKR_OK)
+        return rv;
+    sens.sensitive.userAuth = *auth;
+    sens.sensitive.data.size = TPM2_SECRET_LEN;
+    memcpy(sens.sensitive.data.buffer, secret, TPM2_SECRET_LEN);
+    rc = Esys_Create(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs,
+                     &priv, &pub, NULL, NULL, NULL);
+    tess_wipe(&sens, sizeof(sens));
+    if (rc != TSS2_RC_SUCCESS)
+        return tpm2_rv(rc, "create PIN seal");
+    *pub_out = *pub;
+    *priv_out = *priv;
+    Esys_Free(pub);
+    Esys_Free(priv);
+    return CKR_OK;
+}
+
+/* The TPM checks the PIN: load the seal, unseal with the PIN's authValue. */
+static CK_RV seal_open(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const TPM2B_AUTH *auth,
+                       uint8_t secret[TPM2_SECRET_LEN])
+{
+    ESYS_CONTEXT *esys;
+    ESYS_TR primary, obj = ESYS_TR_NONE;
+    TPM2B_SENSITIVE_DATA *data = NULL;
+    CK_RV rv;
+    TSS2_RC rc;
+
+    rv = tpm2_conn_get(&esys);
+    if (rv == CKR_OK)
+        rv = tpm2_primary(esys, &primary);
+    if (rv != CKR_OK)
+        return rv;
+    rc = Esys_Load(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
+    while (tpm2_rc_is(rc, TPM2_RC_OBJECT_MEMORY) && tpm2_conn_evict_one(esys))
+        rc = Esys_Load(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
+    if (rc != TSS2_RC_SUCCESS)
+        return tpm2_rv(rc, "load PIN seal");
+    Esys_TR_SetAuth(esys, obj, auth);
+    rc = Esys_Unseal(esys, obj, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &data);
+    Esys_FlushContext(esys, obj);
+    if (rc != TSS2_RC_SUCCESS) {
+        if (tpm2_rc_is(rc, TPM2_RC_AUTH_FAIL) || tpm2_rc_is(rc, TPM2_RC_BAD_AUTH))
+            return CKR_PIN_INCORRECT;   /* expected: not logged as a failure of ours */
+        if (tpm2_rc_is(rc, TPM2_RC_LOCKOUT)) {
+            TESS_ERR("tpm: the TPM is in dictionary-attack lockout; no PIN can be checked until it "
+                     "recovers (see 'tessera tpm status')");
+            return CKR_PIN_LOCKED;
+        }
+        return tpm2_rv(rc, "unseal");
+    }
+    if (data->size != TPM2_SECRET_LEN) {
+        tess_wipe(data, sizeof(*data));
+        Esys_Free(data);
+        TESS_ERR("tpm: sealed card secret has the wrong size");
+        return CKR_DEVICE_ERROR;
+    }
+    memcpy(secret, data->buffer, TPM2_SECRET_LEN);
+    tess_wipe(data, sizeof(*data));
+    Esys_Free(data);
+    return CKR_OK;
+}
+
+static uint8_t *secret_alloc(void)
+{
+    uint8_t *p = calloc(1, TPM2_SECRET_LEN);
+    if (p)
+        mlock(p, TPM2_SECRET_LEN);   /* best effort: keep it out of swap */
+    return p;
+}
+
+static void secret_free(uint8_t *p)
+{
+    if (!p)
+        return;
+    tess_wipe(p, TPM2_SECRET_LEN);
+    munlock(p, TPM2_SECRET_LEN);
+    free(p);
+}
+
+int tpm2_vsc_free_slot_index(const struct tess_card_rec *recs, size_t n, int max)
+{
+    for (int idx = 0; idx < max; idx++) {
+        bool used = false;
+        for (size_t i = 0; i < n; i++)
+            used |= recs[i].slot_index == idx;
+        if (!used)
+            return idx;
+    }
+    return -1;
+}
+
+static CK_RV check_so_pin(size_t len, char *err, size_t errlen)
+{
+    if (len < SO_PIN_MIN || len > TESS_PIN_MAX_LEN) {
+        snprintf(err, errlen, "the SO PIN must have %d to %d characters", SO_PIN_MIN, TESS_PIN_MAX_LEN);
+        return CKR_PIN_LEN_RANGE;
+    }
+    return CKR_OK;
+}
+
+static CK_RV make_user_seal(struct card_blob *b, const uint8_t *secret, const uint8_t *pin, size_t len)
+{
+    TPM2B_AUTH auth;
+    CK_RV rv;
+    if (RAND_bytes(b->salt_user, TPM2_SALT_LEN) != 1)
+        return CKR_FUNCTION_FAILED;
+    rv = pin_auth(b->salt_user, pin, len, &auth);
+    if (rv == CKR_OK)
+        rv = seal_create(&auth, secret, &b->user_pub, &b->user_priv);
+    tess_wipe(&auth, sizeof(auth));
+    if (rv == CKR_OK)
+        b->flags |= 1;
+    return rv;
+}
+
+static CK_RV make_so_seal(struct card_blob *b, const uint8_t *secret, const uint8_t *pin, size_t len)
+{
+    TPM2B_AUTH auth;
+    CK_RV rv;
+    if (RAND_bytes(b->salt_so, TPM2_SALT_LEN) != 1)
+        return CKR_FUNCTION_FAILED;
+    rv = pin_auth(b->salt_so, pin, len, &auth);
+    if (rv == CKR_OK)
+        rv = seal_create(&auth, secret, &b->so_pub, &b->so_priv);
+    tess_wipe(&auth, sizeof(auth));
+    return rv;
+}
+
+CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *err, size_t errlen)
+{
+    const struct tess_settings *set = tpm2_settings();
+    struct tess_store *store;
+    struct tess_card_rec *recs = NULL, rec = { 0 };
+    size_t n = 0;
+    struct card_blob blob = { 0 };
+    uint8_t *secret = NULL, serial_raw[8];
+    struct tess_pin_policy policy = p->policy ? *p->policy : set->pin_policy;
+    bool in_tx = false;
+    CK_RV rv;
+
+    err[0] = '\0';
+    if (tess_pin_policy_validate(&policy, err, errlen))
+        return CKR_ARGUMENTS_BAD;
+    rv = check_so_pin(p->so_pin_len, err, errlen);
+    if (rv != CKR_OK)
+        return rv;
+    if (p->user_pin && tess_pin_policy_check(&policy, (const uint8_t *)p->user_pin, p->user_pin_len, err, errlen))
+        return CKR_PIN_INVALID;
+    if (!tpm2_conn_available()) {
+        snprintf(err, errlen, "no TPM reachable at '%s'", set->tcti);
+        return CKR_DEVICE_ERROR;
+    }
+    rv = tpm2_store(&store, true);
+    if (rv != CKR_OK)
+        goto out;
+
+    secret = secret_alloc();
+    if (!secret || RAND_bytes(secret, TPM2_SECRET_LEN) != 1 || RAND_bytes(serial_raw, sizeof(serial_raw)) != 1) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    /* The TPM work first (slow, and it leaves nothing behind if we die);
+     * then one transaction makes the card exist. */
+    rv = make_so_seal(&blob, secret, (const uint8_t *)p->so_pin, p->so_pin_len);
+    if (rv == CKR_OK && p->user_pin)
+        rv = make_user_seal(&blob, secret, (const uint8_t *)p->user_pin, p->user_pin_len);
+    if (rv != CKR_OK)
+        goto out;
+
+    rv = tess_store_begin(store);
+    if (rv != CKR_OK)
+        goto out;
+    in_tx = true;
+    rv = tess_store_card_list(store, TPM2_DRIVER_NAME, &recs, &n);
+    if (rv != CKR_OK)
+        goto out;
+    if ((int)n >= set->max_vsc) {
+        snprintf(err, errlen, "this TPM already holds %zu virtual cards (limit %d, 'max_vsc')", n, set->max_vsc);
+        rv = CKR_DEVICE_MEMORY;
+        goto out;
+    }
+    snprintf(rec.driver, sizeof(rec.driver), TPM2_DRIVER_NAME);
+    rec.slot_index = p->slot_index >= 0 ? p->slot_index : tpm2_vsc_free_slot_index(recs, n, set->max_vsc);
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].slot_index == rec.slot_index) {
+            snprintf(err, errlen, "slot %d already holds a virtual card", rec.slot_index);
+            rv = CKR_SLOT_ID_INVALID;
+            goto out;
+        }
+    }
+    snprintf(rec.label, sizeof(rec.label), "%s", p->label && *p->label ? p->label : "Tessera VSC");
+    tess_hex(rec.serial, serial_raw, sizeof(serial_raw));
+    tess_pin_policy_format(&policy, rec.policy, sizeof(rec.policy));
+    rec.user_tries_max = rec.user_tries_left = set->user_retries;
+    rec.so_tries_max = rec.so_tries_left = set->so_retries;
+    rec.user_pin_set = p->user_pin ? 1 : 0;
+    rv = blob_encode(&blob, &rec.drv_data, &rec.drv_len);
+    if (rv == CKR_OK)
+        rv = tess_store_card_insert(store, &rec);
+    if (rv == CKR_OK)
+        rv = tess_store_commit(store);
+    in_tx = false;
+    if (rv == CKR_OK && id_out)
+        *id_out = rec.id;
+    if (rv == CKR_OK)
+        TESS_INFO("tpm: created virtual card %s '%s' in slot %d", rec.serial, rec.label, rec.slot_index);
+out:
+    if (in_tx)
+        tess_store_rollback(store);
+    for (size_t i = 0; i < n; i++)
+        tess_card_rec_clear(&recs[i]);
+    free(recs);
+    tess_card_rec_clear(&rec);
+    secret_free(secret);
+    tess_wipe(&blob, sizeof(blob));
+    if (rv != CKR_OK && !err[0])
+        snprintf(err, errlen, "could not create the virtual card (see the log; TESSERA_LOG=debug)");
+    return rv;
+}
+
+CK_RV tpm2_vsc_delete(int64_t id)
+{
+    struct tess_store *store;
+    CK_RV rv = tpm2_store(&store, false);
+    if (rv != CKR_OK)
+        return rv;
+    /* Objects go with the card (foreign key cascade), in one statement. */
+    return tess_store_card_delete(store, id);
+}
+
+CK_RV tpm2_vsc_open(int64_t id, struct tpm2_vsc **out)
+{
+    struct tpm2_vsc *v = calloc(1, sizeof(*v));
+    CK_RV rv;
+    if (!v)
+        return CKR_HOST_MEMORY;
+    v->rec.id = id;
+    v->data_version = -1;
+    rv = tpm2_vsc_reload(v);
+    if (rv != CKR_OK) {
+        tpm2_vsc_free(v);
+        return rv;
+    }
+    *out = v;
+    return CKR_OK;
+}
+
+CK_RV tpm2_vsc_reload(struct tpm2_vsc *v)
+{
+    struct tess_store *store;
+    struct tess_card_rec rec;
+    char err[256];
+    CK_RV rv = tpm2_store(&store, false);
+    if (rv != CKR_OK)
+        return rv;
+    rv = tess_store_card_get(store, v->rec.id, &rec);
+    if (rv != CKR_OK)
+        return rv;
+    tess_card_rec_clear(&v->rec);
+    v->rec = rec;
+    if (tess_pin_policy_parse(&v->policy, v->rec.policy, err, sizeof(err))) {
+        TESS_WARN("tpm: card %s: %s; using the default PIN policy", v->rec.serial, err);
+        v->policy = tpm2_settings()->pin_policy;
+    }
+    return CKR_OK;
+}
+
+void tpm2_vsc_free(struct tpm2_vsc *v)
+{
+    if (!v)
+        return;
+    secret_free(v->secret);
+    tess_card_rec_clear(&v->rec);
+    free(v);
+}
+
+/* Check a PIN with the card's retry counter around the TPM's own check: the
+ * try is counted (committed) before the TPM sees the PIN, so a process killed
+ * mid-check still spends it, and given back only on success. */
+static CK_RV verify_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *pin, size_t len,
+                        uint8_t secret[TPM2_SECRET_LEN])
+{
+    struct tess_store *store;
+    struct card_blob blob;
+    TPM2B_AUTH auth;
+    bool user = who != CKU_SO;
+    CK_RV rv;
+
+    rv = tpm2_store(&store, false);
+    if (rv != CKR_OK)
+        return rv;
+    rv = tess_store_begin(store);
+    if (rv != CKR_OK)
+        return rv;
+    rv = tpm2_vsc_reload(v);
+    if (rv != CKR_OK)
+        goto abort;
+    if (user && !v->rec.user_pin_set) {
+        rv = CKR_USER_PIN_NOT_INITIALIZED;
+        goto abort;
+    }
+    int *left = user ? &v->rec.user_tries_left : &v->rec.so_tries_left;
+    if (*left <= 0) {
+        rv = CKR_PIN_LOCKED;
+        goto abort;
+    }
+    (*left)--;
+    rv = tess_store_card_set_tries(store, v->rec.id, v->rec.user_tries_left, v->rec.so_tries_left);
+    if (rv == CKR_OK)
+        rv = tess_store_commit(store);
+    if (rv != CKR_OK)
+        goto abort;
+
+    rv = blob_decode(v->rec.drv_data, v->rec.drv_len, &blob);
+    if (rv == CKR_OK)
+        rv = pin_auth(user ? blob.salt_user : blob.salt_so, pin, len, &auth);
+    if (rv == CKR_OK) {
+        rv = user ? seal_open(&blob.user_pub, &blob.user_priv, &auth, secret)
+                  : seal_open(&blob.so_pub, &blob.so_priv, &auth, secret);
+        tess_wipe(&auth, sizeof(auth));
+    }
+    if (rv == CKR_PIN_INCORRECT) {
+        TESS_INFO("tpm: card %s: wrong %s PIN, %d tries left", v->rec.serial, user ? "user" : "SO", *left);
+        return rv;
+    }
+    /* Success resets the counter; a PIN the TPM never checked (TPM in
+     * lockout, TPM gone) gives back the try we took. Re-read first: another
+     * process may have counted tries of its own meanwhile. */
+    if (tpm2_vsc_reload(v) == CKR_OK) {
+        int max = user ? v->rec.user_tries_max : v->rec.so_tries_max;
+        int *now = user ? &v->rec.user_tries_left : &v->rec.so_tries_left;
+        int want = rv == CKR_OK ? max : (*now + 1 < max ? *now + 1 : max);
+        if (want != *now) {
+            *now = want;
+            tess_store_card_set_tries(store, v->rec.id, v->rec.user_tries_left, v->rec.so_tries_left);
+        }
+    }
+    return rv;
+abort:
+    tess_store_rollback(store);
+    return rv;
+}
+
+CK_RV tpm2_vsc_login(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *pin, size_t len)
+{
+    uint8_t *secret = secret_alloc();
+    CK_RV rv;
+    if (!secret)
+        return CKR_HOST_MEMORY;
+    rv = verify_pin(v, who, pin, len, secret);
+    if (rv != CKR_OK) {
+        secret_free(secret);
+        return rv;
+    }
+    secret_free(v->secret);
+    v->secret = secret;
+    return CKR_OK;
+}
+
+void tpm2_vsc_logout(struct tpm2_vsc *v)
+{
+    secret_free(v->secret);
+    v->secret = NULL;
+}
+
+static CK_RV save_blob(struct tpm2_vsc *v, const struct card_blob *blob, bool reset_user, bool reset_so)
+{
+    struct tess_store *store;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CK_RV rv = tpm2_store(&store, false);
+    if (rv != CKR_OK)
+        return rv;
+    rv = blob_encode(blob, &data, &len);
+    if (rv != CKR_OK)
+        return rv;
+    rv = tess_store_begin(store);
+    if (rv == CKR_OK)
+        rv = tpm2_vsc_reload(v);
+    if (rv == CKR_OK) {
+        free(v->rec.drv_data);
+        v->rec.drv_data = data;
+        v->rec.drv_len = len;
+        data = NULL;
+        if (reset_user) {
+            v->rec.user_pin_set = 1;
+            v->rec.user_tries_left = v->rec.user_tries_max;
+        }
+        if (reset_so)
+            v->rec.so_tries_left = v->rec.so_tries_max;
+        rv = tess_store_card_update(store, &v->rec);
+    }
+    if (rv == CKR_OK)
+        rv = tess_store_commit(store);
+    else
+        tess_store_rollback(store);
+    free(data);
+    return rv;
+}
+
+CK_RV tpm2_vsc_set_user_pin(struct tpm2_vsc *v, const uint8_t *pin, size_t len, char *err, size_t errlen)
+{
+    struct card_blob blob;
+    CK_RV rv;
+
+    if (!v->secret)
+        return CKR_USER_NOT_LOGGED_IN;
+    if (tess_pin_policy_check(&v->policy, pin, len, err, errlen)) {
+        TESS_WARN("tpm: card %s: new PIN refused: %s", v->rec.serial, err);
+        return CKR_PIN_INVALID;
+    }
+    rv = blob_decode(v->rec.drv_data, v->rec.drv_len, &blob);
+    if (rv == CKR_OK)
+        rv = make_user_seal(&blob, v->secret, pin, len);
+    if (rv == CKR_OK)
+        rv = save_blob(v, &blob, true, false);
+    tess_wipe(&blob, sizeof(blob));
+    return rv;
+}
+
+CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *old_pin, size_t old_len,
+                          const uint8_t *new_pin, size_t new_len, char *err, size_t errlen)
+{
+    uint8_t *secret = NULL;
+    struct card_blob blob;
+    CK_RV rv;
+
+    /* Refuse a bad new PIN before spending a try on the old one. */
+    if (who == CKU_SO) {
+        rv = check_so_pin(new_len, err, errlen);
+        if (rv != CKR_OK)
+            return rv;
+    } else if (tess_pin_policy_check(&v->policy, new_pin, new_len, err, errlen)) {
+        TESS_WARN("tpm: card %s: new PIN refused: %s", v->rec.serial, err);
+        return CKR_PIN_INVALID;
+    }
+    secret = secret_alloc();
+    if (!secret)
+        return CKR_HOST_MEMORY;
+    rv = verify_pin(v, who, old_pin, old_len, secret);
+    if (rv == CKR_OK)
+        rv = blob_decode(v->rec.drv_data, v->rec.drv_len, &blob);
+    if (rv == CKR_OK) {
+        rv = who == CKU_SO ? make_so_seal(&blob, secret, new_pin, new_len)
+                           : make_user_seal(&blob, secret, new_pin, new_len);
+        if (rv == CKR_OK)
+            rv = save_blob(v, &blob, who != CKU_SO, who == CKU_SO);
+        tess_wipe(&blob, sizeof(blob));
+    }
+    secret_free(secret);
+    return rv;
+}
+
+CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, const char *label)
+{
+    struct tess_store *store;
+    struct card_blob blob = { 0 };
+    uint8_t *secret = secret_alloc();
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CK_RV rv;
+
+    if (!secret)
+        return CKR_HOST_MEMORY;
+    rv = verify_pin(v, CKU_SO, so_pin, so_len, secret);
+    if (rv != CKR_OK)
+        goto out;
+    /* A fresh card secret: blobs of the old keys become useless even if
+     * someone restores them from a backup of the store. */
+    if (RAND_bytes(secret, TPM2_SECRET_LEN) != 1) {
+        rv = CKR_FUNCTION_FAILED;
+        goto out;
+    }
+    rv = make_so_seal(&blob, secret, so_pin, so_len);
+    if (rv == CKR_OK)
+        rv = blob_encode(&blob, &data, &len);
+    if (rv == CKR_OK)
+        rv = tpm2_store(&store, false);
+    if (rv != CKR_OK)
+        goto out;
+    rv = tess_store_begin(store);
+    if (rv != CKR_OK)
+        goto out;
+    rv = tess_store_objects_delete_card(store, v->rec.id);
+    if (rv == CKR_OK)
+        rv = tpm2_vsc_reload(v);
+    if (rv == CKR_OK) {
+        snprintf(v->rec.label, sizeof(v->rec.label), "%s", label && *label ? label : "Tessera VSC");
+        free(v->rec.drv_data);
+        v->rec.drv_data = data;
+        v->rec.drv_len = len;
+        data = NULL;
+        v->rec.user_pin_set = 0;
+        v->rec.user_tries_left = v->rec.user_tries_max;
+        v->rec.so_tries_left = v->rec.so_tries_max;
+        rv = tess_store_card_update(store, &v->rec);
+    }
+    if (rv == CKR_OK)
+        rv = tess_store_commit(store);
+    else
+        tess_store_rollback(store);
+out:
+    free(data);
+    tess_wipe(&blob, sizeof(blob));
+    secret_free(secret);
+    return rv;
+}

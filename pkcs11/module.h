@@ -1,0 +1,98 @@
+/* The PKCS#11 front's state and the one entry/exit pattern every function
+ * uses. All state lives in g_mod and is changed only with g_mod.lock held:
+ *
+ *   rv = tess_enter();                      initialised, same process, lock
+ *   rv = tess_session_get(h, &s);           session -> token (present?)
+ *   ... the call ...
+ *   tess_leave();                           unlock (single exit, `goto out`)
+ */
+#ifndef TESSERA_MODULE_H
+#define TESSERA_MODULE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+
+#include "../drivers/driver.h"
+#include "../src/settings.h"
+#include "pk11.h"
+
+#define TESS_EXPORT __attribute__((visibility("default")))
+
+enum tess_op_kind { OP_NONE = 0, OP_SIGN, OP_VERIFY, OP_ENCRYPT, OP_DECRYPT, OP_DIGEST };
+
+struct tess_op {
+    enum tess_op_kind kind;
+    CK_MECHANISM_TYPE mech, base, hash;
+    CK_OBJECT_HANDLE key;
+    EVP_MD_CTX *md;                  /* hashing mechanisms, digest */
+    uint8_t *buf;                    /* data gathered by Update for one-shot mechanisms */
+    size_t len;
+    bool updated;                    /* C_*Update was used: C_* (one-shot) no longer allowed */
+    CK_MECHANISM_TYPE param_hash, mgf_hash;   /* PSS / OAEP */
+    size_t salt_len;
+    uint8_t *label;                  /* OAEP */
+    size_t label_len;
+};
+
+struct tess_session {
+    CK_SESSION_HANDLE handle;
+    CK_SLOT_ID slot_id;
+    struct tess_token *tok;
+    CK_FLAGS flags;                  /* CKF_RW_SESSION | CKF_SERIAL_SESSION */
+    struct {
+        bool active;
+        CK_OBJECT_HANDLE *handles;
+        size_t n, pos;
+    } find;
+    struct tess_op sign, verify, encrypt, decrypt, digest;
+    struct tess_session *next;
+};
+
+struct tess_slot {
+    CK_SLOT_ID id;
+    const struct tess_driver *driver;
+    struct tess_token *tok;
+    bool event;                      /* changed since the last C_WaitForSlotEvent */
+    bool objects_loaded;
+};
+
+struct tess_module {
+    pthread_mutex_t lock;
+    bool initialized;
+    bool finalizing;
+    pid_t pid;                       /* process that called C_Initialize */
+    struct tess_settings settings;
+    struct tess_slot *slots;
+    size_t nslots;
+    struct tess_session *sessions;
+    CK_SESSION_HANDLE next_session;
+};
+
+extern struct tess_module g_mod;
+extern const struct tess_driver *const tess_drivers[];
+extern const size_t tess_ndrivers;
+
+CK_RV tess_enter(void);
+void tess_leave(void);
+CK_RV tess_session_get(CK_SESSION_HANDLE h, struct tess_session **out);
+struct tess_slot *tess_slot_find(CK_SLOT_ID id);
+CK_RV tess_slots_rescan(void);
+/* Load (or reload if another process changed them) the token's objects. */
+CK_RV tess_token_objects(struct tess_slot *slot, bool check_stale);
+struct tess_slot *tess_slot_of_token(const struct tess_token *tok);
+
+/* Object access with PKCS#11 visibility rules (private needs user login). */
+struct tess_object *tess_object_get(struct tess_session *s, CK_OBJECT_HANDLE h);
+bool tess_object_visible(const struct tess_token *tok, const struct tess_object *o);
+bool tess_user_logged_in(const struct tess_token *tok);
+
+void tess_op_reset(struct tess_op *op);
+void tess_session_free_ops(struct tess_session *s);
+/* Drop every session object a session owns. */
+void tess_session_drop_objects(struct tess_session *s);
+
+#endif

@@ -1,0 +1,65 @@
+/* The token store: one SQLite database under TESSERA_HOME holding the cards a
+ * driver keeps on the host (TPM virtual cards) and their objects. Drivers keep
+ * their own data as opaque blobs; nothing in here is a secret in the clear
+ * (TPM blobs are wrapped by the TPM, PINs are never stored). */
+#ifndef TESSERA_STORE_H
+#define TESSERA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../pkcs11/pk11.h"
+
+struct tess_store;
+
+struct tess_card_rec {
+    int64_t id;
+    char driver[16];
+    int slot_index;
+    char label[33];
+    char serial[17];
+    char policy[256];        /* tess_pin_policy_format text */
+    int user_tries_left, user_tries_max;
+    int so_tries_left, so_tries_max;
+    int user_pin_set;        /* 0/1 */
+    uint8_t *drv_data;       /* owned */
+    size_t drv_len;
+};
+
+struct tess_object_rec {
+    int64_t id;
+    int64_t card_id;
+    uint8_t *attrs;          /* tess_attrs_encode form, owned */
+    size_t attrs_len;
+    uint8_t *drv_data;       /* owned */
+    size_t drv_len;
+};
+
+/* Opens (creating folder 0700 and file 0600 if needed) and migrates. */
+int tess_store_open(const char *path, struct tess_store **out, char *err, size_t errlen);
+void tess_store_close(struct tess_store *s);
+
+/* Write transactions: BEGIN IMMEDIATE ... COMMIT, with the busy timeout. */
+CK_RV tess_store_begin(struct tess_store *s);
+CK_RV tess_store_commit(struct tess_store *s);
+void tess_store_rollback(struct tess_store *s);
+/* Changes whenever another connection commits (PRAGMA data_version). */
+int64_t tess_store_data_version(struct tess_store *s);
+
+void tess_card_rec_clear(struct tess_card_rec *r);
+void tess_object_rec_clear(struct tess_object_rec *r);
+
+CK_RV tess_store_card_list(struct tess_store *s, const char *driver, struct tess_card_rec **recs, size_t *n);
+CK_RV tess_store_card_get(struct tess_store *s, int64_t id, struct tess_card_rec *rec);
+CK_RV tess_store_card_insert(struct tess_store *s, struct tess_card_rec *rec);
+CK_RV tess_store_card_update(struct tess_store *s, const struct tess_card_rec *rec);
+CK_RV tess_store_card_set_tries(struct tess_store *s, int64_t id, int user_left, int so_left);
+CK_RV tess_store_card_delete(struct tess_store *s, int64_t id);
+
+CK_RV tess_store_object_list(struct tess_store *s, int64_t card_id, struct tess_object_rec **recs, size_t *n);
+CK_RV tess_store_object_insert(struct tess_store *s, struct tess_object_rec *rec);
+CK_RV tess_store_object_update_attrs(struct tess_store *s, int64_t id, const uint8_t *attrs, size_t len);
+CK_RV tess_store_object_delete(struct tess_store *s, int64_t id);
+CK_RV tess_store_objects_delete_card(struct tess_store *s, int64_t card_id);
+
+#endif

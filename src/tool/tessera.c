@@ -1,0 +1,400 @@
+/* tessera: the command-line tool. This slice manages TPM virtual cards and
+ * the TPM itself; card management verbs arrive with the vendor interface. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "../../drivers/tpm2/tpm2.h"
+#include "../log.h"
+#include "../settings.h"
+#include "../util.h"
+
+/* Exit codes (documented in tessera(1)). */
+enum { EX_OK = 0, EX_FAIL = 1, EX_USAGE = 2, EX_NOTPM = 3, EX_PIN = 4, EX_NOTFOUND = 5 };
+
+static struct tess_settings settings;
+static bool json;
+
+static void usage(FILE *f)
+{
+    fputs("usage: tessera [--json] COMMAND ...\n"
+          "\n"
+          "  vsc create [--label L] [--so-pin P | --so-pin-file F] [--pin P | --pin-file F]\n"
+          "             [--slot N] [--pin-min N] [--pin-max N]\n"
+          "             [--pin-digits R] [--pin-uppercase R] [--pin-lowercase R] [--pin-special R]\n"
+          "                 R is optional, mandatory or forbidden\n"
+          "  vsc list\n"
+          "  vsc delete (--serial S | --slot N) --yes\n"
+          "  tpm status\n"
+          "  tpm da (--windows | --max-tries N --recovery SECONDS --lockout-recovery SECONDS | --clear)\n"
+          "\n"
+          "Settings: TESSERA_HOME (config + store), TESSERA_TCTI (TPM connection).\n",
+          f);
+}
+
+static int exit_for(CK_RV rv)
+{
+    switch (rv) {
+    case CKR_OK: return EX_OK;
+    case CKR_DEVICE_ERROR: return EX_NOTPM;
+    case CKR_PIN_INCORRECT: case CKR_PIN_INVALID: case CKR_PIN_LEN_RANGE: case CKR_PIN_LOCKED: return EX_PIN;
+    case CKR_TOKEN_NOT_PRESENT: return EX_NOTFOUND;
+    default: return EX_FAIL;
+    }
+}
+
+/* A secret from a file ('-' = standard input) or typed at the terminal. */
+static int read_secret(const char *file, const char *prompt, char *out, size_t outlen)
+{
+    FILE *f = NULL;
+    struct termios old, quiet;
+    bool tty = false;
+
+    if (file) {
+        f = strcmp(file, "-") ? fopen(file, "r") : stdin;
+        if (!f) {
+            fprintf(stderr, "tessera: cannot read %s: %s\n", file, strerror(errno));
+            return -1;
+        }
+    } else {
+        if (!isatty(STDIN_FILENO)) {
+            fprintf(stderr, "tessera: %s needed (give a file, or run on a terminal)\n", prompt);
+            return -1;
+        }
+        f = stdin;
+        tty = true;
+        fprintf(stderr, "%s: ", prompt);
+        tcgetattr(STDIN_FILENO, &old);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char *got = fgets(out, (int)outlen, f);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (f != stdin)
+        fclose(f);
+    if (!got)
+        return -1;
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+static int cmd_vsc_create(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "label", required_argument, 0, 'l' },        { "so-pin", required_argument, 0, 's' },
+        { "so-pin-file", required_argument, 0, 'S' }, { "pin", required_argument, 0, 'p' },
+        { "pin-file", required_argument, 0, 'P' },    { "slot", required_argument, 0, 'n' },
+        { "pin-min", required_argument, 0, 1 },       { "pin-max", required_argument, 0, 2 },
+        { "pin-digits", required_argument, 0, 3 },    { "pin-uppercase", required_argument, 0, 4 },
+        { "pin-lowercase", required_argument, 0, 5 }, { "pin-special", required_argument, 0, 6 },
+        { 0, 0, 0, 0 },
+    };
+    static const char *policy_fields[] = { "", "min_length", "max_length", "digits", "uppercase", "lowercase", "special" };
+    struct tess_pin_policy policy = settings.pin_policy;
+    char so_pin[TESS_PIN_MAX_LEN + 2] = "", pin[TESS_PIN_MAX_LEN + 2] = "", err[512];
+    const char *label = NULL, *so_file = NULL, *pin_file = NULL;
+    bool have_so = false, have_pin = false;
+    int slot = -1, c, rc = EX_USAGE;
+    int64_t id;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': label = optarg; break;
+        case 's': snprintf(so_pin, sizeof(so_pin), "%s", optarg); have_so = true; break;
+        case 'S': so_file = optarg; break;
+        case 'p': snprintf(pin, sizeof(pin), "%s", optarg); have_pin = true; break;
+        case 'P': pin_file = optarg; break;
+        case 'n': slot = atoi(optarg); break;
+        case 1: case 2: case 3: case 4: case 5: case 6:
+            if (tess_pin_policy_set(&policy, policy_fields[c], optarg, err, sizeof(err))) {
+                fprintf(stderr, "tessera: %s\n", err);
+                goto out;
+            }
+            break;
+        default: usage(stderr); goto out;
+        }
+    }
+    if (!have_so && read_secret(so_file, "SO PIN (administrator)", so_pin, sizeof(so_pin)))
+        goto out;
+    if (!have_pin && pin_file) {
+        if (read_secret(pin_file, "user PIN", pin, sizeof(pin)))
+            goto out;
+        have_pin = true;
+    }
+    struct tpm2_vsc_params p = {
+        .label = label, .so_pin = so_pin, .so_pin_len = strlen(so_pin),
+        .user_pin = have_pin ? pin : NULL, .user_pin_len = strlen(pin), .policy = &policy, .slot_index = slot,
+    };
+    CK_RV rv = tpm2_vsc_create(&p, &id, err, sizeof(err));
+    if (rv != CKR_OK) {
+        fprintf(stderr, "tessera: %s\n", err);
+        rc = exit_for(rv);
+        goto out;
+    }
+    struct tpm2_vsc *v = NULL;
+    if (tpm2_vsc_open(id, &v) == CKR_OK) {
+        if (json)
+            printf("{\"serial\":\"%s\",\"label\":\"%s\",\"slot\":%d}\n", v->rec.serial, v->rec.label,
+                   v->rec.slot_index);
+        else
+            printf("created virtual card %s \"%s\" in slot %d%s\n", v->rec.serial, v->rec.label, v->rec.slot_index,
+                   have_pin ? "" : " (user PIN not set yet: C_InitPIN as SO)");
+        tpm2_vsc_free(v);
+    }
+    struct tpm2_status st;
+    if (tpm2_get_status(&st) == CKR_OK && st.max_tries <= (uint32_t)settings.user_retries)
+        fprintf(stderr,
+                "tessera: warning: the TPM locks out after %u wrong PINs, before this card's own limit of %d;\n"
+                "         every card on this TPM would stop. Run 'tessera tpm da --windows' (see tessera(1)).\n",
+                st.max_tries, settings.user_retries);
+    rc = EX_OK;
+out:
+    tess_wipe(so_pin, sizeof(so_pin));
+    tess_wipe(pin, sizeof(pin));
+    return rc;
+}
+
+static const char *pin_state(int left, int max)
+{
+    return left <= 0 ? "locked" : left < max ? "count low" : "ok";
+}
+
+static int cmd_vsc_list(void)
+{
+    struct tess_store *store;
+    struct tess_card_rec *recs = NULL;
+    size_t n = 0;
+    CK_RV rv = tpm2_store(&store, false);
+    if (rv == CKR_TOKEN_NOT_PRESENT) {
+        puts(json ? "[]" : "no virtual cards");
+        return EX_OK;
+    }
+    if (rv == CKR_OK)
+        rv = tess_store_card_list(store, TPM2_DRIVER_NAME, &recs, &n);
+    if (rv != CKR_OK) {
+        fprintf(stderr, "tessera: cannot read the store %s\n", settings.store_path);
+        return exit_for(rv);
+    }
+    if (json)
+        putchar('[');
+    else if (n)
+        printf("%-4s %-16s %-32s %-10s %-10s %s\n", "SLOT", "SERIAL", "LABEL", "USER PIN", "SO PIN", "POLICY");
+    else
+        puts("no virtual cards");
+    for (size_t i = 0; i < n; i++) {
+        const struct tess_card_rec *r = &recs[i];
+        char user[32];
+        snprintf(user, sizeof(user), "%s %d/%d", r->user_pin_set ? pin_state(r->user_tries_left, r->user_tries_max) : "unset",
+                 r->user_tries_left, r->user_tries_max);
+        if (json)
+            printf("%s{\"slot\":%d,\"serial\":\"%s\",\"label\":\"%s\",\"user_pin_set\":%s,"
+                   "\"user_tries_left\":%d,\"user_tries_max\":%d,\"so_tries_left\":%d,\"so_tries_max\":%d,"
+                   "\"policy\":\"%s\"}",
+                   i ? "," : "", r->slot_index, r->serial, r->label, r->user_pin_set ? "true" : "false",
+                   r->user_tries_left, r->user_tries_max, r->so_tries_left, r->so_tries_max, r->policy);
+        else
+            printf("%-4d %-16s %-32s %-10s %d/%-8d %s\n", r->slot_index, r->serial, r->label, user,
+                   r->so_tries_left, r->so_tries_max, r->policy);
+        tess_card_rec_clear(&recs[i]);
+    }
+    if (json)
+        puts("]");
+    free(recs);
+    return EX_OK;
+}
+
+static int cmd_vsc_delete(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "serial", required_argument, 0, 's' }, { "slot", required_argument, 0, 'n' },
+        { "yes", no_argument, 0, 'y' }, { 0, 0, 0, 0 },
+    };
+    const char *serial = NULL;
+    int slot = -1, c;
+    bool yes = false;
+    struct tess_store *store;
+    struct tess_card_rec *recs = NULL;
+    size_t n = 0;
+    int rc = EX_NOTFOUND;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': serial = optarg; break;
+        case 'n': slot = atoi(optarg); break;
+        case 'y': yes = true; break;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if ((!serial && slot < 0) || !yes) {
+        fprintf(stderr, "tessera: vsc delete needs --serial or --slot, and --yes: it erases the card's keys\n");
+        return EX_USAGE;
+    }
+    if (tpm2_store(&store, false) != CKR_OK || tess_store_card_list(store, TPM2_DRIVER_NAME, &recs, &n) != CKR_OK) {
+        fprintf(stderr, "tessera: no virtual cards\n");
+        return EX_NOTFOUND;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rc == EX_NOTFOUND && ((serial && !strcmp(serial, recs[i].serial)) || recs[i].slot_index == slot)) {
+            CK_RV rv = tpm2_vsc_delete(recs[i].id);
+            rc = exit_for(rv);
+            if (rv == CKR_OK && !json)
+                printf("deleted virtual card %s \"%s\" (slot %d) and its keys\n", recs[i].serial, recs[i].label,
+                       recs[i].slot_index);
+        }
+        tess_card_rec_clear(&recs[i]);
+    }
+    free(recs);
+    if (rc == EX_NOTFOUND)
+        fprintf(stderr, "tessera: no such virtual card\n");
+    return rc;
+}
+
+static int cmd_tpm_status(void)
+{
+    struct tpm2_status st;
+    struct tess_store *store;
+    struct tess_card_rec *recs = NULL;
+    size_t n = 0;
+    CK_RV rv = tpm2_get_status(&st);
+
+    if (tpm2_store(&store, false) == CKR_OK && tess_store_card_list(store, TPM2_DRIVER_NAME, &recs, &n) == CKR_OK) {
+        for (size_t i = 0; i < n; i++)
+            tess_card_rec_clear(&recs[i]);
+        free(recs);
+    }
+    bool ready = rv == CKR_OK && !st.in_lockout && !st.owner_auth_set;
+    if (json) {
+        printf("{\"tcti\":\"%s\",\"present\":%s,\"ready\":%s,\"why\":\"%s\",\"manufacturer\":\"%s\","
+               "\"vendor\":\"%s\",\"firmware\":\"%u.%u.%u.%u\",\"in_lockout\":%s,\"lockout_counter\":%u,"
+               "\"max_tries\":%u,\"recovery_time\":%u,\"lockout_recovery\":%u,\"vsc_count\":%zu,\"vsc_max\":%d}\n",
+               settings.tcti, st.reachable ? "true" : "false", ready ? "true" : "false", st.why, st.manufacturer,
+               st.vendor, st.fw1 >> 16, st.fw1 & 0xffff, st.fw2 >> 16, st.fw2 & 0xffff,
+               st.in_lockout ? "true" : "false", st.lockout_counter, st.max_tries, st.recovery_time,
+               st.lockout_recovery, n, settings.max_vsc);
+        return rv == CKR_OK ? EX_OK : EX_NOTPM;
+    }
+    printf("TPM connection:   %s\n", settings.tcti);
+    if (!st.reachable) {
+        printf("present:          no (%s)\n", st.why);
+        return EX_NOTPM;
+    }
+    printf("present:          yes\n");
+    printf("manufacturer:     %s (%s)\n", st.manufacturer, st.vendor);
+    printf("firmware:         %u.%u.%u.%u, TPM 2.0 level %u revision %u.%02u\n", st.fw1 >> 16, st.fw1 & 0xffff,
+           st.fw2 >> 16, st.fw2 & 0xffff, st.spec_level, st.spec_revision / 100, st.spec_revision % 100);
+    printf("ready:            %s%s%s\n", ready ? "yes" : "no", st.why[0] ? ": " : "", st.why);
+    printf("lockout:          %s, %u failures counted, locks after %u, one forgiven every %u s,\n"
+           "                  lockout-auth retry after %u s\n",
+           st.in_lockout ? "LOCKED OUT" : "not locked out", st.lockout_counter, st.max_tries, st.recovery_time,
+           st.lockout_recovery);
+    printf("virtual cards:    %zu of %d\n", n, settings.max_vsc);
+    if (st.max_tries <= (uint32_t)settings.user_retries)
+        printf("advice:           the TPM locks out before a card's own PIN counter (%d) does;\n"
+               "                  run 'tessera tpm da --windows' to use 32 tries, one forgiven per 10 minutes\n",
+               settings.user_retries);
+    return rv == CKR_OK ? EX_OK : EX_NOTPM;
+}
+
+static int cmd_tpm_da(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "windows", no_argument, 0, 'w' }, { "max-tries", required_argument, 0, 'm' },
+        { "recovery", required_argument, 0, 'r' }, { "lockout-recovery", required_argument, 0, 'l' },
+        { "clear", no_argument, 0, 'c' }, { 0, 0, 0, 0 },
+    };
+    long tries = -1, recovery = -1, lockout = -1;
+    bool clear = false;
+    int c;
+    CK_RV rv;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': tries = 32; recovery = 600; lockout = 600; break;
+        case 'm': tries = atol(optarg); break;
+        case 'r': recovery = atol(optarg); break;
+        case 'l': lockout = atol(optarg); break;
+        case 'c': clear = true; break;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (clear) {
+        rv = tpm2_clear_da_lockout();
+        if (rv == CKR_OK)
+            puts("dictionary-attack lockout cleared");
+        return exit_for(rv);
+    }
+    if (tries < 1 || recovery < 1 || lockout < 0) {
+        fprintf(stderr, "tessera: tpm da needs --windows, or --max-tries (>=1), --recovery (>=1: 0 would switch\n"
+                        "         dictionary-attack protection off) and --lockout-recovery\n");
+        return EX_USAGE;
+    }
+    if (tries <= settings.user_retries)
+        fprintf(stderr, "tessera: warning: %ld tries is not above the cards' own limit of %d\n", tries,
+                settings.user_retries);
+    rv = tpm2_set_da((uint32_t)tries, (uint32_t)recovery, (uint32_t)lockout);
+    if (rv == CKR_OK)
+        printf("TPM locks out after %ld failures, forgives one every %ld s; lockout-auth retry after %ld s\n", tries,
+               recovery, lockout);
+    else
+        fprintf(stderr, "tessera: could not change the dictionary-attack settings (is the lockout hierarchy's "
+                        "password set, or the TPM in lockout?)\n");
+    return exit_for(rv);
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    int rc;
+
+    if (argc > 1 && !strcmp(argv[1], "--json")) {
+        json = true;
+        argv++;
+        argc--;
+    }
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EX_USAGE : EX_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        puts(PACKAGE_STRING);
+        return EX_OK;
+    }
+    if (tess_settings_load(&settings, err, sizeof(err))) {
+        fprintf(stderr, "tessera: %s\n", err);
+        return EX_USAGE;
+    }
+    if (tess_log_level() < TESS_LOG_WARN && !getenv("TESSERA_LOG"))
+        tess_log_set_level(TESS_LOG_ERROR);
+    tpm2_set_settings(&settings);
+
+    const char *noun = argv[1], *verb = argc > 2 ? argv[2] : "";
+    if (!strcmp(noun, "vsc") && !strcmp(verb, "create"))
+        rc = cmd_vsc_create(argc - 2, argv + 2);
+    else if (!strcmp(noun, "vsc") && !strcmp(verb, "list"))
+        rc = cmd_vsc_list();
+    else if (!strcmp(noun, "vsc") && !strcmp(verb, "delete"))
+        rc = cmd_vsc_delete(argc - 2, argv + 2);
+    else if (!strcmp(noun, "tpm") && !strcmp(verb, "status"))
+        rc = cmd_tpm_status();
+    else if (!strcmp(noun, "tpm") && !strcmp(verb, "da"))
+        rc = cmd_tpm_da(argc - 2, argv + 2);
+    else {
+        usage(stderr);
+        rc = EX_USAGE;
+    }
+    tpm2_conn_close(false);
+    return rc;
+}
