@@ -156,6 +156,8 @@ bool tess_attrs_match(const struct tess_attrs *a, const CK_ATTRIBUTE *tmpl, CK_U
 {
     for (CK_ULONG i = 0; i < count; i++) {
         const CK_ATTRIBUTE *have = find(a, tmpl[i].type);
+        if (tmpl[i].ulValueLen && !tmpl[i].pValue)
+            return false;
         if (!have || have->ulValueLen != tmpl[i].ulValueLen)
             return false;
         if (have->ulValueLen && memcmp(have->pValue, tmpl[i].pValue, have->ulValueLen))

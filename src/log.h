@@ -1,4 +1,5 @@
-/* Logging to stderr, off unless TESSERA_LOG (or the config's log_level) asks.
+/* Logging to stderr: errors only, unless TESSERA_LOG (or the config's
+ * log_level) asks for more ("none", "warn", "info", "debug").
  * Never pass a PIN, key or response code to these. */
 #ifndef TESSERA_LOG_H
 #define TESSERA_LOG_H

@@ -199,7 +199,8 @@ out:
 
 CK_RV tess_unpad_pkcs1_decrypt(const uint8_t *em, size_t k, uint8_t *out, size_t *outlen)
 {
-    int n = RSA_padding_check_PKCS1_type_2(out, (int)*outlen, em + 1, (int)k - 1, (int)k);
+    /* The whole block: OpenSSL checks the leading zero byte in constant time. */
+    int n = RSA_padding_check_PKCS1_type_2(out, (int)*outlen, em, (int)k, (int)k);
     if (n < 0)
         return CKR_ENCRYPTED_DATA_INVALID;
     *outlen = (size_t)n;
@@ -212,7 +213,7 @@ CK_RV tess_unpad_oaep(const uint8_t *em, size_t k, CK_MECHANISM_TYPE hash, CK_ME
     const EVP_MD *md = tess_md_for(hash), *mgf = tess_md_for(mgf_hash);
     if (!md || !mgf)
         return CKR_MECHANISM_PARAM_INVALID;
-    int n = RSA_padding_check_PKCS1_OAEP_mgf1(out, (int)*outlen, em + 1, (int)k - 1, (int)k, label,
+    int n = RSA_padding_check_PKCS1_OAEP_mgf1(out, (int)*outlen, em, (int)k, (int)k, label,
                                               (int)label_len, md, mgf);
     if (n < 0)
         return CKR_ENCRYPTED_DATA_INVALID;
@@ -257,9 +258,9 @@ CK_RV tess_ec_point_raw(const uint8_t *in, size_t len, size_t field_len, const u
             body = in[2];
             hdr = 3;
         } else {
-            return CKR_ATTRIBUTE_VALUE_INVALID;
+            body = 0;   /* not a DER length we take: maybe a raw point */
         }
-        if (hdr + body == len && body >= 3 && (body & 1) && in[hdr] == 0x04 &&
+        if (body && hdr + body == len && body >= 3 && (body & 1) && in[hdr] == 0x04 &&
             (!field_len || body == 1 + 2 * field_len)) {
             *point = in + hdr;
             *plen = body;
@@ -276,12 +277,17 @@ CK_RV tess_ec_point_raw(const uint8_t *in, size_t len, size_t field_len, const u
 
 CK_RV tess_ecdsa_rs_to_der(const uint8_t *rs, size_t len, uint8_t **der, size_t *derlen)
 {
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(rs, (int)(len / 2), NULL), *s = BN_bin2bn(rs + len / 2, (int)(len / 2), NULL);
+    ECDSA_SIG *sig = NULL;
+    BIGNUM *r = NULL, *s = NULL;
     unsigned char *out = NULL;
     int n;
     CK_RV rv = CKR_HOST_MEMORY;
 
+    if (!len || (len & 1))
+        return CKR_SIGNATURE_LEN_RANGE;
+    sig = ECDSA_SIG_new();
+    r = BN_bin2bn(rs, (int)(len / 2), NULL);
+    s = BN_bin2bn(rs + len / 2, (int)(len / 2), NULL);
     if (!sig || !r || !s || !ECDSA_SIG_set0(sig, r, s))
         goto out;
     r = s = NULL;

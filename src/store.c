@@ -357,6 +357,16 @@ static CK_RV step_done(struct tess_store *s, sqlite3_stmt *st, const char *what)
     return rv;
 }
 
+/* An UPDATE or DELETE of one row: the row may have gone (another process
+ * deleted the card), and the caller must hear it. */
+static CK_RV step_one_row(struct tess_store *s, sqlite3_stmt *st, const char *what, CK_RV missing)
+{
+    CK_RV rv = step_done(s, st, what);
+    if (rv == CKR_OK && sqlite3_changes(s->db) == 0)
+        rv = missing;
+    return rv;
+}
+
 CK_RV tess_store_card_insert(struct tess_store *s, struct tess_card_rec *rec)
 {
     sqlite3_stmt *st = NULL;
@@ -384,7 +394,7 @@ CK_RV tess_store_card_update(struct tess_store *s, const struct tess_card_rec *r
         return sql_err(s, "update card");
     bind_card(st, rec);
     sqlite3_bind_int64(st, 12, rec->id);
-    return step_done(s, st, "update card");
+    return step_one_row(s, st, "update card", CKR_TOKEN_NOT_PRESENT);
 }
 
 CK_RV tess_store_card_set_tries(struct tess_store *s, int64_t id, int user_left, int so_left)
@@ -396,21 +406,21 @@ CK_RV tess_store_card_set_tries(struct tess_store *s, int64_t id, int user_left,
     sqlite3_bind_int(st, 1, user_left);
     sqlite3_bind_int(st, 2, so_left);
     sqlite3_bind_int64(st, 3, id);
-    return step_done(s, st, "update tries");
+    return step_one_row(s, st, "update tries", CKR_TOKEN_NOT_PRESENT);
 }
 
-static CK_RV delete_by_id(struct tess_store *s, const char *sql, int64_t id)
+static CK_RV delete_by_id(struct tess_store *s, const char *sql, int64_t id, CK_RV missing)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return sql_err(s, "delete");
     sqlite3_bind_int64(st, 1, id);
-    return step_done(s, st, "delete");
+    return missing == CKR_OK ? step_done(s, st, "delete") : step_one_row(s, st, "delete", missing);
 }
 
 CK_RV tess_store_card_delete(struct tess_store *s, int64_t id)
 {
-    return delete_by_id(s, "DELETE FROM cards WHERE id = ?", id);
+    return delete_by_id(s, "DELETE FROM cards WHERE id = ?", id, CKR_TOKEN_NOT_PRESENT);
 }
 
 CK_RV tess_store_object_list(struct tess_store *s, int64_t card_id, struct tess_object_rec **recs, size_t *n)
@@ -479,15 +489,15 @@ CK_RV tess_store_object_update_attrs(struct tess_store *s, int64_t id, const uin
         return sql_err(s, "update object");
     sqlite3_bind_blob(st, 1, attrs ? (const void *)attrs : "", (int)len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, id);
-    return step_done(s, st, "update object");
+    return step_one_row(s, st, "update object", CKR_OBJECT_HANDLE_INVALID);
 }
 
 CK_RV tess_store_object_delete(struct tess_store *s, int64_t id)
 {
-    return delete_by_id(s, "DELETE FROM objects WHERE id = ?", id);
+    return delete_by_id(s, "DELETE FROM objects WHERE id = ?", id, CKR_OBJECT_HANDLE_INVALID);
 }
 
 CK_RV tess_store_objects_delete_card(struct tess_store *s, int64_t card_id)
 {
-    return delete_by_id(s, "DELETE FROM objects WHERE card_id = ?", card_id);
+    return delete_by_id(s, "DELETE FROM objects WHERE card_id = ?", card_id, CKR_OK);
 }

@@ -183,8 +183,10 @@ static bool reclaim_foreign(ESYS_CONTEXT *esys)
     TPMI_YES_NO more;
     bool freed = false;
 
+    /* 0x80000000 is TPM2_TRANSIENT_FIRST; tss2's macro shifts a signed int
+     * into the sign bit, which UBSan rightly rejects. */
     if (Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
-                           TPM2_TRANSIENT_FIRST, 16, &more, &cap) != TSS2_RC_SUCCESS)
+                           UINT32_C(0x80000000), 16, &more, &cap) != TSS2_RC_SUCCESS)
         return false;
     for (UINT32 i = 0; i < cap->data.handles.count; i++) {
         TPM2_HANDLE h = cap->data.handles.handle[i];
