@@ -1,8 +1,8 @@
 #!/bin/bash
 # Signing benchmark: Tessera vs tpm2-pkcs11 vs the ESYS floor, on one swtpm.
 #   bench/run.sh [SECONDS-PER-RUN] [ROUNDS]        (as root on Debian 12; installs what it needs)
-# Starts its own swtpm (and, to provision tpm2-pkcs11, a private D-Bus and
-# tpm2-abrmd), provisions both tokens with an RSA-2048 and a P-256 key, runs
+# Starts its own swtpm (and, to provision tpm2-pkcs11, tpm2-abrmd on a private
+# D-Bus: tests/lib/swtpm.sh), provisions both tokens with an RSA-2048 and a P-256 key, runs
 # bench-sign, and stops everything it started, by PID.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,11 +18,8 @@ MOD="$top/_build/bench/.libs/tessera-pkcs11.so"
 PEER=$(ls /usr/lib/*/pkcs11/libtpm2_pkcs11.so | head -1)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench.XXXXXX")
-abrmd_pid=
-dbus_pid=
 cleanup() {
-    [ -n "$abrmd_pid" ] && kill "$abrmd_pid" 2>/dev/null
-    [ -n "$dbus_pid" ] && kill "$dbus_pid" 2>/dev/null
+    abrmd_stop "$work"
     swtpm_stop "$work"
     rm -rf "$work"
 }
@@ -38,27 +35,20 @@ gcc -O2 -Wall -Wextra -Wno-unused-parameter -I"$top/_build/bench" $(pkg-config -
 pkcs11-tool --module "$MOD" --token-label bench -l -p 123456 --keypairgen --key-type rsa:2048 --label rsa >/dev/null
 pkcs11-tool --module "$MOD" --token-label bench -l -p 123456 --keypairgen --key-type EC:prime256v1 --label ec >/dev/null
 
-# tpm2-pkcs11: provisioning needs a resource manager (tpm2_ptool); signing then uses the same direct TCTI.
-dbus-daemon --session --fork --nopidfile --address="unix:path=$work/dbus.sock" --print-pid=1 > "$work/dbus.pid"
-dbus_pid=$(cat "$work/dbus.pid")
-DBUS_SESSION_BUS_ADDRESS="unix:path=$work/dbus.sock" tpm2-abrmd --session --allow-root --flush-all \
-    --tcti="$TESSERA_TCTI" > "$work/abrmd.log" 2>&1 &
-abrmd_pid=$!
-for _ in $(seq 50); do
-    DBUS_SESSION_BUS_ADDRESS="unix:path=$work/dbus.sock" tpm2_getrandom -T tabrmd:bus_type=session 4 >/dev/null 2>&1 && break
-    sleep 0.1
-done
+# tpm2-pkcs11: provisioning needs a resource manager (tpm2_ptool); signing then
+# uses the same direct TCTI as Tessera.
+direct_tcti=$TESSERA_TCTI
+abrmd_start "$work"
 mkdir -p "$work/peer"
 (
-    export DBUS_SESSION_BUS_ADDRESS="unix:path=$work/dbus.sock" TPM2_PKCS11_TCTI=tabrmd:bus_type=session \
-        TPM2TOOLS_TCTI=tabrmd:bus_type=session TPM2_PKCS11_STORE="$work/peer"
+    export TPM2_PKCS11_TCTI=tabrmd:bus_type=session TPM2TOOLS_TCTI=tabrmd:bus_type=session TPM2_PKCS11_STORE="$work/peer"
     tpm2_ptool init >/dev/null
     tpm2_ptool addtoken --pid=1 --label=peer --userpin=123456 --sopin=12345678 >/dev/null
     tpm2_ptool addkey --label=peer --key-label=rsa --id=01 --userpin=123456 --algorithm=rsa2048 >/dev/null
     tpm2_ptool addkey --label=peer --key-label=ec --id=02 --userpin=123456 --algorithm=ecc256 >/dev/null
 )
-kill "$abrmd_pid"; wait "$abrmd_pid" 2>/dev/null || true; abrmd_pid=
-kill "$dbus_pid" 2>/dev/null || true; dbus_pid=
+abrmd_stop "$work"
+export TESSERA_TCTI=$direct_tcti
 
 echo "TPM: swtpm $(swtpm --version | sed -n 's/.*version \([0-9.]*\).*/\1/p'), direct unix socket; $(nproc) cores"
 echo "peer: $PEER ($(dpkg-query -W -f='${Version}' libtpm2-pkcs11-1))"

@@ -5,8 +5,9 @@ set -euo pipefail
 
 build=(build-essential autoconf automake libtool pkg-config
        libssl-dev libtss2-dev libsqlite3-dev libp11-kit-dev libpcsclite-dev)
-runtime=(swtpm swtpm-tools tpm2-tools opensc p11-kit libengine-pkcs11-openssl openssl python3)
-bench=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon)
+runtime=(swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon
+         opensc p11-kit libengine-pkcs11-openssl openssl python3)
+bench=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools)
 
 want=()
 for what in "${@:-test}"; do

@@ -36,3 +36,34 @@ swtpm_stop() {
     done
     rm -f "$dir/swtpm.pid"
 }
+
+# Several processes sharing one TPM need a resource manager: tpm2-abrmd on a
+# private D-Bus. After abrmd_start DIR, TESSERA_TCTI goes through it.
+abrmd_start() {
+    local dir=$1 i root=
+    [ "$(id -u)" = 0 ] && root=--allow-root
+    dbus-daemon --session --fork --nopidfile --address="unix:path=$dir/dbus.sock" --print-pid=1 > "$dir/dbus.pid" || return 1
+    export DBUS_SESSION_BUS_ADDRESS="unix:path=$dir/dbus.sock"
+    tpm2-abrmd --session $root --flush-all --tcti="swtpm:path=$dir/swtpm.sock" > "$dir/abrmd.log" 2>&1 &
+    echo $! > "$dir/abrmd.pid"
+    for i in $(seq 100); do
+        tpm2_getrandom -T tabrmd:bus_type=session 4 >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    export TESSERA_TCTI=tabrmd:bus_type=session
+}
+
+abrmd_stop() {
+    local dir=$1 n pid i
+    for n in abrmd dbus; do
+        [ -s "$dir/$n.pid" ] || continue
+        pid=$(cat "$dir/$n.pid")
+        kill "$pid" 2>/dev/null || true
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
+            sleep 0.1
+        done
+        rm -f "$dir/$n.pid"
+    done
+}

@@ -5,7 +5,7 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/swtpm.sh"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tessera-test.XXXXXX")
-cleanup() { swtpm_stop "$dir"; rm -rf "$dir"; }
+cleanup() { abrmd_stop "$dir"; swtpm_stop "$dir"; rm -rf "$dir"; }
 trap cleanup EXIT
 if ! swtpm_start "$dir"; then
     echo "Bail out! swtpm did not start"
