@@ -75,12 +75,9 @@ static CK_RV op_init(CK_SESSION_HANDLE h, struct tess_op *(*pick)(struct tess_se
     struct tess_object *key;
     struct tess_op *op = NULL;
     CK_ULONG cls = 0, kt;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     op = pick(s);
     if (op->kind != OP_NONE) {
         op = NULL;
@@ -275,12 +272,9 @@ static CK_RV sign_finish(CK_SESSION_HANDLE h, const uint8_t *data, size_t len, b
     uint8_t digest[EVP_MAX_MD_SIZE];
     const uint8_t *msg;
     size_t msglen, need, got;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto unlock;
     if (s->sign.kind != OP_SIGN) {
         rv = CKR_OPERATION_NOT_INITIALIZED;
         goto unlock;
@@ -341,12 +335,9 @@ static CK_RV update(CK_SESSION_HANDLE h, struct tess_op *(*pick)(struct tess_ses
                     const uint8_t *data, size_t len)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     struct tess_op *op = pick(s);
     if (op->kind != kind) {
         rv = CKR_OPERATION_NOT_INITIALIZED;
@@ -453,12 +444,9 @@ static CK_RV verify_finish(CK_SESSION_HANDLE h, const uint8_t *data, size_t len,
     uint8_t digest[EVP_MAX_MD_SIZE];
     const uint8_t *msg;
     size_t msglen;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto unlock;
     if (s->verify.kind != OP_VERIFY) {
         rv = CKR_OPERATION_NOT_INITIALIZED;
         goto unlock;
@@ -625,12 +613,9 @@ static CK_RV crypt_finish(CK_SESSION_HANDLE h, enum tess_op_kind kind, const uin
     size_t rlen = sizeof(result), k;
     const uint8_t *msg;
     size_t msglen;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto unlock;
     op = kind == OP_ENCRYPT ? &s->encrypt : &s->decrypt;
     if (op->kind != kind) {
         rv = CKR_OPERATION_NOT_INITIALIZED;
@@ -726,12 +711,9 @@ CK_RV tess_C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 {
     struct tess_session *s;
     const struct tess_mech_info *mi;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!m) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -764,12 +746,9 @@ static CK_RV digest_finish(CK_SESSION_HANDLE h, const uint8_t *data, size_t len,
     struct tess_session *s;
     unsigned int dl = 0;
     size_t need;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto unlock;
     if (s->digest.kind != OP_DIGEST) {
         rv = CKR_OPERATION_NOT_INITIALIZED;
         goto unlock;

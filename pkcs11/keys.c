@@ -100,12 +100,9 @@ CK_RV tess_C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBU
     struct tess_session *s = NULL;
     struct tess_object *pub = NULL, *priv = NULL;
     struct tess_keygen_spec spec;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!m || !pub_out || !priv_out || (!pub_tmpl && pub_n) || (!priv_tmpl && priv_n)) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -207,12 +204,9 @@ CK_RV tess_C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE
     const uint8_t *point;
     size_t plen;
     CK_ULONG cls = 0, vlen;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!m || !out || (!tmpl && n)) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -321,12 +315,9 @@ out:
 CK_RV tess_C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!out && len) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;

@@ -39,6 +39,17 @@ void tess_leave(void)
     pthread_mutex_unlock(&g_mod.lock);
 }
 
+CK_RV tess_enter_session(CK_SESSION_HANDLE h, struct tess_session **out)
+{
+    CK_RV rv = tess_enter();
+    if (rv != CKR_OK)
+        return rv;
+    rv = tess_session_get(h, out);
+    if (rv != CKR_OK)
+        tess_leave();
+    return rv;
+}
+
 struct tess_slot *tess_slot_find(CK_SLOT_ID id)
 {
     for (size_t i = 0; i < g_mod.nslots; i++)

@@ -5,6 +5,9 @@
  *   rv = tess_session_get(h, &s);           session -> token (present?)
  *   ... the call ...
  *   tess_leave();                           unlock (single exit, `goto out`)
+ *
+ * tess_enter_session() does the first two steps and unlocks again if the
+ * session is not valid, so a caller returns at once on failure.
  */
 #ifndef TESSERA_MODULE_H
 #define TESSERA_MODULE_H
@@ -79,6 +82,7 @@ extern const size_t tess_ndrivers;
 CK_RV tess_enter(void);
 void tess_leave(void);
 CK_RV tess_session_get(CK_SESSION_HANDLE h, struct tess_session **out);
+CK_RV tess_enter_session(CK_SESSION_HANDLE h, struct tess_session **out);
 struct tess_slot *tess_slot_find(CK_SLOT_ID id);
 CK_RV tess_slots_rescan(void);
 /* Load (or reload if another process changed them) the token's objects. */

@@ -37,12 +37,9 @@ CK_RV tess_C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTR
 {
     struct tess_session *s;
     struct tess_object *o;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!tmpl && count) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -90,12 +87,9 @@ CK_RV tess_C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ULONG_PT
 {
     struct tess_session *s;
     struct tess_object *o;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!size) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -269,12 +263,9 @@ CK_RV tess_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
 {
     struct tess_session *s;
     struct tess_object *o = NULL;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!out || (!tmpl && count)) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -306,12 +297,9 @@ CK_RV tess_C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_P
     struct tess_session *s;
     struct tess_object *src, *o = NULL;
     CK_ULONG cls = 0;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!out || (!tmpl && count)) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -352,12 +340,9 @@ CK_RV tess_C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
 {
     struct tess_session *s;
     struct tess_object *o;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     o = tess_object_get(s, oh);
     if (!o) {
         rv = CKR_OBJECT_HANDLE_INVALID;
@@ -408,12 +393,9 @@ CK_RV tess_C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTR
     struct tess_session *s;
     struct tess_object *o;
     struct tess_attrs saved = { 0 };
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!tmpl && count) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -454,12 +436,9 @@ CK_RV tess_C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULON
     struct tess_session *s;
     size_t n = 0, cap = 0;
     CK_OBJECT_HANDLE *found = NULL;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!tmpl && count) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -500,12 +479,9 @@ out:
 CK_RV tess_C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR count)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!count || (!out && max)) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;

@@ -166,12 +166,9 @@ out:
 CK_RV tess_C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!info) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -201,12 +198,9 @@ static bool ro_session_exists(const struct tess_token *tok)
 CK_RV tess_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     struct tess_token *tok = s->tok;
     if (!pin && len) {
         rv = CKR_ARGUMENTS_BAD;
@@ -260,12 +254,9 @@ CK_RV tess_C_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE who, CK_UTF8CHAR_PTR pi
 CK_RV tess_C_Logout(CK_SESSION_HANDLE h)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (s->tok->login == TESS_NOT_LOGGED_IN) {
         rv = CKR_USER_NOT_LOGGED_IN;
         goto out;
@@ -323,12 +314,9 @@ out:
 CK_RV tess_C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if (!pin && len) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;
@@ -351,12 +339,9 @@ CK_RV tess_C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_l
                     CK_ULONG new_len)
 {
     struct tess_session *s;
-    CK_RV rv = tess_enter();
+    CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
-    rv = tess_session_get(h, &s);
-    if (rv != CKR_OK)
-        goto out;
     if ((!old_pin && old_len) || (!new_pin && new_len)) {
         rv = CKR_ARGUMENTS_BAD;
         goto out;

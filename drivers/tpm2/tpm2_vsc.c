@@ -230,16 +230,24 @@ static CK_RV check_so_pin(size_t len, char *err, size_t errlen)
     return CKR_OK;
 }
 
-static CK_RV make_user_seal(struct card_blob *b, const uint8_t *secret, const uint8_t *pin, size_t len)
+/* A new seal of the card secret under a PIN, with a fresh salt. */
+static CK_RV make_seal(uint8_t salt[TPM2_SALT_LEN], const uint8_t *secret, const uint8_t *pin, size_t len,
+                       TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv)
 {
     TPM2B_AUTH auth;
     CK_RV rv;
-    if (RAND_bytes(b->salt_user, TPM2_SALT_LEN) != 1)
+    if (RAND_bytes(salt, TPM2_SALT_LEN) != 1)
         return CKR_FUNCTION_FAILED;
-    rv = pin_auth(b->salt_user, pin, len, &auth);
+    rv = pin_auth(salt, pin, len, &auth);
     if (rv == CKR_OK)
-        rv = seal_create(&auth, secret, &b->user_pub, &b->user_priv);
+        rv = seal_create(&auth, secret, pub, priv);
     tess_wipe(&auth, sizeof(auth));
+    return rv;
+}
+
+static CK_RV make_user_seal(struct card_blob *b, const uint8_t *secret, const uint8_t *pin, size_t len)
+{
+    CK_RV rv = make_seal(b->salt_user, secret, pin, len, &b->user_pub, &b->user_priv);
     if (rv == CKR_OK)
         b->flags |= 1;
     return rv;
@@ -247,15 +255,7 @@ static CK_RV make_user_seal(struct card_blob *b, const uint8_t *secret, const ui
 
 static CK_RV make_so_seal(struct card_blob *b, const uint8_t *secret, const uint8_t *pin, size_t len)
 {
-    TPM2B_AUTH auth;
-    CK_RV rv;
-    if (RAND_bytes(b->salt_so, TPM2_SALT_LEN) != 1)
-        return CKR_FUNCTION_FAILED;
-    rv = pin_auth(b->salt_so, pin, len, &auth);
-    if (rv == CKR_OK)
-        rv = seal_create(&auth, secret, &b->so_pub, &b->so_priv);
-    tess_wipe(&auth, sizeof(auth));
-    return rv;
+    return make_seal(b->salt_so, secret, pin, len, &b->so_pub, &b->so_priv);
 }
 
 CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *err, size_t errlen)

@@ -24,24 +24,25 @@ t_report() {
     fi
 }
 
-# The output goes to last.out only once the command is done, so the next
-# check may read what the previous command printed.
-t_ok() {
-    local name=$1 rc; shift
+# Run a check; its output goes to last.out only once it is done, so the next
+# check may read what the previous command printed. Sets t_rc.
+t_run() {
     t_start=$(date +%s%N)
     "$@" >"$WORK/cur.out" 2>&1
-    rc=$?
+    t_rc=$?
     mv "$WORK/cur.out" "$WORK/last.out"
-    t_report $rc "$name"
+}
+
+t_ok() {
+    local name=$1; shift
+    t_run "$@"
+    t_report $t_rc "$name"
 }
 
 t_fail() {
-    local name=$1 rc; shift
-    t_start=$(date +%s%N)
-    "$@" >"$WORK/cur.out" 2>&1
-    rc=$?
-    mv "$WORK/cur.out" "$WORK/last.out"
-    if [ $rc = 0 ]; then t_report 1 "$name (unexpectedly succeeded)"; else t_report 0 "$name"; fi
+    local name=$1; shift
+    t_run "$@"
+    if [ $t_rc = 0 ]; then t_report 1 "$name (unexpectedly succeeded)"; else t_report 0 "$name"; fi
 }
 
 t_is() {

@@ -24,17 +24,23 @@ swtpm_start() {
     tpm2_dictionarylockout -T "$TESSERA_TCTI" -s -n 32 -t 600 -l 600 >/dev/null
 }
 
-swtpm_stop() {
-    local dir=$1 pid i
-    [ -s "$dir/swtpm.pid" ] || return 0
-    pid=$(cat "$dir/swtpm.pid")
+# Stop the process named in a PID file and wait (5 s at most) until it is
+# gone; a zombie counts as gone (PID 1 here may not reap it).
+stop_pidfile() {
+    local file=$1 pid i
+    [ -s "$file" ] || return 0
+    pid=$(cat "$file")
     kill "$pid" 2>/dev/null || true
     for i in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
         [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
         sleep 0.1
     done
-    rm -f "$dir/swtpm.pid"
+    rm -f "$file"
+}
+
+swtpm_stop() {
+    stop_pidfile "$1/swtpm.pid"
 }
 
 # Several processes sharing one TPM need a resource manager: tpm2-abrmd on a
@@ -54,16 +60,6 @@ abrmd_start() {
 }
 
 abrmd_stop() {
-    local dir=$1 n pid i
-    for n in abrmd dbus; do
-        [ -s "$dir/$n.pid" ] || continue
-        pid=$(cat "$dir/$n.pid")
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
-            sleep 0.1
-        done
-        rm -f "$dir/$n.pid"
-    done
+    stop_pidfile "$1/abrmd.pid"
+    stop_pidfile "$1/dbus.pid"
 }
