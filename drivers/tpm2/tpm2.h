@@ -36,6 +36,15 @@ CK_RV tpm2_conn_get(ESYS_CONTEXT **esys);
 bool tpm2_conn_available(void);
 /* The storage primary, created on first use in this process. */
 CK_RV tpm2_primary(ESYS_CONTEXT *esys, ESYS_TR *handle);
+/* An HMAC session with parameter encryption (attrs: TPMA_SESSION_DECRYPT for
+ * a secret we send, TPMA_SESSION_ENCRYPT for one the TPM returns). Its key
+ * comes from salt_key (a salted session: the primary) or from bind (an
+ * object whose authValue only we know); an eavesdropper on the TPM bus learns
+ * neither PINs nor the card secret. When salting is impossible in this
+ * process (see tpm2_conn.c) *out is ESYS_TR_NONE: no encryption.
+ * End it with tpm2_session_end. */
+CK_RV tpm2_param_session(ESYS_CONTEXT *esys, ESYS_TR salt_key, ESYS_TR bind, TPMA_SESSION attrs, ESYS_TR *out);
+void tpm2_session_end(ESYS_CONTEXT *esys, ESYS_TR session);
 /* Run before a Load: make room by flushing our least-recently-used key. */
 bool tpm2_conn_evict_one(ESYS_CONTEXT *esys);
 void tpm2_conn_track(struct tpm2_key *key);

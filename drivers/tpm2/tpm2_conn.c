@@ -156,6 +156,40 @@ CK_RV tpm2_primary(ESYS_CONTEXT *esys, ESYS_TR *handle)
     return CKR_OK;
 }
 
+CK_RV tpm2_param_session(ESYS_CONTEXT *esys, ESYS_TR salt_key, ESYS_TR bind, TPMA_SESSION attrs, ESYS_TR *out)
+{
+    static bool warned;
+    TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB };
+    TSS2_RC rc = Esys_StartAuthSession(esys, salt_key, bind, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                       TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, out);
+    if (rc == TSS2_ESYS_RC_GENERAL_FAILURE && salt_key != ESYS_TR_NONE) {
+        /* tpm2-tss 3.x salts with OpenSSL's default EC methods; in a process
+         * where an OpenSSL engine took those over (openssl -engine pkcs11,
+         * tpm2-tss#3151) that fails. Go on without parameter encryption, and
+         * say so once: this only concerns creating seals and keys. */
+        if (!warned)
+            TESS_WARN("tpm: no salted session in this process (an OpenSSL engine holds the EC methods); "
+                      "new PIN and key authorisations cross the TPM bus unencrypted");
+        warned = true;
+        *out = ESYS_TR_NONE;
+        return CKR_OK;
+    }
+    if (rc != TSS2_RC_SUCCESS)
+        return tpm2_rv(rc, "start an encrypted session");
+    rc = Esys_TRSess_SetAttributes(esys, *out, attrs | TPMA_SESSION_CONTINUESESSION, 0xff);
+    if (rc != TSS2_RC_SUCCESS) {
+        tpm2_session_end(esys, *out);
+        return tpm2_rv(rc, "set session attributes");
+    }
+    return CKR_OK;
+}
+
+void tpm2_session_end(ESYS_CONTEXT *esys, ESYS_TR session)
+{
+    if (session != ESYS_TR_NONE)
+        Esys_FlushContext(esys, session);
+}
+
 void tpm2_conn_track(struct tpm2_key *key)
 {
     key->last_use = ++conn.use_clock;

@@ -57,6 +57,7 @@ CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec,
     TPM2B_PUBLIC *pub = NULL;
     TPM2B_PRIVATE *priv = NULL;
     struct tpm2_key *k = NULL;
+    ESYS_TR enc;
     CK_RV rv;
     TSS2_RC rc;
 
@@ -105,8 +106,13 @@ CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec,
         rv = tpm2_primary(esys, &primary);
     if (rv != CKR_OK)
         goto out;
-    rc = Esys_Create(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs,
-                     &priv, &pub, NULL, NULL, NULL);
+    /* The key's authValue goes to the TPM encrypted. */
+    rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
+    if (rv != CKR_OK)
+        goto out;
+    rc = Esys_Create(esys, primary, ESYS_TR_PASSWORD, enc, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &priv, &pub,
+                     NULL, NULL, NULL);
+    tpm2_session_end(esys, enc);
     if (rc != TSS2_RC_SUCCESS) {
         rv = tpm2_rv(rc, "create key");
         goto out;

@@ -124,6 +124,7 @@ static CK_RV seal_create(const TPM2B_AUTH *auth, const uint8_t secret[TPM2_SECRE
     TPML_PCR_SELECTION pcrs = { 0 };
     TPM2B_PUBLIC *pub = NULL;
     TPM2B_PRIVATE *priv = NULL;
+    ESYS_TR enc;
     CK_RV rv;
     TSS2_RC rc;
 
@@ -132,12 +133,17 @@ static CK_RV seal_create(const TPM2B_AUTH *auth, const uint8_t secret[TPM2_SECRE
         rv = tpm2_primary(esys, &primary);
     if (rv != CKR_OK)
         return rv;
+    rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
+    if (rv != CKR_OK)
+        return rv;
     sens.sensitive.userAuth = *auth;
     sens.sensitive.data.size = TPM2_SECRET_LEN;
     memcpy(sens.sensitive.data.buffer, secret, TPM2_SECRET_LEN);
-    rc = Esys_Create(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs,
-                     &priv, &pub, NULL, NULL, NULL);
+    /* The PIN's authValue and the secret go to the TPM encrypted. */
+    rc = Esys_Create(esys, primary, ESYS_TR_PASSWORD, enc, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &priv, &pub,
+                     NULL, NULL, NULL);
     tess_wipe(&sens, sizeof(sens));
+    tpm2_session_end(esys, enc);
     if (rc != TSS2_RC_SUCCESS)
         return tpm2_rv(rc, "create PIN seal");
     *pub_out = *pub;
@@ -152,7 +158,7 @@ static CK_RV seal_open(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const
                        uint8_t secret[TPM2_SECRET_LEN])
 {
     ESYS_CONTEXT *esys;
-    ESYS_TR primary, obj = ESYS_TR_NONE;
+    ESYS_TR primary, obj = ESYS_TR_NONE, sess;
     TPM2B_SENSITIVE_DATA *data = NULL;
     CK_RV rv;
     TSS2_RC rc;
@@ -167,8 +173,16 @@ static CK_RV seal_open(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const
         rc = Esys_Load(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
     if (rc != TSS2_RC_SUCCESS)
         return tpm2_rv(rc, "load PIN seal");
+    /* An HMAC session proves the PIN without sending it, and encrypts the
+     * secret on its way back. */
     Esys_TR_SetAuth(esys, obj, auth);
-    rc = Esys_Unseal(esys, obj, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &data);
+    rv = tpm2_param_session(esys, ESYS_TR_NONE, obj, TPMA_SESSION_ENCRYPT, &sess);
+    if (rv != CKR_OK) {
+        Esys_FlushContext(esys, obj);
+        return rv;
+    }
+    rc = Esys_Unseal(esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &data);
+    tpm2_session_end(esys, sess);
     Esys_FlushContext(esys, obj);
     if (rc != TSS2_RC_SUCCESS) {
         if (tpm2_rc_is(rc, TPM2_RC_AUTH_FAIL) || tpm2_rc_is(rc, TPM2_RC_BAD_AUTH))
