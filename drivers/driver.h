@@ -40,9 +40,8 @@ struct tess_keygen_spec {
 };
 
 struct tess_driver {
-    unsigned abi;                /* TESS_DRIVER_ABI */
+    unsigned abi;                /* TESS_DRIVER_ABI: the core skips a driver built for another */
     const char *name;
-    CK_SLOT_ID slot_base;        /* this driver's slot ids start here */
 
     /* Module lifetime. init must not touch the device (start-up stays fast);
      * fini(in_child=true) drops state after fork() without I/O on the parent's

@@ -182,8 +182,11 @@ CK_RV tess_C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBU
     pub->token_object = priv->token_object = spec.token;
     if (!spec.token)
         pub->owner = priv->owner = s->handle;
-    tess_token_add_object(s->tok, pub);
-    tess_token_add_object(s->tok, priv);
+    rv = tess_token_add_object(s->tok, pub);
+    if (rv == CKR_OK && (rv = tess_token_add_object(s->tok, priv)) != CKR_OK)
+        tess_token_unlink_object(s->tok, pub);
+    if (rv != CKR_OK)
+        goto out;   /* stored ones come back at the next reload */
     *pub_out = pub->handle;
     *priv_out = priv->handle;
     pub = priv = NULL;
@@ -302,7 +305,9 @@ CK_RV tess_C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE
     if (rv != CKR_OK)
         goto out;
     o->owner = s->handle;
-    tess_token_add_object(s->tok, o);
+    rv = tess_token_add_object(s->tok, o);
+    if (rv != CKR_OK)
+        goto out;
     *out = o->handle;
     o = NULL;
 out:

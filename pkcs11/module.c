@@ -126,6 +126,7 @@ static void token_destroy(struct tess_token *tok)
     }
     if (tok->driver->token_free)
         tok->driver->token_free(tok->drv);
+    free(tok->handles);
     free(tok);
 }
 
@@ -199,6 +200,7 @@ CK_RV tess_slots_rescan(void)
             if (old && old->tok && slot_has_sessions(old->tok)) {
                 /* The card changed under open sessions: they see it removed. */
                 old->tok->present = false;
+                old->event = true;
                 next[nnext++] = *old;
                 old->tok = NULL;
                 continue;
@@ -299,6 +301,12 @@ static CK_RV tess_C_Initialize(CK_VOID_PTR init_args)
         goto out;
     }
     for (size_t d = 0; d < tess_ndrivers; d++) {
+        if (tess_drivers[d]->abi != TESS_DRIVER_ABI) {
+            TESS_ERR("driver %s was built for driver ABI %u, not %u", tess_drivers[d]->name, tess_drivers[d]->abi,
+                     TESS_DRIVER_ABI);
+            rv = CKR_GENERAL_ERROR;
+            goto out;
+        }
         rv = tess_drivers[d]->init(&g_mod.settings);
         if (rv != CKR_OK)
             goto out;
@@ -625,9 +633,11 @@ static CK_FUNCTION_LIST_3_0 function_list_3_0 = {
     tess_C_VerifyMessage, tess_C_VerifyMessageBegin, tess_C_VerifyMessageNext, tess_C_MessageVerifyFinal,
 };
 
+/* Not CKF_INTERFACE_FORK_SAFE: that would promise a child its parent's
+ * sessions and login. A child calls C_Initialize and starts afresh. */
 static CK_INTERFACE interfaces[] = {
-    { (CK_CHAR *)"PKCS 11", &function_list_3_0, CKF_INTERFACE_FORK_SAFE },
-    { (CK_CHAR *)"PKCS 11", &function_list_2_40, CKF_INTERFACE_FORK_SAFE },
+    { (CK_CHAR *)"PKCS 11", &function_list_3_0, 0 },
+    { (CK_CHAR *)"PKCS 11", &function_list_2_40, 0 },
 };
 
 static CK_RV tess_C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)

@@ -254,9 +254,10 @@ static CK_RV add_object(struct tess_session *s, struct tess_object *o, CK_OBJECT
     } else {
         o->owner = s->handle;
     }
-    tess_token_add_object(s->tok, o);
-    *out = o->handle;
-    return CKR_OK;
+    rv = tess_token_add_object(s->tok, o);
+    if (rv == CKR_OK)
+        *out = o->handle;
+    return rv;
 }
 
 CK_RV tess_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count, CK_OBJECT_HANDLE_PTR out)

@@ -42,6 +42,16 @@ void tess_session_drop_objects(struct tess_session *s)
     }
 }
 
+/* The objects a login opened (private ones, which a driver may keep
+ * encrypted) are loaded again at the next use, under the new login state. */
+static void forget_objects(struct tess_token *tok)
+{
+    struct tess_slot *slot = tess_slot_of_token(tok);
+    tess_token_clear_token_objects(tok);
+    if (slot)
+        slot->objects_loaded = false;
+}
+
 /* The token forgets its login when its last session closes. */
 static void logout_token(struct tess_token *tok)
 {
@@ -50,6 +60,7 @@ static void logout_token(struct tess_token *tok)
     if (tok->driver->logout)
         tok->driver->logout(tok);
     tok->login = TESS_NOT_LOGGED_IN;
+    forget_objects(tok);
 }
 
 static void session_close(struct tess_session *s)
@@ -235,7 +246,7 @@ CK_RV tess_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, C
     rv = tok->driver->login(tok, who, pin, len);
     if (rv == CKR_OK) {
         tok->login = who;
-        /* Private objects become visible: let the next search reload. */
+        forget_objects(tok);
     }
 out:
     tess_leave();

@@ -1,6 +1,6 @@
 /* Logging to stderr: errors only, unless TESSERA_LOG (or the config's
  * log_level) asks for more ("none", "warn", "info", "debug").
- * Never pass a PIN, key or response code to these. */
+ * Never pass a PIN, a key, or an unblock challenge/response code to these. */
 #ifndef TESSERA_LOG_H
 #define TESSERA_LOG_H
 

@@ -85,6 +85,11 @@ int tess_pin_policy_validate(const struct tess_pin_policy *p, char *err, size_t 
     return 0;
 }
 
+int tess_pin_policy_length_ok(const struct tess_pin_policy *p, size_t len)
+{
+    return len >= (size_t)p->min_len && len <= (size_t)p->max_len;
+}
+
 int tess_pin_policy_check(const struct tess_pin_policy *p, const unsigned char *pin, size_t len,
                           char *err, size_t errlen)
 {

@@ -26,6 +26,10 @@ int tess_pin_policy_set(struct tess_pin_policy *p, const char *name, const char 
 /* Is the policy itself coherent (bounds, at least one class allowed)? */
 int tess_pin_policy_validate(const struct tess_pin_policy *p, char *err, size_t errlen);
 
+/* Is the length within the policy's bounds? (PKCS#11 tells a length refusal,
+ * CKR_PIN_LEN_RANGE, from any other, CKR_PIN_INVALID.) */
+int tess_pin_policy_length_ok(const struct tess_pin_policy *p, size_t len);
+
 /* Check a PIN; on refusal returns -1 and says which rule failed. */
 int tess_pin_policy_check(const struct tess_pin_policy *p, const unsigned char *pin, size_t len,
                           char *err, size_t errlen);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -27,20 +28,28 @@ static void set_defaults(struct tess_settings *s)
     tess_pin_policy_default(&s->pin_policy);
 }
 
-static void resolve_home(struct tess_settings *s)
+static int resolve_home(struct tess_settings *s)
 {
     const char *home = getenv("TESSERA_HOME");
     if (home && *home) {
         snprintf(s->home, sizeof(s->home), "%s", home);
-        return;
+        return 0;
     }
     const char *xdg = getenv("XDG_DATA_HOME");
     if (xdg && *xdg) {
         snprintf(s->home, sizeof(s->home), "%s/tessera", xdg);
-        return;
+        return 0;
     }
+    /* Never a shared folder like /tmp: another user could plant the store. */
     const char *h = getenv("HOME");
-    snprintf(s->home, sizeof(s->home), "%s/.local/share/tessera", h && *h ? h : "/tmp");
+    if (!h || !*h) {
+        struct passwd *pw = getpwuid(geteuid());
+        h = pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : NULL;
+    }
+    if (!h)
+        return -1;
+    snprintf(s->home, sizeof(s->home), "%s/.local/share/tessera", h);
+    return 0;
 }
 
 static char *trim(char *p)
@@ -146,7 +155,10 @@ int tess_settings_load(struct tess_settings *s, char *err, size_t errlen)
 
     err[0] = '\0';
     set_defaults(s);
-    resolve_home(s);
+    if (resolve_home(s)) {
+        snprintf(err, errlen, "no home folder for the store: set TESSERA_HOME");
+        return -1;
+    }
 
     const char *cfg = getenv("TESSERA_CONF");
     if (cfg && *cfg) {

@@ -125,6 +125,27 @@ out:
     return -1;
 }
 
+/* The store's folder must belong to us (or root) and be closed to others:
+ * otherwise someone else could swap the store or read its blobs. */
+static int check_private_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(dir, &st)) {
+        snprintf(err, errlen, "cannot examine %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a folder", dir);
+        return -1;
+    }
+    if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 022)) {
+        snprintf(err, errlen, "%s is not private (owner %u, mode %03o): others could change the store",
+                 dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+        return -1;
+    }
+    return 0;
+}
+
 int tess_store_open(const char *path, struct tess_store **out, char *err, size_t errlen)
 {
     struct tess_store *s = calloc(1, sizeof(*s));
@@ -145,8 +166,11 @@ int tess_store_open(const char *path, struct tess_store **out, char *err, size_t
             goto fail;
         }
     }
-    /* Create the file ourselves so its mode is 0600 whatever the umask. */
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (slash && slash != dir && check_private_dir(dir, err, errlen))
+        goto fail;
+    /* Create the file ourselves so its mode is 0600 whatever the umask;
+     * O_NOFOLLOW: a link planted in the folder is refused, not followed. */
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         goto fail;
@@ -489,6 +513,18 @@ CK_RV tess_store_object_update_attrs(struct tess_store *s, int64_t id, const uin
         return sql_err(s, "update object");
     sqlite3_bind_blob(st, 1, attrs ? (const void *)attrs : "", (int)len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, id);
+    return step_one_row(s, st, "update object", CKR_OBJECT_HANDLE_INVALID);
+}
+
+CK_RV tess_store_object_update(struct tess_store *s, const struct tess_object_rec *rec)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "UPDATE objects SET attrs = ?, drv_data = ? WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return sql_err(s, "update object");
+    sqlite3_bind_blob(st, 1, rec->attrs ? (const void *)rec->attrs : "", (int)rec->attrs_len, SQLITE_TRANSIENT);
+    bind_blob(st, 2, rec->drv_data, rec->drv_len);
+    sqlite3_bind_int64(st, 3, rec->id);
     return step_one_row(s, st, "update object", CKR_OBJECT_HANDLE_INVALID);
 }
 

@@ -59,6 +59,8 @@ CK_RV tess_store_card_delete(struct tess_store *s, int64_t id);
 CK_RV tess_store_object_list(struct tess_store *s, int64_t card_id, struct tess_object_rec **recs, size_t *n);
 CK_RV tess_store_object_insert(struct tess_store *s, struct tess_object_rec *rec);
 CK_RV tess_store_object_update_attrs(struct tess_store *s, int64_t id, const uint8_t *attrs, size_t len);
+/* Both columns at once (an object whose attributes the driver keeps encrypted). */
+CK_RV tess_store_object_update(struct tess_store *s, const struct tess_object_rec *rec);
 CK_RV tess_store_object_delete(struct tess_store *s, int64_t id);
 CK_RV tess_store_objects_delete_card(struct tess_store *s, int64_t card_id);
 

@@ -5,23 +5,37 @@
 
 #include "../drivers/driver.h"
 
-/* Token object handles are (slot << 24 | uid): a reload, or another process
- * that reads the same store, gives the same object the same handle. Session
- * objects take handles above bit 31 so the two never meet. */
-#define SESSION_HANDLE_BIT 0x80000000UL
+/* One counter for every object in the module (called under the module lock),
+ * so a handle never names two objects, whatever their token. */
+static unsigned long handle_counter;
 
-static unsigned long session_handle_counter = 1;
-
-CK_OBJECT_HANDLE tess_handle_for_uid(const struct tess_token *tok, uint64_t uid)
+CK_OBJECT_HANDLE tess_handle_next(void)
 {
-    return (CK_OBJECT_HANDLE)((((unsigned long)tok->slot_id & 0x7f) << 24) | (uid & 0xffffff));
+    if (++handle_counter == 0)   /* CK_INVALID_HANDLE is 0 */
+        ++handle_counter;
+    return (CK_OBJECT_HANDLE)handle_counter;
 }
 
-CK_OBJECT_HANDLE tess_handle_next_session(void)
+static CK_RV token_object_handle(struct tess_token *tok, uint64_t uid, CK_OBJECT_HANDLE *out)
 {
-    /* Called under the module lock. */
-    unsigned long h = session_handle_counter++;
-    return (CK_OBJECT_HANDLE)(SESSION_HANDLE_BIT | (h & 0x7fffffffUL));
+    for (size_t i = 0; i < tok->nhandles; i++) {
+        if (tok->handles[i].uid == uid) {
+            *out = tok->handles[i].handle;
+            return CKR_OK;
+        }
+    }
+    if (tok->nhandles == tok->caphandles) {
+        size_t cap = tok->caphandles ? tok->caphandles * 2 : 32;
+        struct tess_handle_map *m = realloc(tok->handles, cap * sizeof(*m));
+        if (!m)
+            return CKR_HOST_MEMORY;
+        tok->handles = m;
+        tok->caphandles = cap;
+    }
+    *out = tess_handle_next();
+    tok->handles[tok->nhandles].uid = uid;
+    tok->handles[tok->nhandles++].handle = *out;
+    return CKR_OK;
 }
 
 struct tess_object *tess_object_new(void)
@@ -39,14 +53,18 @@ void tess_object_free(const struct tess_token *tok, struct tess_object *obj)
     free(obj);
 }
 
-void tess_token_add_object(struct tess_token *tok, struct tess_object *obj)
+CK_RV tess_token_add_object(struct tess_token *tok, struct tess_object *obj)
 {
-    if (obj->token_object)
-        obj->handle = tess_handle_for_uid(tok, obj->uid);
-    else if (!obj->handle)
-        obj->handle = tess_handle_next_session();
+    if (obj->token_object) {
+        CK_RV rv = token_object_handle(tok, obj->uid, &obj->handle);
+        if (rv != CKR_OK)
+            return rv;
+    } else if (!obj->handle) {
+        obj->handle = tess_handle_next();
+    }
     obj->next = tok->objects;
     tok->objects = obj;
+    return CKR_OK;
 }
 
 void tess_token_clear_token_objects(struct tess_token *tok)

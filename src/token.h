@@ -32,6 +32,12 @@ struct tess_token {
     unsigned long session_count, rw_session_count;
     struct tess_object *objects;
     uint64_t generation;        /* bumped when the object list is reloaded */
+    /* Handles given to token objects, by uid: a reload keeps them. */
+    struct tess_handle_map {
+        uint64_t uid;
+        CK_OBJECT_HANDLE handle;
+    } *handles;
+    size_t nhandles, caphandles;
 };
 
 #define TESS_NOT_LOGGED_IN ((CK_USER_TYPE)-1)
@@ -39,17 +45,17 @@ struct tess_token {
 /* Helpers a driver calls while it loads a token's objects. */
 struct tess_object *tess_object_new(void);
 void tess_object_free(const struct tess_token *tok, struct tess_object *obj);
-/* Append obj to tok's list, giving it a handle (stable across reloads for the same uid). */
-void tess_token_add_object(struct tess_token *tok, struct tess_object *obj);
+/* Append obj to tok's list, giving it a handle (the same one again for a
+ * token object reloaded with the same uid). CKR_HOST_MEMORY leaves obj unlinked. */
+CK_RV tess_token_add_object(struct tess_token *tok, struct tess_object *obj);
 /* Drop every token object (before a reload); session objects stay. */
 void tess_token_clear_token_objects(struct tess_token *tok);
 struct tess_object *tess_token_find_handle(struct tess_token *tok, CK_OBJECT_HANDLE h);
 struct tess_object *tess_token_find_uid(struct tess_token *tok, uint64_t uid);
 void tess_token_unlink_object(struct tess_token *tok, struct tess_object *obj);
 
-/* Handles: token objects keep (slot, uid) stable; session objects count up. */
-CK_OBJECT_HANDLE tess_handle_for_uid(const struct tess_token *tok, uint64_t uid);
-CK_OBJECT_HANDLE tess_handle_next_session(void);
+/* Handles are unique in the module: one counter for every object. */
+CK_OBJECT_HANDLE tess_handle_next(void);
 
 /* Called by a driver's generate_key_pair once the public material is in both
  * objects and before it persists them: fills the defaults that depend on it

@@ -115,6 +115,13 @@ CK_RV tpm2_key_ecdsa(struct tpm2_vsc *v, struct tpm2_key *k, const uint8_t *dige
 CK_RV tpm2_key_ecdh(struct tpm2_vsc *v, struct tpm2_key *k, const uint8_t *point, size_t plen, uint8_t *z,
                     size_t *zlen);
 
+/* ---- private objects stored encrypted (tpm2_private_obj.c) ---- */
+
+#define TPM2_PRIVATE_OBJ_VERSION 2   /* first byte of the blob; key blobs start with 1 */
+/* Encrypt / decrypt an attribute encoding under the card secret (logged in). */
+CK_RV tpm2_private_seal(const struct tpm2_vsc *v, const uint8_t *plain, size_t len, uint8_t **out, size_t *outlen);
+CK_RV tpm2_private_open(const struct tpm2_vsc *v, const uint8_t *in, size_t len, uint8_t **out, size_t *outlen);
+
 /* ---- TPM status and dictionary-attack settings (tpm2_status.c) ---- */
 
 struct tpm2_status {

@@ -179,16 +179,32 @@ static CK_RV drv_load_objects(struct tess_token *tok)
         }
         o->uid = (uint64_t)recs[i].id;
         o->token_object = true;
-        rv = tess_attrs_decode(&o->attrs, recs[i].attrs, recs[i].attrs_len);
-        if (rv == CKR_OK && recs[i].drv_data)
-            rv = tpm2_key_decode(recs[i].drv_data, recs[i].drv_len, (struct tpm2_key **)&o->drv);
+        if (recs[i].drv_data && recs[i].drv_data[0] == TPM2_PRIVATE_OBJ_VERSION) {
+            /* Encrypted: it opens only with the card secret (after login). */
+            uint8_t *plain = NULL;
+            size_t plain_len = 0;
+            if (!t->vsc->secret) {
+                tess_object_free(tok, o);
+                continue;
+            }
+            rv = tpm2_private_open(t->vsc, recs[i].drv_data, recs[i].drv_len, &plain, &plain_len);
+            if (rv == CKR_OK)
+                rv = tess_attrs_decode(&o->attrs, plain, plain_len);
+            tess_free_secret(plain, plain_len);
+        } else {
+            rv = tess_attrs_decode(&o->attrs, recs[i].attrs, recs[i].attrs_len);
+            if (rv == CKR_OK && recs[i].drv_data)
+                rv = tpm2_key_decode(recs[i].drv_data, recs[i].drv_len, (struct tpm2_key **)&o->drv);
+        }
         if (rv != CKR_OK) {
             TESS_ERR("tpm: object %lld of card %s is damaged; skipped", (long long)recs[i].id, t->vsc->rec.serial);
             tess_object_free(tok, o);
             rv = CKR_OK;
             continue;
         }
-        tess_token_add_object(tok, o);
+        rv = tess_token_add_object(tok, o);
+        if (rv != CKR_OK)
+            tess_object_free(tok, o);
     }
     for (size_t i = 0; i < n; i++)
         tess_object_rec_clear(&recs[i]);
@@ -205,12 +221,50 @@ static bool drv_objects_stale(struct tess_token *tok)
     return tess_store_data_version(store) != t->vsc->data_version;
 }
 
+/* A private object that is not a TPM key keeps its attributes encrypted. */
+static bool sealed_object(const struct tess_object *obj)
+{
+    CK_ULONG cls = 0;
+    tess_attrs_get_ulong(&obj->attrs, CKA_CLASS, &cls);
+    return !obj->drv && cls != CKO_PRIVATE_KEY && tess_attrs_get_bool(&obj->attrs, CKA_PRIVATE, false);
+}
+
+/* The store's form of an object: attributes, and the key blob or the
+ * encrypted attributes. */
+static CK_RV object_rec(const struct tpm2_vsc *v, const struct tess_object *obj, struct tess_object_rec *rec)
+{
+    CK_RV rv;
+    if (!sealed_object(obj)) {
+        rv = tess_attrs_encode(&obj->attrs, &rec->attrs, &rec->attrs_len);
+        if (rv == CKR_OK && obj->drv)
+            rv = tpm2_key_encode(obj->drv, &rec->drv_data, &rec->drv_len);
+        return rv;
+    }
+    struct tess_attrs header = { 0 };
+    uint8_t *full = NULL;
+    size_t full_len = 0;
+    CK_ULONG cls = 0;
+    tess_attrs_get_ulong(&obj->attrs, CKA_CLASS, &cls);
+    rv = tess_attrs_set_ulong(&header, CKA_CLASS, cls);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&header, CKA_TOKEN, true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&header, CKA_PRIVATE, true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_encode(&header, &rec->attrs, &rec->attrs_len);
+    if (rv == CKR_OK)
+        rv = tess_attrs_encode(&obj->attrs, &full, &full_len);
+    if (rv == CKR_OK)
+        rv = tpm2_private_seal(v, full, full_len, &rec->drv_data, &rec->drv_len);
+    tess_free_secret(full, full_len);
+    tess_attrs_free(&header);
+    return rv;
+}
+
 static CK_RV insert_object(struct tess_store *store, struct tpm2_vsc *v, struct tess_object *obj)
 {
     struct tess_object_rec rec = { .card_id = v->rec.id };
-    CK_RV rv = tess_attrs_encode(&obj->attrs, &rec.attrs, &rec.attrs_len);
-    if (rv == CKR_OK && obj->drv)
-        rv = tpm2_key_encode(obj->drv, &rec.drv_data, &rec.drv_len);
+    CK_RV rv = object_rec(v, obj, &rec);
     if (rv == CKR_OK)
         rv = tess_store_object_insert(store, &rec);
     if (rv == CKR_OK)
@@ -234,15 +288,15 @@ static CK_RV drv_store_object(struct tess_token *tok, struct tess_object *obj)
 
 static CK_RV drv_update_object(struct tess_token *tok, struct tess_object *obj)
 {
+    struct tpm2_token *t = tok->drv;
     struct tess_store *store;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    CK_RV rv = tpm2_store(&store, false);
+    struct tess_object_rec rec = { .id = (int64_t)obj->uid };
+    CK_RV rv = t->vsc ? tpm2_store(&store, false) : CKR_TOKEN_NOT_RECOGNIZED;
     if (rv == CKR_OK)
-        rv = tess_attrs_encode(&obj->attrs, &buf, &len);
+        rv = object_rec(t->vsc, obj, &rec);
     if (rv == CKR_OK)
-        rv = tess_store_object_update_attrs(store, (int64_t)obj->uid, buf, len);
-    free(buf);
+        rv = tess_store_object_update(store, &rec);
+    tess_object_rec_clear(&rec);
     return rv;
 }
 
@@ -312,7 +366,7 @@ static CK_RV drv_init_pin(struct tess_token *tok, const CK_UTF8CHAR *pin, CK_ULO
     if (!t->vsc)
         return CKR_USER_NOT_LOGGED_IN;
     rv = tpm2_vsc_set_user_pin(t->vsc, pin, len, err, sizeof(err));
-    if (rv == CKR_PIN_INVALID)
+    if (rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE)
         TESS_ERR("C_InitPIN: %s", err);
     return rv;
 }
@@ -464,7 +518,6 @@ static CK_RV drv_random(struct tess_token *tok, uint8_t *out, size_t len)
 const struct tess_driver tess_tpm2_driver = {
     .abi = TESS_DRIVER_ABI,
     .name = TPM2_DRIVER_NAME,
-    .slot_base = TPM2_SLOT_BASE,
     .init = drv_init,
     .fini = drv_fini,
     .scan = drv_scan,

@@ -284,6 +284,9 @@ static CK_RV do_sign(struct tpm2_vsc *v, struct tpm2_key *k, const TPMT_SIG_SCHE
             break;
         tpm2_key_unload(k);
     }
+    /* A hash or scheme this TPM lacks: the core pads in software instead. */
+    if (tpm2_rc_is(rc, TPM2_RC_HASH) || tpm2_rc_is(rc, TPM2_RC_SCHEME))
+        return CKR_MECHANISM_INVALID;
     return tpm2_rv(rc, "sign");
 }
 

@@ -235,6 +235,11 @@ int tpm2_vsc_free_slot_index(const struct tess_card_rec *recs, size_t n, int max
     return -1;
 }
 
+static CK_RV policy_refusal(const struct tess_pin_policy *p, size_t len)
+{
+    return tess_pin_policy_length_ok(p, len) ? CKR_PIN_INVALID : CKR_PIN_LEN_RANGE;
+}
+
 static CK_RV check_so_pin(size_t len, char *err, size_t errlen)
 {
     if (len < SO_PIN_MIN || len > TESS_PIN_MAX_LEN) {
@@ -291,7 +296,7 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
     if (rv != CKR_OK)
         return rv;
     if (p->user_pin && tess_pin_policy_check(&policy, (const uint8_t *)p->user_pin, p->user_pin_len, err, errlen))
-        return CKR_PIN_INVALID;
+        return policy_refusal(&policy, p->user_pin_len);
     if (!tpm2_conn_available()) {
         snprintf(err, errlen, "no TPM reachable at '%s'", set->tcti);
         return CKR_DEVICE_ERROR;
@@ -472,14 +477,19 @@ static CK_RV verify_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *pin
     /* Success resets the counter; a PIN the TPM never checked (TPM in
      * lockout, TPM gone) gives back the try we took. Re-read first: another
      * process may have counted tries of its own meanwhile. */
-    if (tpm2_vsc_reload(v) == CKR_OK) {
+    if (tess_store_begin(store) == CKR_OK) {
+        CK_RV wrv = tpm2_vsc_reload(v);
         int max = user ? v->rec.user_tries_max : v->rec.so_tries_max;
         int *now = user ? &v->rec.user_tries_left : &v->rec.so_tries_left;
         int want = rv == CKR_OK ? max : (*now + 1 < max ? *now + 1 : max);
-        if (want != *now) {
+        if (wrv == CKR_OK && want != *now) {
             *now = want;
-            tess_store_card_set_tries(store, v->rec.id, v->rec.user_tries_left, v->rec.so_tries_left);
+            wrv = tess_store_card_set_tries(store, v->rec.id, v->rec.user_tries_left, v->rec.so_tries_left);
         }
+        if (wrv == CKR_OK)
+            tess_store_commit(store);
+        else
+            tess_store_rollback(store);
     }
     return rv;
 abort:
@@ -553,7 +563,7 @@ CK_RV tpm2_vsc_set_user_pin(struct tpm2_vsc *v, const uint8_t *pin, size_t len, 
         return CKR_USER_NOT_LOGGED_IN;
     if (tess_pin_policy_check(&v->policy, pin, len, err, errlen)) {
         TESS_WARN("tpm: card %s: new PIN refused: %s", v->rec.serial, err);
-        return CKR_PIN_INVALID;
+        return policy_refusal(&v->policy, len);
     }
     rv = blob_decode(v->rec.drv_data, v->rec.drv_len, &blob);
     if (rv == CKR_OK)
@@ -578,7 +588,7 @@ CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *o
             return rv;
     } else if (tess_pin_policy_check(&v->policy, new_pin, new_len, err, errlen)) {
         TESS_WARN("tpm: card %s: new PIN refused: %s", v->rec.serial, err);
-        return CKR_PIN_INVALID;
+        return policy_refusal(&v->policy, new_len);
     }
     secret = secret_alloc();
     if (!secret)

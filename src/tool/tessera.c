@@ -42,11 +42,27 @@ static int exit_for(CK_RV rv)
 {
     switch (rv) {
     case CKR_OK: return EX_OK;
-    case CKR_DEVICE_ERROR: return EX_NOTPM;
+    case CKR_DEVICE_ERROR: return tpm2_conn_available() ? EX_FAIL : EX_NOTPM;
     case CKR_PIN_INCORRECT: case CKR_PIN_INVALID: case CKR_PIN_LEN_RANGE: case CKR_PIN_LOCKED: return EX_PIN;
     case CKR_TOKEN_NOT_PRESENT: return EX_NOTFOUND;
     default: return EX_FAIL;
     }
+}
+
+/* A JSON string value: quotes, backslashes and control characters escaped. */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
 }
 
 /* A secret from a file ('-' = standard input) or typed at the terminal. */
@@ -115,7 +131,13 @@ static int cmd_vsc_create(int argc, char **argv)
         case 'S': so_file = optarg; break;
         case 'p': snprintf(pin, sizeof(pin), "%s", optarg); have_pin = true; break;
         case 'P': pin_file = optarg; break;
-        case 'n': slot = atoi(optarg); break;
+        case 'n':
+            slot = atoi(optarg);
+            if (slot < 0 || slot >= settings.max_vsc) {
+                fprintf(stderr, "tessera: --slot must be 0 to %d (max_vsc)\n", settings.max_vsc - 1);
+                goto out;
+            }
+            break;
         case 1: case 2: case 3: case 4: case 5: case 6:
             if (tess_pin_policy_set(&policy, policy_fields[c], optarg, err, sizeof(err))) {
                 fprintf(stderr, "tessera: %s\n", err);
@@ -144,10 +166,11 @@ static int cmd_vsc_create(int argc, char **argv)
     }
     struct tpm2_vsc *v = NULL;
     if (tpm2_vsc_open(id, &v) == CKR_OK) {
-        if (json)
-            printf("{\"serial\":\"%s\",\"label\":\"%s\",\"slot\":%d}\n", v->rec.serial, v->rec.label,
-                   v->rec.slot_index);
-        else
+        if (json) {
+            printf("{\"serial\":\"%s\",\"label\":", v->rec.serial);
+            json_str(v->rec.label);
+            printf(",\"slot\":%d}\n", v->rec.slot_index);
+        } else
             printf("created virtual card %s \"%s\" in slot %d%s\n", v->rec.serial, v->rec.label, v->rec.slot_index,
                    have_pin ? "" : " (user PIN not set yet: C_InitPIN as SO)");
         tpm2_vsc_free(v);
@@ -197,13 +220,14 @@ static int cmd_vsc_list(void)
         char user[32];
         snprintf(user, sizeof(user), "%s %d/%d", r->user_pin_set ? pin_state(r->user_tries_left, r->user_tries_max) : "unset",
                  r->user_tries_left, r->user_tries_max);
-        if (json)
-            printf("%s{\"slot\":%d,\"serial\":\"%s\",\"label\":\"%s\",\"user_pin_set\":%s,"
-                   "\"user_tries_left\":%d,\"user_tries_max\":%d,\"so_tries_left\":%d,\"so_tries_max\":%d,"
-                   "\"policy\":\"%s\"}",
-                   i ? "," : "", r->slot_index, r->serial, r->label, r->user_pin_set ? "true" : "false",
-                   r->user_tries_left, r->user_tries_max, r->so_tries_left, r->so_tries_max, r->policy);
-        else
+        if (json) {
+            printf("%s{\"slot\":%d,\"serial\":\"%s\",\"label\":", i ? "," : "", r->slot_index, r->serial);
+            json_str(r->label);
+            printf(",\"user_pin_set\":%s,\"user_tries_left\":%d,\"user_tries_max\":%d,\"so_tries_left\":%d,"
+                   "\"so_tries_max\":%d,\"policy\":\"%s\"}",
+                   r->user_pin_set ? "true" : "false", r->user_tries_left, r->user_tries_max, r->so_tries_left,
+                   r->so_tries_max, r->policy);
+        } else
             printf("%-4d %-16s %-32s %-10s %d/%-8d %s\n", r->slot_index, r->serial, r->label, user,
                    r->so_tries_left, r->so_tries_max, r->policy);
         tess_card_rec_clear(&recs[i]);
@@ -276,11 +300,17 @@ static int cmd_tpm_status(void)
     }
     bool ready = rv == CKR_OK && !st.in_lockout && !st.owner_auth_set;
     if (json) {
-        printf("{\"tcti\":\"%s\",\"present\":%s,\"ready\":%s,\"why\":\"%s\",\"manufacturer\":\"%s\","
-               "\"vendor\":\"%s\",\"firmware\":\"%u.%u.%u.%u\",\"in_lockout\":%s,\"lockout_counter\":%u,"
+        printf("{\"tcti\":");
+        json_str(settings.tcti);
+        printf(",\"present\":%s,\"ready\":%s,\"why\":", st.reachable ? "true" : "false", ready ? "true" : "false");
+        json_str(st.why);
+        printf(",\"manufacturer\":");
+        json_str(st.manufacturer);
+        printf(",\"vendor\":");
+        json_str(st.vendor);
+        printf(",\"firmware\":\"%u.%u.%u.%u\",\"in_lockout\":%s,\"lockout_counter\":%u,"
                "\"max_tries\":%u,\"recovery_time\":%u,\"lockout_recovery\":%u,\"vsc_count\":%zu,\"vsc_max\":%d}\n",
-               settings.tcti, st.reachable ? "true" : "false", ready ? "true" : "false", st.why, st.manufacturer,
-               st.vendor, st.fw1 >> 16, st.fw1 & 0xffff, st.fw2 >> 16, st.fw2 & 0xffff,
+               st.fw1 >> 16, st.fw1 & 0xffff, st.fw2 >> 16, st.fw2 & 0xffff,
                st.in_lockout ? "true" : "false", st.lockout_counter, st.max_tries, st.recovery_time,
                st.lockout_recovery, n, settings.max_vsc);
         return rv == CKR_OK ? EX_OK : EX_NOTPM;

@@ -503,13 +503,14 @@ static void test_pins(CK_SLOT_ID slot)
 
     /* The SO (administrator) unblocks by setting a new user PIN. */
     is_rv(p11_login(s, CKU_SO, SO_PIN), CKR_OK, "SO login");
-    is_rv(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR) "12", 2), CKR_PIN_INVALID, "C_InitPIN refuses a too-short PIN");
+    is_rv(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR) "12", 2), CKR_PIN_LEN_RANGE, "C_InitPIN refuses a too-short PIN");
+    is_rv(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR) "12\t456", 6), CKR_PIN_INVALID, "C_InitPIN refuses a control character");
     is_rv(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR) "654321", 6), CKR_OK, "C_InitPIN unblocks");
     p11->C_Logout(s);
     ok(!(p11_token_flags(slot) & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_COUNT_LOW)), "flags clear after unblock");
     is_rv(p11_login(s, CKU_USER, "654321"), CKR_OK, "login with the new PIN");
-    is_rv(p11->C_SetPIN(s, (CK_UTF8CHAR_PTR) "654321", 6, (CK_UTF8CHAR_PTR) "1", 1), CKR_PIN_INVALID,
-          "C_SetPIN refuses a PIN the policy forbids");
+    is_rv(p11->C_SetPIN(s, (CK_UTF8CHAR_PTR) "654321", 6, (CK_UTF8CHAR_PTR) "1", 1), CKR_PIN_LEN_RANGE,
+          "C_SetPIN refuses a PIN shorter than the policy allows");
     is_rv(p11->C_SetPIN(s, (CK_UTF8CHAR_PTR) "000000", 6, (CK_UTF8CHAR_PTR) USER_PIN, 6), CKR_PIN_INCORRECT,
           "C_SetPIN with a wrong old PIN");
     is_rv(p11->C_SetPIN(s, (CK_UTF8CHAR_PTR) "654321", 6, (CK_UTF8CHAR_PTR) USER_PIN, 6), CKR_OK, "C_SetPIN");

@@ -36,6 +36,17 @@ t_fail "C_SetPIN against the policy" p11tool --token-label "Alice Smith" -l -p '
 t_ok "C_SetPIN within the policy" p11tool --token-label "Alice Smith" -l -p 'Secret-123' --change-pin --new-pin 'Other#4567'
 t_ok "login with the new PIN" p11tool --token-label "Alice Smith" -l -p 'Other#4567' -O
 
+# A private data object is stored encrypted under the card secret.
+printf 'top-secret-payload-4711' > "$WORK/secret.bin"
+t_ok "store a private data object" p11tool --token-label "Alice Smith" -l -p 'Other#4567' \
+    --write-object "$WORK/secret.bin" --type data --label vault --private
+t_ok "its contents are not in the store" sh -c "! grep -a -q 'top-secret-payload' '$TESSERA_HOME'/tessera.db*"
+t_ok "read back after login" p11tool --token-label "Alice Smith" -l -p 'Other#4567' \
+    --read-object --type data --label vault -o "$WORK/back.bin"
+t_ok "  unchanged" cmp "$WORK/secret.bin" "$WORK/back.bin"
+t_fail "invisible without login" p11tool --token-label "Alice Smith" --read-object --type data --label vault \
+    -o "$WORK/back2.bin"
+
 t_ok "delete needs --yes" sh -c "! $TOOL vsc delete --serial x"
 serial=$(sed -n 's/.*"serial":"\([0-9a-f]*\)","label":"Bob".*/\1/p' "$WORK/list.json")
 t_ok "delete Bob's card" $TOOL vsc delete --serial "$serial" --yes
