@@ -1,11 +1,20 @@
 #!/bin/bash
 # Run one test with its own software TPM and TESSERA_HOME, both removed after.
 #   with-swtpm.sh PROGRAM [ARGS...]
-# The swtpm is stopped by its PID whatever the test does (trap on EXIT).
+# What the test starts through the harness (swtpm, tpm2-abrmd, pcscd, virtual
+# cards writing DIR/NAME.card.pid) is stopped by PID whatever the test does.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/swtpm.sh"
+. "$here/pcsc.sh"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tessera-test.XXXXXX")
-cleanup() { abrmd_stop "$dir"; swtpm_stop "$dir"; rm -rf "$dir"; }
+cleanup() {
+    local f
+    for f in "$dir"/*.card.pid; do stop_pidfile "$f"; done   # virtual cards (tests/cards)
+    pcscd_stop "$dir"
+    abrmd_stop "$dir"
+    swtpm_stop "$dir"
+    rm -rf "$dir"
+}
 trap cleanup EXIT
 if ! swtpm_start "$dir"; then
     echo "Bail out! swtpm did not start"
