@@ -92,5 +92,8 @@ struct tess_driver {
 
 /* The drivers built into this module, in slot order. */
 extern const struct tess_driver tess_tpm2_driver;
+#ifdef HAVE_PCSC
+extern const struct tess_driver tess_piv_driver;   /* cards in PC/SC readers */
+#endif
 
 #endif

@@ -15,7 +15,12 @@
 
 struct tess_module g_mod = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-const struct tess_driver *const tess_drivers[] = { &tess_tpm2_driver };
+const struct tess_driver *const tess_drivers[] = {
+    &tess_tpm2_driver,
+#ifdef HAVE_PCSC
+    &tess_piv_driver,
+#endif
+};
 const size_t tess_ndrivers = TESS_ARRAY_SIZE(tess_drivers);
 
 #define MAX_SLOTS_PER_DRIVER 64
@@ -192,7 +197,8 @@ CK_RV tess_slots_rescan(void)
             if (!ns)
                 goto nomem;
             next = ns;
-            if (old && old->tok && old->tok->card_key == reports[i].card_key && old->tok->present) {
+            /* Same card as before (or the same foreign card: no need to look again). */
+            if (old && old->tok && old->tok->card_key == reports[i].card_key) {
                 next[nnext++] = *old;
                 old->tok = NULL;
                 continue;

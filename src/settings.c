@@ -24,6 +24,8 @@ static void set_defaults(struct tess_settings *s)
     s->so_retries = 5;
     s->spare_slot = true;
     s->tpm_enabled = true;
+    s->pcsc_enabled = true;
+    snprintf(s->piv_mgmt_alg, sizeof(s->piv_mgmt_alg), "3des");
     s->log_level = -1;
     tess_pin_policy_default(&s->pin_policy);
 }
@@ -101,7 +103,18 @@ static int apply(struct tess_settings *s, const char *key, const char *val, char
         rc = parse_bool(val, &s->spare_slot);
     else if (!strcmp(key, "tpm"))
         rc = parse_bool(val, &s->tpm_enabled);
-    else if (!strcmp(key, "log_level"))
+    else if (!strcmp(key, "pcsc"))
+        rc = parse_bool(val, &s->pcsc_enabled);
+    else if (!strcmp(key, "piv_management_key")) {
+        size_t n = strlen(val);
+        rc = (n == 32 || n == 48 || n == 64) && strspn(val, "0123456789abcdefABCDEF") == n ? 0 : -1;
+        if (!rc)
+            snprintf(s->piv_mgmt_key, sizeof(s->piv_mgmt_key), "%s", val);
+    } else if (!strcmp(key, "piv_management_alg")) {
+        rc = !strcmp(val, "3des") || !strcmp(val, "aes128") || !strcmp(val, "aes192") || !strcmp(val, "aes256") ? 0 : -1;
+        if (!rc)
+            snprintf(s->piv_mgmt_alg, sizeof(s->piv_mgmt_alg), "%s", val);
+    } else if (!strcmp(key, "log_level"))
         rc = parse_int(val, 0, 4, &s->log_level);
     else if (!strncmp(key, "pin_", 4))
         rc = tess_pin_policy_set(&s->pin_policy, key + 4, val, err, errlen) ? -1 : 0;

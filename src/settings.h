@@ -20,6 +20,9 @@ struct tess_settings {
     int so_retries;                  /* per-card SO PIN tries */
     bool spare_slot;                 /* show an uninitialised slot for C_InitToken */
     bool tpm_enabled;
+    bool pcsc_enabled;               /* cards in PC/SC readers (PIV) */
+    char piv_mgmt_key[65];           /* hex; "" = the factory default 3DES key */
+    char piv_mgmt_alg[8];            /* 3des, aes128, aes192, aes256 */
     struct tess_pin_policy pin_policy; /* default policy for new VSCs */
     int log_level;                   /* -1: from TESSERA_LOG */
 };

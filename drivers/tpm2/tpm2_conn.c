@@ -165,12 +165,15 @@ CK_RV tpm2_param_session(ESYS_CONTEXT *esys, ESYS_TR salt_key, ESYS_TR bind, TPM
     if (rc == TSS2_ESYS_RC_GENERAL_FAILURE && salt_key != ESYS_TR_NONE) {
         /* tpm2-tss 3.x salts with OpenSSL's default EC methods; in a process
          * where an OpenSSL engine took those over (openssl -engine pkcs11,
-         * tpm2-tss#3151) that fails. Go on without parameter encryption, and
-         * say so once: this only concerns creating seals and keys. */
+         * tpm2-tss#3151) that fails. A session bound to a secret object still
+         * hides what it carries from a passive eavesdropper who lacks the
+         * store; with nothing to bind, go on without encryption. Say so once. */
         if (!warned)
             TESS_WARN("tpm: no salted session in this process (an OpenSSL engine holds the EC methods); "
-                      "new PIN and key authorisations cross the TPM bus unencrypted");
+                      "TPM parameter encryption is weaker here");
         warned = true;
+        if (bind != ESYS_TR_NONE)
+            return tpm2_param_session(esys, ESYS_TR_NONE, bind, attrs, out);
         *out = ESYS_TR_NONE;
         return CKR_OK;
     }

@@ -176,7 +176,9 @@ static CK_RV seal_open(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const
     /* An HMAC session proves the PIN without sending it, and encrypts the
      * secret on its way back. */
     Esys_TR_SetAuth(esys, obj, auth);
-    rv = tpm2_param_session(esys, ESYS_TR_NONE, obj, TPMA_SESSION_ENCRYPT, &sess);
+    /* Salted (a recorded exchange reveals nothing, even with the store's
+     * salts in hand) and bound to the seal (the PIN proves itself by HMAC). */
+    rv = tpm2_param_session(esys, primary, obj, TPMA_SESSION_ENCRYPT, &sess);
     if (rv != CKR_OK) {
         Esys_FlushContext(esys, obj);
         return rv;

@@ -1,0 +1,690 @@
+/* The PIV driver's operations table: cards in PC/SC readers, one slot per
+ * reader. A reader without a card, or with a card that has no PIV
+ * application, is a slot without a token (CKF_TOKEN_PRESENT clear): clients
+ * such as pam_pkcs11 give up on every slot when one answers
+ * CKR_TOKEN_NOT_RECOGNIZED, so Tessera never does that for a foreign card. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+
+#include "../../src/log.h"
+#include "../../src/mech.h"
+#include "../../src/settings.h"
+#include "../../src/util.h"
+#include "piv_card.h"
+#include "tlv.h"
+
+#define PIV_SLOT_BASE 0x100
+#define MAX_READERS 32
+
+static struct {
+    struct tess_settings settings;
+    SCARDCONTEXT ctx;
+    bool have_ctx;
+    struct {
+        char name[256];
+        CK_SLOT_ID slot_id;
+    } readers[MAX_READERS];
+    size_t nreaders;
+} piv;
+
+static CK_RV drv_init(const struct tess_settings *settings)
+{
+    piv.settings = *settings;
+    return CKR_OK;
+}
+
+static void drv_fini(bool in_child)
+{
+    /* A PC/SC context must not be used across fork(); the child forgets it. */
+    if (piv.have_ctx && !in_child)
+        SCardReleaseContext(piv.ctx);
+    piv.have_ctx = false;
+    piv.nreaders = 0;
+}
+
+static bool context(void)
+{
+    if (piv.have_ctx && SCardIsValidContext(piv.ctx) == SCARD_S_SUCCESS)
+        return true;
+    if (piv.have_ctx)
+        SCardReleaseContext(piv.ctx);
+    piv.have_ctx = SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &piv.ctx) == SCARD_S_SUCCESS;
+    if (!piv.have_ctx)
+        TESS_DBG("pcsc: no PC/SC service: no card readers");
+    return piv.have_ctx;
+}
+
+/* Slot ids stay with a reader's name for the life of the process. */
+static CK_SLOT_ID slot_for_reader(const char *name)
+{
+    for (size_t i = 0; i < piv.nreaders; i++)
+        if (!strcmp(piv.readers[i].name, name))
+            return piv.readers[i].slot_id;
+    if (piv.nreaders == MAX_READERS)
+        return (CK_SLOT_ID)-1;
+    snprintf(piv.readers[piv.nreaders].name, sizeof(piv.readers[0].name), "%s", name);
+    piv.readers[piv.nreaders].slot_id = PIV_SLOT_BASE + piv.nreaders;
+    return piv.readers[piv.nreaders++].slot_id;
+}
+
+static const char *reader_of_slot(CK_SLOT_ID id)
+{
+    for (size_t i = 0; i < piv.nreaders; i++)
+        if (piv.readers[i].slot_id == id)
+            return piv.readers[i].name;
+    return NULL;
+}
+
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    while (n--)
+        h = (h ^ *p++) * 16777619u;
+    return h;
+}
+
+static CK_RV drv_scan(struct tess_slot_report *out, size_t max, size_t *count)
+{
+    char names[4096];
+    DWORD len = sizeof(names);
+    SCARD_READERSTATE st[MAX_READERS];
+    size_t n = 0;
+
+    *count = 0;
+    if (!piv.settings.pcsc_enabled || !context())
+        return CKR_OK;
+    LONG rc = SCardListReaders(piv.ctx, NULL, names, &len);
+    if (rc == SCARD_E_NO_READERS_AVAILABLE)
+        return CKR_OK;
+    if (rc != SCARD_S_SUCCESS) {
+        TESS_WARN("pcsc: cannot list readers: %s", pcsc_stringify_error(rc));
+        return CKR_OK;
+    }
+    for (const char *r = names; *r && n < MAX_READERS; r += strlen(r) + 1) {
+        memset(&st[n], 0, sizeof(st[n]));
+        st[n].szReader = r;
+        st[n].dwCurrentState = SCARD_STATE_UNAWARE;
+        n++;
+    }
+    if (n && SCardGetStatusChange(piv.ctx, 0, st, (DWORD)n) != SCARD_S_SUCCESS)
+        return CKR_OK;
+    for (size_t i = 0; i < n && *count < max; i++) {
+        CK_SLOT_ID id = slot_for_reader(st[i].szReader);
+        if (id == (CK_SLOT_ID)-1)
+            continue;
+        out[*count].slot_id = id;
+        /* A card's key: the reader's event count (pcsc-lite keeps it in the
+         * high 16 bits) and its ATR, so a re-inserted card is a new card. */
+        out[*count].card_key = (st[i].dwEventState & SCARD_STATE_PRESENT)
+                                   ? ((uint64_t)(st[i].dwEventState >> 16) << 32) |
+                                         (fnv1a(st[i].rgbAtr, st[i].cbAtr) | 1)
+                                   : 0;
+        (*count)++;
+    }
+    return CKR_OK;
+}
+
+static void secret_drop(uint8_t **p, size_t *len)
+{
+    if (*p) {
+        tess_wipe(*p, *len);
+        munlock(*p, *len);
+        free(*p);
+    }
+    *p = NULL;
+    *len = 0;
+}
+
+static CK_RV secret_keep(uint8_t **p, size_t *len, const uint8_t *v, size_t n)
+{
+    secret_drop(p, len);
+    *p = malloc(n ? n : 1);
+    if (!*p)
+        return CKR_HOST_MEMORY;
+    mlock(*p, n ? n : 1);
+    memcpy(*p, v, n);
+    *len = n;
+    return CKR_OK;
+}
+
+static void token_forget(struct piv_token *t)
+{
+    secret_drop(&t->pin, &t->pin_len);
+    secret_drop(&t->puk, &t->puk_len);
+    t->pin_verified = false;
+}
+
+static void drv_token_free(void *drv)
+{
+    struct piv_token *t = drv;
+    if (!t)
+        return;
+    token_forget(t);
+    channel_disconnect(&t->ch);
+    for (size_t i = 0; i < t->ngenerated; i++)
+        tess_attrs_free(&t->generated[i].pub);
+    free(t);
+}
+
+static CK_RV drv_token_open(struct tess_token *tok, uint64_t card_key)
+{
+    struct piv_token *t = calloc(1, sizeof(*t));
+    const char *reader = reader_of_slot(tok->slot_id);
+    struct buf chuid = { 0 };
+    CK_RV rv;
+
+    if (!t)
+        return CKR_HOST_MEMORY;
+    snprintf(t->reader, sizeof(t->reader), "%s", reader ? reader : "?");
+    tok->drv = t;
+    tok->card_key = card_key;
+    tok->initialized = true;
+    if (!card_key || !reader) {
+        tok->present = false;
+        return CKR_OK;
+    }
+    rv = channel_connect(&t->ch, piv.ctx, reader);
+    if (rv == CKR_OK)
+        rv = channel_begin(&t->ch);
+    if (rv != CKR_OK) {
+        tok->present = false;
+        return CKR_OK;
+    }
+    rv = piv_select(&t->ch);
+    if (rv == CKR_OK && piv_get_data(&t->ch, PIV_OBJ_CHUID, &chuid) == CKR_OK) {
+        struct tlv guid;
+        /* The card's serial: its GUID (34) from the CHUID, as hex. */
+        if (tlv_find(chuid.p, chuid.len, 0x34, &guid) && guid.len >= 8)
+            tess_hex(t->serial, guid.value, 8);
+    }
+    channel_end(&t->ch);
+    buf_free(&chuid);
+    if (rv != CKR_OK) {
+        TESS_INFO("piv: the card in '%s' has no PIV application; its slot shows no token", reader);
+        channel_disconnect(&t->ch);
+        tok->present = false;
+        return CKR_OK;
+    }
+    if (!t->serial[0])
+        snprintf(t->serial, sizeof(t->serial), "%016llx", (unsigned long long)card_key);
+    return CKR_OK;
+}
+
+static CK_RV drv_slot_info(struct tess_token *tok, CK_SLOT_INFO *info)
+{
+    struct piv_token *t = tok->drv;
+    tess_pad_copy(info->slotDescription, sizeof(info->slotDescription), t->reader);
+    tess_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "PC/SC reader");
+    info->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT | (tok->present ? CKF_TOKEN_PRESENT : 0);
+    return CKR_OK;
+}
+
+/* The card answered that it is gone: every later call says so at once. */
+static CK_RV gone(struct tess_token *tok, CK_RV rv)
+{
+    if (rv == CKR_DEVICE_REMOVED)
+        tok->present = false;
+    return rv;
+}
+
+static CK_RV drv_token_info(struct tess_token *tok, CK_TOKEN_INFO *info)
+{
+    struct piv_token *t = tok->drv;
+    char label[33];
+    int tries = -1;
+    snprintf(label, sizeof(label), "PIV Card %.8s", t->serial);
+    tess_pad_copy(info->label, sizeof(info->label), label);
+    tess_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "Tessera PIV");
+    tess_pad_copy(info->model, sizeof(info->model), "PIV II");
+    tess_pad_copy(info->serialNumber, sizeof(info->serialNumber), t->serial);
+    info->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED;
+    info->ulMinPinLen = 6;
+    info->ulMaxPinLen = 8;
+    CK_RV rv = channel_begin(&t->ch);
+    if (rv == CKR_OK) {
+        rv = piv_pin_status(&t->ch, &tries);
+        channel_end(&t->ch);
+    }
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    /* PIV cards start with 3 tries (SP 800-73-4 leaves it to the issuer). */
+    if (tries == 0)
+        info->flags |= CKF_USER_PIN_LOCKED;
+    else if (tries == 1)
+        info->flags |= CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY;
+    else if (tries > 1 && tries < 3)
+        info->flags |= CKF_USER_PIN_COUNT_LOW;
+    return CKR_OK;
+}
+
+/* Certificates of the four main slots, and as many retired ones as the key
+ * history object says the card holds. */
+static CK_RV drv_load_objects(struct tess_token *tok)
+{
+    struct piv_token *t = tok->drv;
+    struct buf hist = { 0 };
+    size_t retired = 0;
+    CK_RV rv = channel_begin(&t->ch);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    if (t->ch.was_reset) {
+        t->ch.was_reset = false;
+        t->pin_verified = false;
+        piv_select(&t->ch);
+    }
+    if (piv_get_data(&t->ch, 0x5fc10c, &hist) == CKR_OK) {
+        struct tlv on_card;
+        if (tlv_find(hist.p, hist.len, 0xc1, &on_card) && on_card.len == 1)
+            retired = on_card.value[0] > 20 ? 20 : on_card.value[0];
+    }
+    buf_free(&hist);
+    for (size_t i = 0; i < 4 + retired && rv == CKR_OK; i++) {
+        struct buf der = { 0 };
+        CK_RV r = piv_read_cert(&t->ch, piv_slots[i].cert_tag, &der);
+        if (r == CKR_OK)
+            rv = piv_objects_for_cert(tok, &piv_slots[i], der.p, der.len);
+        else if (r == CKR_DEVICE_REMOVED)
+            rv = r;
+        else {
+            /* No certificate: a key generated here in this process still shows. */
+            for (size_t g = 0; g < t->ngenerated && rv == CKR_OK; g++)
+                if (t->generated[g].key_ref == piv_slots[i].key_ref)
+                    rv = piv_objects_for_pubkey(tok, &piv_slots[i], &t->generated[g].pub);
+        }
+        buf_free(&der);
+    }
+    channel_end(&t->ch);
+    return gone(tok, rv);
+}
+
+static void drv_free_object(void *drv)
+{
+    free(drv);
+}
+
+/* After another process reset the card, PIV state (selection, PIN) is lost:
+ * select again and, if we were logged in, verify the cached PIN again. */
+static CK_RV restore(struct piv_token *t)
+{
+    CK_RV rv;
+    if (!t->ch.was_reset)
+        return CKR_OK;
+    t->ch.was_reset = false;
+    t->pin_verified = false;
+    rv = piv_select(&t->ch);
+    if (rv == CKR_OK && t->pin) {
+        rv = piv_verify(&t->ch, t->pin, t->pin_len, NULL);
+        t->pin_verified = rv == CKR_OK;
+    }
+    return rv;
+}
+
+static CK_RV drv_login(struct tess_token *tok, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+    struct piv_token *t = tok->drv;
+    int tries = -1;
+    CK_RV rv = channel_begin(&t->ch);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    rv = restore(t);
+    if (rv == CKR_OK && who == CKU_SO) {
+        /* The SO is whoever knows the PUK. PIV cannot verify a PUK alone:
+         * changing it to itself proves it (a wrong one counts down). */
+        rv = piv_change_reference(&t->ch, PIV_PUK, pin, len, pin, len, &tries);
+        if (rv == CKR_OK)
+            rv = secret_keep(&t->puk, &t->puk_len, pin, len);
+    } else if (rv == CKR_OK) {
+        rv = piv_verify(&t->ch, pin, len, &tries);
+        t->pin_verified = rv == CKR_OK;
+        if (rv == CKR_OK)
+            rv = secret_keep(&t->pin, &t->pin_len, pin, len);
+    }
+    channel_end(&t->ch);
+    if (rv == CKR_PIN_INCORRECT)
+        TESS_INFO("piv: wrong %s, %d tries left", who == CKU_SO ? "PUK" : "PIN", tries);
+    return gone(tok, rv);
+}
+
+static void drv_logout(struct tess_token *tok)
+{
+    struct piv_token *t = tok->drv;
+    uint16_t sw;
+    /* VERIFY with P1=FF clears the card's PIN status (SP 800-73-4 3.2.1). */
+    if (t->pin_verified && channel_begin(&t->ch) == CKR_OK) {
+        channel_transmit(&t->ch, 0x00, 0x20, 0xff, PIV_PIN, NULL, 0, NULL, &sw);
+        channel_end(&t->ch);
+    }
+    token_forget(t);
+}
+
+static CK_RV drv_init_pin(struct tess_token *tok, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+    struct piv_token *t = tok->drv;
+    CK_RV rv;
+    if (!t->puk)
+        return CKR_USER_NOT_LOGGED_IN;
+    rv = channel_begin(&t->ch);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    rv = restore(t);
+    if (rv == CKR_OK)
+        rv = piv_reset_retry_counter(&t->ch, t->puk, t->puk_len, pin, len, NULL);
+    channel_end(&t->ch);
+    return gone(tok, rv);
+}
+
+static CK_RV drv_set_pin(struct tess_token *tok, CK_USER_TYPE who, const CK_UTF8CHAR *old_pin, CK_ULONG old_len,
+                         const CK_UTF8CHAR *new_pin, CK_ULONG new_len)
+{
+    struct piv_token *t = tok->drv;
+    CK_RV rv;
+    if (new_len < 6 || new_len > 8)
+        return CKR_PIN_LEN_RANGE;
+    rv = channel_begin(&t->ch);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    rv = restore(t);
+    if (rv == CKR_OK)
+        rv = piv_change_reference(&t->ch, who == CKU_SO ? PIV_PUK : PIV_PIN, old_pin, old_len, new_pin, new_len, NULL);
+    if (rv == CKR_OK && who != CKU_SO && t->pin)
+        rv = secret_keep(&t->pin, &t->pin_len, new_pin, new_len);
+    channel_end(&t->ch);
+    return gone(tok, rv);
+}
+
+/* The management key from the configuration (factory default if unset). */
+static CK_RV mgmt_auth(struct piv_token *t)
+{
+    static const uint8_t factory[24] = { 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8 };
+    uint8_t key[32];
+    size_t len = 0;
+    uint8_t alg = PIV_ALG_3DES;
+    const char *hex = piv.settings.piv_mgmt_key, *a = piv.settings.piv_mgmt_alg;
+    CK_RV rv;
+
+    if (!strcmp(a, "aes128"))
+        alg = PIV_ALG_AES128;
+    else if (!strcmp(a, "aes192"))
+        alg = PIV_ALG_AES192;
+    else if (!strcmp(a, "aes256"))
+        alg = PIV_ALG_AES256;
+    if (!hex[0]) {
+        memcpy(key, factory, sizeof(factory));
+        len = sizeof(factory);
+    } else {
+        for (; hex[2 * len] && len < sizeof(key); len++) {
+            unsigned v;
+            if (sscanf(hex + 2 * len, "%2x", &v) != 1)
+                return CKR_GENERAL_ERROR;
+            key[len] = (uint8_t)v;
+        }
+    }
+    rv = piv_mgmt_auth(&t->ch, alg, key, len);
+    tess_wipe(key, sizeof(key));
+    if (rv == CKR_PIN_INCORRECT) {
+        TESS_ERR("piv: the card refused the management key (set piv_management_key in tessera.conf)");
+        rv = CKR_FUNCTION_REJECTED;
+    }
+    return rv;
+}
+
+static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_keygen_spec *spec,
+                                   struct tess_object *pub, struct tess_object *priv)
+{
+    struct piv_token *t = tok->drv;
+    const CK_ATTRIBUTE *id = tess_attrs_get(&priv->attrs, CKA_ID);
+    const struct piv_slot_info *slot;
+    struct buf tmpl = { 0 };
+    struct tess_attrs material = { 0 };
+    uint8_t alg;
+    CK_RV rv;
+
+    if (!id || !id->ulValueLen)
+        id = tess_attrs_get(&pub->attrs, CKA_ID);
+    slot = id ? piv_slot_by_id(id->pValue, id->ulValueLen) : NULL;
+    if (!slot) {
+        TESS_ERR("piv: C_GenerateKeyPair needs CKA_ID 01 (9A), 02 (9C), 03 (9D), 04 (9E) or 05..18 (retired)");
+        return CKR_TEMPLATE_INCOMPLETE;
+    }
+    if (!spec->token)
+        return CKR_TEMPLATE_INCONSISTENT;   /* a card key is always a token object */
+    if (spec->key_type == CKK_RSA)
+        alg = spec->modulus_bits == 2048 ? PIV_ALG_RSA2048 : 0;
+    else
+        alg = spec->curve_nid == NID_X9_62_prime256v1 ? PIV_ALG_ECC256
+              : spec->curve_nid == NID_secp384r1      ? PIV_ALG_ECC384
+                                                      : 0;
+    if (!alg)
+        return spec->key_type == CKK_RSA ? CKR_KEY_SIZE_RANGE : CKR_CURVE_NOT_SUPPORTED;
+    if (t->ngenerated == TESS_ARRAY_SIZE(t->generated))
+        return CKR_DEVICE_MEMORY;
+    rv = channel_begin(&t->ch);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    rv = restore(t);
+    if (rv == CKR_OK)
+        rv = mgmt_auth(t);
+    if (rv == CKR_OK)
+        rv = piv_generate(&t->ch, slot->key_ref, alg, &tmpl);
+    channel_end(&t->ch);
+    if (rv == CKR_OK)
+        rv = piv_pub_from_7f49(alg, tmpl.p, tmpl.len, &material);
+    buf_free(&tmpl);
+    if (rv != CKR_OK) {
+        tess_attrs_free(&material);
+        return gone(tok, rv);
+    }
+    /* The caller's objects get the public material; the token's object list
+     * is rebuilt from the card (and this key) at the next load. */
+    rv = tess_attrs_copy(&pub->attrs, &material);
+    for (size_t i = 0; i < material.n && rv == CKR_OK; i++)
+        if (material.v[i].type != CKA_EC_POINT && material.v[i].type != CKA_MODULUS_BITS)
+            rv = tess_attrs_set(&priv->attrs, material.v[i].type, material.v[i].pValue, material.v[i].ulValueLen);
+    struct piv_key *key = calloc(1, sizeof(*key));
+    if (!key)
+        rv = CKR_HOST_MEMORY;
+    if (rv == CKR_OK) {
+        key->key_ref = slot->key_ref;
+        key->alg = alg;
+        priv->drv = key;
+        pub->uid = ((uint64_t)slot->key_ref << 2) | 1;
+        priv->uid = ((uint64_t)slot->key_ref << 2) | 2;
+        size_t g = 0;
+        while (g < t->ngenerated && t->generated[g].key_ref != slot->key_ref)
+            g++;
+        if (g == t->ngenerated)
+            t->ngenerated++;
+        else
+            tess_attrs_free(&t->generated[g].pub);
+        t->generated[g].key_ref = slot->key_ref;
+        t->generated[g].pub = material;
+        material = (struct tess_attrs){ 0 };
+    } else {
+        free(key);
+    }
+    tess_attrs_free(&material);
+    return rv;
+}
+
+static CK_RV drv_store_object(struct tess_token *tok, struct tess_object *obj)
+{
+    struct piv_token *t = tok->drv;
+    CK_ULONG cls = 0;
+    const CK_ATTRIBUTE *id = tess_attrs_get(&obj->attrs, CKA_ID), *val = tess_attrs_get(&obj->attrs, CKA_VALUE);
+    const struct piv_slot_info *slot = id ? piv_slot_by_id(id->pValue, id->ulValueLen) : NULL;
+    struct buf data = { 0 };
+    uint8_t hdr[8];
+    CK_RV rv;
+
+    tess_attrs_get_ulong(&obj->attrs, CKA_CLASS, &cls);
+    if (cls != CKO_CERTIFICATE || !slot || !val) {
+        TESS_ERR("piv: a PIV card stores certificates only, with CKA_ID 01..18 naming the key slot");
+        return CKR_TEMPLATE_INCONSISTENT;
+    }
+    /* 70 certificate, 71 CertInfo 00 (not compressed), FE error detection */
+    size_t hn = tlv_header(hdr, 0x70, val->ulValueLen);
+    if (buf_append(&data, hdr, hn) || buf_append(&data, val->pValue, val->ulValueLen) ||
+        buf_append(&data, (const uint8_t *)"\x71\x01\x00\xfe\x00", 5)) {
+        buf_free(&data);
+        return CKR_HOST_MEMORY;
+    }
+    rv = channel_begin(&t->ch);
+    if (rv == CKR_OK) {
+        rv = restore(t);
+        if (rv == CKR_OK)
+            rv = mgmt_auth(t);
+        if (rv == CKR_OK)
+            rv = piv_put_data(&t->ch, slot->cert_tag, data.p, data.len);
+        channel_end(&t->ch);
+    }
+    buf_free(&data);
+    if (rv == CKR_OK)
+        obj->uid = (uint64_t)slot->key_ref << 2;   /* the slot's certificate */
+    return gone(tok, rv);
+}
+
+static CK_RV drv_destroy_object(struct tess_token *tok, struct tess_object *obj)
+{
+    struct piv_token *t = tok->drv;
+    const struct piv_slot_info *slot = piv_slot_by_ref((uint8_t)(obj->uid >> 2));
+    CK_RV rv;
+    if ((obj->uid & 3) != 0 || !slot)
+        return CKR_ACTION_PROHIBITED;   /* keys cannot be deleted from a PIV card */
+    rv = channel_begin(&t->ch);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    rv = restore(t);
+    if (rv == CKR_OK)
+        rv = mgmt_auth(t);
+    if (rv == CKR_OK)
+        rv = piv_put_data(&t->ch, slot->cert_tag, NULL, 0);
+    channel_end(&t->ch);
+    return gone(tok, rv);
+}
+
+/* A private operation: PIN-always keys get the PIN again right before. */
+static CK_RV private_op(struct tess_token *tok, struct tess_object *key, uint8_t what, const uint8_t *in, size_t len,
+                        struct buf *out)
+{
+    struct piv_token *t = tok->drv;
+    struct piv_key *k = key->drv;
+    CK_RV rv;
+    if (!k)
+        return CKR_KEY_HANDLE_INVALID;
+    rv = channel_begin(&t->ch);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    rv = restore(t);
+    if (rv == CKR_OK && k->key_ref == PIV_KEY_SIGN && t->pin)
+        rv = piv_verify(&t->ch, t->pin, t->pin_len, NULL);
+    if (rv == CKR_OK)
+        rv = piv_private_op(&t->ch, k->alg, k->key_ref, what, in, len, out);
+    channel_end(&t->ch);
+    return gone(tok, rv);
+}
+
+static CK_RV drv_rsa_raw(struct tess_token *tok, struct tess_object *key, const uint8_t *in, size_t len, uint8_t *out,
+                         size_t *outlen)
+{
+    struct buf r = { 0 };
+    CK_RV rv = private_op(tok, key, 0x81, in, len, &r);
+    if (rv == CKR_OK && (r.len > *outlen || r.len > len))
+        rv = CKR_DEVICE_ERROR;
+    if (rv == CKR_OK) {
+        /* left-pad to the modulus length */
+        memset(out, 0, len - r.len);
+        memcpy(out + len - r.len, r.p, r.len);
+        *outlen = len;
+    }
+    buf_free(&r);
+    return rv;
+}
+
+static size_t field_len(const struct tess_object *key)
+{
+    const struct piv_key *k = key->drv;
+    return k && k->alg == PIV_ALG_ECC384 ? 48 : 32;
+}
+
+static CK_RV drv_ecdsa(struct tess_token *tok, struct tess_object *key, const uint8_t *digest, size_t dlen,
+                       uint8_t *rs, size_t *rslen)
+{
+    size_t flen = field_len(key);
+    uint8_t norm[48];
+    struct buf r = { 0 };
+    CK_RV rv;
+
+    if (*rslen < 2 * flen)
+        return CKR_BUFFER_TOO_SMALL;
+    /* Leftmost field-size bytes of the hash, as ECDSA uses them. */
+    if (dlen >= flen) {
+        memcpy(norm, digest, flen);
+    } else {
+        memset(norm, 0, flen - dlen);
+        memcpy(norm + flen - dlen, digest, dlen);
+    }
+    rv = private_op(tok, key, 0x81, norm, flen, &r);
+    if (rv == CKR_OK) {
+        /* The card answers a DER ECDSA-Sig-Value; PKCS#11 wants r | s. */
+        const unsigned char *p = r.p;
+        ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)r.len);
+        const BIGNUM *br, *bs;
+        if (!sig) {
+            rv = CKR_DEVICE_ERROR;
+        } else {
+            ECDSA_SIG_get0(sig, &br, &bs);
+            if (BN_bn2binpad(br, rs, (int)flen) < 0 || BN_bn2binpad(bs, rs + flen, (int)flen) < 0)
+                rv = CKR_DEVICE_ERROR;
+            *rslen = 2 * flen;
+            ECDSA_SIG_free(sig);
+        }
+    }
+    buf_free(&r);
+    return rv;
+}
+
+static CK_RV drv_ecdh(struct tess_token *tok, struct tess_object *key, const uint8_t *point, size_t plen, uint8_t *z,
+                      size_t *zlen)
+{
+    struct buf r = { 0 };
+    CK_RV rv = private_op(tok, key, 0x85, point, plen, &r);
+    if (rv == CKR_OK && r.len > *zlen)
+        rv = CKR_BUFFER_TOO_SMALL;
+    if (rv == CKR_OK) {
+        memcpy(z, r.p, r.len);
+        *zlen = r.len;
+    }
+    buf_free(&r);
+    return rv;
+}
+
+const struct tess_driver tess_piv_driver = {
+    .abi = TESS_DRIVER_ABI,
+    .name = "piv",
+    .init = drv_init,
+    .fini = drv_fini,
+    .scan = drv_scan,
+    .token_open = drv_token_open,
+    .token_free = drv_token_free,
+    .slot_info = drv_slot_info,
+    .token_info = drv_token_info,
+    .load_objects = drv_load_objects,
+    .store_object = drv_store_object,
+    .destroy_object = drv_destroy_object,
+    .free_object = drv_free_object,
+    .login = drv_login,
+    .logout = drv_logout,
+    .init_pin = drv_init_pin,
+    .set_pin = drv_set_pin,
+    .generate_key_pair = drv_generate_key_pair,
+    .rsa_raw = drv_rsa_raw,
+    .ecdsa_sign = drv_ecdsa,
+    .ecdh = drv_ecdh,
+};

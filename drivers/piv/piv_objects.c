@@ -1,0 +1,284 @@
+/* From what a PIV card holds (certificates, public keys) to PKCS#11 objects:
+ * for each key slot a certificate, a public key and a private key, with the
+ * same CKA_ID (01 for 9A ... as OpenSC does, so tools agree). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include "../../src/log.h"
+#include "../../src/mech.h"
+#include "../../src/util.h"
+#include "piv_card.h"
+#include "tlv.h"
+
+const struct piv_slot_info *piv_slot_by_ref(uint8_t key_ref)
+{
+    for (size_t i = 0; i < piv_nslots; i++)
+        if (piv_slots[i].key_ref == key_ref)
+            return &piv_slots[i];
+    return NULL;
+}
+
+const struct piv_slot_info *piv_slot_by_id(const uint8_t *id, size_t len)
+{
+    if (len != 1)
+        return NULL;
+    for (size_t i = 0; i < piv_nslots; i++)
+        if (piv_slots[i].id == id[0])
+            return &piv_slots[i];
+    return NULL;
+}
+
+/* uids: stable per slot and kind, so handles survive a reload. */
+enum { KIND_CERT = 0, KIND_PUB = 1, KIND_PRIV = 2 };
+
+static uint64_t uid_of(uint8_t key_ref, int kind)
+{
+    return ((uint64_t)key_ref << 2) | (uint64_t)kind;
+}
+
+static const uint8_t p256_oid[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+static const uint8_t p384_oid[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+
+static CK_RV ec_point_attr(struct tess_attrs *a, const uint8_t *pt, size_t len)
+{
+    uint8_t der[2 + 1 + 2 * 66 + 1];
+    size_t hn;
+    if (len > sizeof(der) - 3)
+        return CKR_DEVICE_ERROR;
+    hn = tlv_header(der, 0x04, len);
+    memcpy(der + hn, pt, len);
+    return tess_attrs_set(a, CKA_EC_POINT, der, hn + len);
+}
+
+CK_RV piv_pub_from_7f49(uint8_t alg, const uint8_t *tmpl, size_t len, struct tess_attrs *out)
+{
+    struct tlv n, e, pt;
+    CK_RV rv;
+    if (alg == PIV_ALG_RSA2048 || alg == PIV_ALG_RSA1024) {
+        if (!tlv_find(tmpl, len, 0x81, &n) || !tlv_find(tmpl, len, 0x82, &e))
+            return CKR_DEVICE_ERROR;
+        rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_RSA);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(out, CKA_MODULUS, n.value, n.len);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(out, CKA_PUBLIC_EXPONENT, e.value, e.len);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set_ulong(out, CKA_MODULUS_BITS, n.len * 8);
+        return rv;
+    }
+    if (!tlv_find(tmpl, len, 0x86, &pt))
+        return CKR_DEVICE_ERROR;
+    rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
+    if (rv == CKR_OK)
+        rv = alg == PIV_ALG_ECC384 ? tess_attrs_set(out, CKA_EC_PARAMS, p384_oid, sizeof(p384_oid))
+                                   : tess_attrs_set(out, CKA_EC_PARAMS, p256_oid, sizeof(p256_oid));
+    if (rv == CKR_OK)
+        rv = ec_point_attr(out, pt.value, pt.len);
+    return rv;
+}
+
+static CK_RV pub_from_pkey(EVP_PKEY *pk, struct tess_attrs *out)
+{
+    CK_RV rv = CKR_DEVICE_ERROR;
+    if (EVP_PKEY_is_a(pk, "RSA")) {
+        BIGNUM *n = NULL, *e = NULL;
+        uint8_t nb[1024], eb[16];
+        if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n) && EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) &&
+            BN_num_bytes(n) <= (int)sizeof(nb) && BN_num_bytes(e) <= (int)sizeof(eb)) {
+            int nl = BN_bn2bin(n, nb), el = BN_bn2bin(e, eb);
+            rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_RSA);
+            if (rv == CKR_OK)
+                rv = tess_attrs_set(out, CKA_MODULUS, nb, (CK_ULONG)nl);
+            if (rv == CKR_OK)
+                rv = tess_attrs_set(out, CKA_PUBLIC_EXPONENT, eb, (CK_ULONG)el);
+            if (rv == CKR_OK)
+                rv = tess_attrs_set_ulong(out, CKA_MODULUS_BITS, (CK_ULONG)BN_num_bits(n));
+        }
+        BN_free(n);
+        BN_free(e);
+        return rv;
+    }
+    if (EVP_PKEY_is_a(pk, "EC")) {
+        char group[64];
+        uint8_t pt[133];
+        size_t ptlen = 0;
+        if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) ||
+            !EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen))
+            return CKR_DEVICE_ERROR;
+        int nid = OBJ_sn2nid(group);
+        if (nid != NID_X9_62_prime256v1 && nid != NID_secp384r1) {
+            TESS_WARN("piv: a certificate on the card has a curve Tessera does not use (%s)", group);
+            return CKR_CURVE_NOT_SUPPORTED;
+        }
+        rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
+        if (rv == CKR_OK)
+            rv = nid == NID_secp384r1 ? tess_attrs_set(out, CKA_EC_PARAMS, p384_oid, sizeof(p384_oid))
+                                      : tess_attrs_set(out, CKA_EC_PARAMS, p256_oid, sizeof(p256_oid));
+        if (rv == CKR_OK)
+            rv = ec_point_attr(out, pt, ptlen);
+        return rv;
+    }
+    return CKR_DEVICE_ERROR;
+}
+
+static CK_RV add(struct tess_token *tok, struct tess_object *o)
+{
+    CK_RV rv = tess_token_add_object(tok, o);
+    if (rv != CKR_OK)
+        tess_object_free(tok, o);
+    return rv;
+}
+
+static CK_RV common(struct tess_object *o, CK_OBJECT_CLASS cls, const struct piv_slot_info *slot, const char *label)
+{
+    CK_RV rv = tess_attrs_set_ulong(&o->attrs, CKA_CLASS, cls);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_TOKEN, true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set(&o->attrs, CKA_ID, &slot->id, 1);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set(&o->attrs, CKA_LABEL, label, strlen(label));
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_MODIFIABLE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_DESTROYABLE, cls == CKO_CERTIFICATE);
+    o->token_object = true;
+    return rv;
+}
+
+/* The public and private key objects of a slot, from its public key. */
+CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info *slot, const struct tess_attrs *pub)
+{
+    struct tess_object *po = tess_object_new(), *ko = tess_object_new();
+    struct piv_key *key = calloc(1, sizeof(*key));
+    char label[64];
+    CK_ULONG kt = 0;
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    if (!po || !ko || !key)
+        goto fail;
+    tess_attrs_get_ulong(pub, CKA_KEY_TYPE, &kt);
+    bool rsa = kt == CKK_RSA;
+    snprintf(label, sizeof(label), "%s key", slot->name);
+    po->uid = uid_of(slot->key_ref, KIND_PUB);
+    ko->uid = uid_of(slot->key_ref, KIND_PRIV);
+    rv = common(po, CKO_PUBLIC_KEY, slot, label);
+    if (rv == CKR_OK)
+        rv = tess_attrs_copy(&po->attrs, pub);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&po->attrs, CKA_PRIVATE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&po->attrs, CKA_VERIFY, true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&po->attrs, CKA_ENCRYPT, rsa);
+    if (rv == CKR_OK)
+        rv = common(ko, CKO_PRIVATE_KEY, slot, label);
+    if (rv == CKR_OK) {
+        /* The private key carries the public values a signer needs (modulus
+         * or curve), never the point: PKCS#11 private EC keys have none. */
+        for (size_t i = 0; i < pub->n && rv == CKR_OK; i++)
+            if (pub->v[i].type != CKA_EC_POINT && pub->v[i].type != CKA_MODULUS_BITS)
+                rv = tess_attrs_set(&ko->attrs, pub->v[i].type, pub->v[i].pValue, pub->v[i].ulValueLen);
+    }
+    static const CK_ATTRIBUTE_TYPE on[] = { CKA_PRIVATE, CKA_SENSITIVE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_SIGN };
+    for (size_t i = 0; i < TESS_ARRAY_SIZE(on) && rv == CKR_OK; i++)
+        rv = tess_attrs_set_bool(&ko->attrs, on[i], true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&ko->attrs, CKA_EXTRACTABLE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&ko->attrs, CKA_DECRYPT, rsa);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&ko->attrs, CKA_DERIVE, !rsa);
+    /* The digital signature key asks for the PIN before every use. */
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&ko->attrs, CKA_ALWAYS_AUTHENTICATE, slot->key_ref == PIV_KEY_SIGN);
+    if (rv != CKR_OK)
+        goto fail;
+    key->key_ref = slot->key_ref;
+    if (rsa) {
+        const CK_ATTRIBUTE *m = tess_attrs_get(pub, CKA_MODULUS);
+        key->alg = m && m->ulValueLen <= 128 ? PIV_ALG_RSA1024 : PIV_ALG_RSA2048;
+    } else {
+        const CK_ATTRIBUTE *p = tess_attrs_get(pub, CKA_EC_PARAMS);
+        key->alg = p && p->ulValueLen == sizeof(p384_oid) ? PIV_ALG_ECC384 : PIV_ALG_ECC256;
+    }
+    ko->drv = key;
+    key = NULL;
+    rv = add(tok, po);
+    po = NULL;
+    if (rv == CKR_OK)
+        rv = add(tok, ko);
+    return rv;
+fail:
+    free(key);
+    tess_object_free(tok, po);
+    tess_object_free(tok, ko);
+    return rv;
+}
+
+CK_RV piv_objects_for_cert(struct tess_token *tok, const struct piv_slot_info *slot, const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    struct tess_object *co = NULL;
+    struct tess_attrs pub = { 0 };
+    unsigned char *enc = NULL;
+    char label[64];
+    int n;
+    CK_RV rv;
+
+    if (!x) {
+        TESS_WARN("piv: the certificate in slot %02X does not parse; skipped", slot->key_ref);
+        return CKR_OK;
+    }
+    co = tess_object_new();
+    if (!co) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    snprintf(label, sizeof(label), "Certificate for %s", slot->name);
+    co->uid = uid_of(slot->key_ref, KIND_CERT);
+    rv = common(co, CKO_CERTIFICATE, slot, label);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_ulong(&co->attrs, CKA_CERTIFICATE_TYPE, CKC_X_509);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&co->attrs, CKA_PRIVATE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&co->attrs, CKA_TRUSTED, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set(&co->attrs, CKA_VALUE, der, len);
+    if (rv == CKR_OK && (n = i2d_X509_NAME(X509_get_subject_name(x), &enc)) > 0) {
+        rv = tess_attrs_set(&co->attrs, CKA_SUBJECT, enc, (CK_ULONG)n);
+        OPENSSL_free(enc);
+        enc = NULL;
+    }
+    if (rv == CKR_OK && (n = i2d_X509_NAME(X509_get_issuer_name(x), &enc)) > 0) {
+        rv = tess_attrs_set(&co->attrs, CKA_ISSUER, enc, (CK_ULONG)n);
+        OPENSSL_free(enc);
+        enc = NULL;
+    }
+    if (rv == CKR_OK && (n = i2d_ASN1_INTEGER(X509_get_serialNumber(x), &enc)) > 0) {
+        rv = tess_attrs_set(&co->attrs, CKA_SERIAL_NUMBER, enc, (CK_ULONG)n);
+        OPENSSL_free(enc);
+        enc = NULL;
+    }
+    if (rv != CKR_OK)
+        goto out;
+    rv = add(tok, co);
+    co = NULL;
+    if (rv == CKR_OK && pub_from_pkey(X509_get0_pubkey(x), &pub) == CKR_OK)
+        rv = piv_objects_for_pubkey(tok, slot, &pub);
+out:
+    tess_attrs_free(&pub);
+    tess_object_free(tok, co);
+    X509_free(x);
+    return rv;
+}
