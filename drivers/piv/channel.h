@@ -12,13 +12,8 @@
 #include <PCSC/winscard.h>
 
 #include "../../pkcs11/pk11.h"
+#include "buf.h"
 
-struct buf {
-    uint8_t *p;
-    size_t len, cap;
-};
-void buf_free(struct buf *b);          /* wipes: card responses may hold secrets */
-int buf_append(struct buf *b, const uint8_t *data, size_t len);
 
 struct channel {
     SCARDHANDLE card;

@@ -6,10 +6,10 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <zlib.h>
 
 #include "../../src/log.h"
 #include "../../src/util.h"
+#include "piv_parse.h"
 #include "tlv.h"
 
 static const uint8_t piv_aid[] = { 0xa0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00 };
@@ -69,7 +69,6 @@ CK_RV piv_get_data(struct channel *ch, uint32_t tag, struct buf *out)
     size_t tn = tag_bytes(tag, t);
     struct buf resp = { 0 };
     struct tlv content;
-    const uint8_t *p;
     uint16_t sw = 0;
     CK_RV rv;
 
@@ -80,13 +79,9 @@ CK_RV piv_get_data(struct channel *ch, uint32_t tag, struct buf *out)
         rv = sw_to_rv(sw, "GET DATA");
     if (rv != CKR_OK)
         goto out;
-    /* The object comes wrapped in 53 (or, for the discovery object, 7E). */
-    p = resp.p;
-    if (tlv_next(&p, resp.p + resp.len, &content) != 0 || (content.tag != 0x53 && content.tag != tag)) {
-        TESS_WARN("piv: data object %06X is malformed", tag);
-        rv = CKR_DEVICE_ERROR;
+    rv = piv_parse_data_object(resp.p, resp.len, tag, &content);
+    if (rv != CKR_OK)
         goto out;
-    }
     if (buf_append(out, content.value, content.len))
         rv = CKR_HOST_MEMORY;
 out:
@@ -94,52 +89,12 @@ out:
     return rv;
 }
 
-static CK_RV gunzip(const uint8_t *in, size_t len, struct buf *out)
-{
-    z_stream z = { 0 };
-    uint8_t chunk[4096];
-    CK_RV rv = CKR_OK;
-    int zr;
-
-    /* 16 + MAX_WBITS: a gzip wrapper, as CertInfo=01 means. */
-    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
-        return CKR_HOST_MEMORY;
-    z.next_in = (Bytef *)in;
-    z.avail_in = (uInt)len;
-    do {
-        z.next_out = chunk;
-        z.avail_out = sizeof(chunk);
-        zr = inflate(&z, Z_NO_FLUSH);
-        if (zr != Z_OK && zr != Z_STREAM_END) {
-            rv = CKR_DEVICE_ERROR;
-            break;
-        }
-        if (buf_append(out, chunk, sizeof(chunk) - z.avail_out)) {
-            rv = CKR_HOST_MEMORY;
-            break;
-        }
-    } while (zr != Z_STREAM_END);
-    inflateEnd(&z);
-    return rv;
-}
-
 CK_RV piv_read_cert(struct channel *ch, uint32_t tag, struct buf *der)
 {
     struct buf obj = { 0 };
-    struct tlv cert, info;
     CK_RV rv = piv_get_data(ch, tag, &obj);
-    if (rv != CKR_OK)
-        goto out;
-    if (!tlv_find(obj.p, obj.len, 0x70, &cert) || !cert.len) {
-        rv = CKR_OBJECT_HANDLE_INVALID;   /* an empty certificate object */
-        goto out;
-    }
-    /* 71 CertInfo: bit 0 set means the certificate is gzip-compressed. */
-    if (tlv_find(obj.p, obj.len, 0x71, &info) && info.len == 1 && (info.value[0] & 0x01))
-        rv = gunzip(cert.value, cert.len, der);
-    else if (buf_append(der, cert.value, cert.len))
-        rv = CKR_HOST_MEMORY;
-out:
+    if (rv == CKR_OK)
+        rv = piv_parse_cert(obj.p, obj.len, der);
     buf_free(&obj);
     return rv;
 }
@@ -268,19 +223,6 @@ static int ecb(const EVP_CIPHER *c, const uint8_t *key, bool enc, const uint8_t 
     return ok ? 0 : -1;
 }
 
-/* Parse a 7C dynamic authentication template and return element `tag`. */
-static CK_RV auth_element(const struct buf *resp, uint32_t tag, struct tlv *out)
-{
-    struct tlv tmpl;
-    const uint8_t *p = resp->p;
-    if (tlv_next(&p, resp->p + resp->len, &tmpl) != 0 || tmpl.tag != 0x7c ||
-        !tlv_find(tmpl.value, tmpl.len, tag, out)) {
-        TESS_WARN("piv: malformed GENERAL AUTHENTICATE response");
-        return CKR_DEVICE_ERROR;
-    }
-    return CKR_OK;
-}
-
 CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t key_len)
 {
     size_t bs = 0;
@@ -302,7 +244,7 @@ CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t 
     if (rv == CKR_OK)
         rv = sw_to_rv(sw, "management key: witness");
     if (rv == CKR_OK)
-        rv = auth_element(&resp, 0x80, &el);
+        rv = piv_parse_auth_response(resp.p, resp.len, 0x80, &el);
     if (rv == CKR_OK && el.len != bs)
         rv = CKR_DEVICE_ERROR;
     if (rv != CKR_OK)
@@ -333,7 +275,7 @@ CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t 
         rv = (sw & 0xfff0) == 0x63c0 || sw == 0x6982 ? CKR_PIN_INCORRECT : sw_to_rv(sw, "management key");
     }
     if (rv == CKR_OK)
-        rv = auth_element(&resp, 0x82, &el);
+        rv = piv_parse_auth_response(resp.p, resp.len, 0x82, &el);
     /* Step 3: the card proves it too, by encrypting our challenge. */
     if (rv == CKR_OK && (el.len != bs || !tess_ct_equal(el.value, expect, bs))) {
         TESS_ERR("piv: the card did not prove knowledge of the management key");
@@ -353,18 +295,14 @@ CK_RV piv_generate(struct channel *ch, uint8_t key_ref, uint8_t alg, struct buf 
     const uint8_t cmd[] = { 0xac, 0x03, 0x80, 0x01, alg };
     struct buf resp = { 0 };
     struct tlv tmpl;
-    const uint8_t *p;
     uint16_t sw = 0;
     CK_RV rv = channel_transmit(ch, 0x00, 0x47, 0x00, key_ref, cmd, sizeof(cmd), &resp, &sw);
     if (rv == CKR_OK)
         rv = sw_to_rv(sw, "GENERATE ASYMMETRIC KEY PAIR");
+    if (rv == CKR_OK)
+        rv = piv_parse_data_object(resp.p, resp.len, 0x7f49, &tmpl);
     if (rv != CKR_OK)
         goto out;
-    p = resp.p;
-    if (tlv_next(&p, resp.p + resp.len, &tmpl) != 0 || tmpl.tag != 0x7f49) {
-        rv = CKR_DEVICE_ERROR;
-        goto out;
-    }
     if (buf_append(pub, tmpl.value, tmpl.len))
         rv = CKR_HOST_MEMORY;
 out:
@@ -393,7 +331,7 @@ CK_RV piv_private_op(struct channel *ch, uint8_t alg, uint8_t key_ref, uint8_t w
     if (rv == CKR_OK)
         rv = sw_to_rv(sw, "GENERAL AUTHENTICATE");
     if (rv == CKR_OK)
-        rv = auth_element(&resp, 0x82, &el);
+        rv = piv_parse_auth_response(resp.p, resp.len, 0x82, &el);
     if (rv == CKR_OK && buf_append(out, el.value, el.len))
         rv = CKR_HOST_MEMORY;
 out:

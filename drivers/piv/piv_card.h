@@ -35,9 +35,6 @@ CK_RV piv_objects_for_cert(struct tess_token *tok, const struct piv_slot_info *s
                            size_t len);
 CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info *slot,
                              const struct tess_attrs *pub);
-/* Public key attributes (CKA_KEY_TYPE, modulus/exponent or params/point) from
- * a 7F49 template or an EVP_PKEY. */
-CK_RV piv_pub_from_7f49(uint8_t alg, const uint8_t *tmpl, size_t len, struct tess_attrs *out);
 const struct piv_slot_info *piv_slot_by_ref(uint8_t key_ref);
 const struct piv_slot_info *piv_slot_by_id(const uint8_t *id, size_t len);
 

@@ -18,6 +18,7 @@
 #include "../../src/settings.h"
 #include "../../src/util.h"
 #include "piv_card.h"
+#include "piv_parse.h"
 #include "tlv.h"
 
 #define PIV_SLOT_BASE 0x100
@@ -199,10 +200,10 @@ static CK_RV drv_token_open(struct tess_token *tok, uint64_t card_key)
     }
     rv = piv_select(&t->ch);
     if (rv == CKR_OK && piv_get_data(&t->ch, PIV_OBJ_CHUID, &chuid) == CKR_OK) {
-        struct tlv guid;
+        uint8_t guid[8];
         /* The card's serial: its GUID (34) from the CHUID, as hex. */
-        if (tlv_find(chuid.p, chuid.len, 0x34, &guid) && guid.len >= 8)
-            tess_hex(t->serial, guid.value, 8);
+        if (piv_parse_guid(chuid.p, chuid.len, guid) == 0)
+            tess_hex(t->serial, guid, sizeof(guid));
     }
     channel_end(&t->ch);
     buf_free(&chuid);
@@ -279,11 +280,8 @@ static CK_RV drv_load_objects(struct tess_token *tok)
         t->pin_verified = false;
         piv_select(&t->ch);
     }
-    if (piv_get_data(&t->ch, 0x5fc10c, &hist) == CKR_OK) {
-        struct tlv on_card;
-        if (tlv_find(hist.p, hist.len, 0xc1, &on_card) && on_card.len == 1)
-            retired = on_card.value[0] > 20 ? 20 : on_card.value[0];
-    }
+    if (piv_get_data(&t->ch, 0x5fc10c, &hist) == CKR_OK)
+        retired = piv_parse_retired_count(hist.p, hist.len);
     buf_free(&hist);
     for (size_t i = 0; i < 4 + retired && rv == CKR_OK; i++) {
         struct buf der = { 0 };

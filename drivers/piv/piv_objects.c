@@ -16,6 +16,7 @@
 #include "../../src/mech.h"
 #include "../../src/util.h"
 #include "piv_card.h"
+#include "piv_parse.h"
 #include "tlv.h"
 
 const struct piv_slot_info *piv_slot_by_ref(uint8_t key_ref)
@@ -42,47 +43,6 @@ enum { KIND_CERT = 0, KIND_PUB = 1, KIND_PRIV = 2 };
 static uint64_t uid_of(uint8_t key_ref, int kind)
 {
     return ((uint64_t)key_ref << 2) | (uint64_t)kind;
-}
-
-static const uint8_t p256_oid[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
-static const uint8_t p384_oid[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-
-static CK_RV ec_point_attr(struct tess_attrs *a, const uint8_t *pt, size_t len)
-{
-    uint8_t der[2 + 1 + 2 * 66 + 1];
-    size_t hn;
-    if (len > sizeof(der) - 3)
-        return CKR_DEVICE_ERROR;
-    hn = tlv_header(der, 0x04, len);
-    memcpy(der + hn, pt, len);
-    return tess_attrs_set(a, CKA_EC_POINT, der, hn + len);
-}
-
-CK_RV piv_pub_from_7f49(uint8_t alg, const uint8_t *tmpl, size_t len, struct tess_attrs *out)
-{
-    struct tlv n, e, pt;
-    CK_RV rv;
-    if (alg == PIV_ALG_RSA2048 || alg == PIV_ALG_RSA1024) {
-        if (!tlv_find(tmpl, len, 0x81, &n) || !tlv_find(tmpl, len, 0x82, &e))
-            return CKR_DEVICE_ERROR;
-        rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_RSA);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set(out, CKA_MODULUS, n.value, n.len);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set(out, CKA_PUBLIC_EXPONENT, e.value, e.len);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set_ulong(out, CKA_MODULUS_BITS, n.len * 8);
-        return rv;
-    }
-    if (!tlv_find(tmpl, len, 0x86, &pt))
-        return CKR_DEVICE_ERROR;
-    rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
-    if (rv == CKR_OK)
-        rv = alg == PIV_ALG_ECC384 ? tess_attrs_set(out, CKA_EC_PARAMS, p384_oid, sizeof(p384_oid))
-                                   : tess_attrs_set(out, CKA_EC_PARAMS, p256_oid, sizeof(p256_oid));
-    if (rv == CKR_OK)
-        rv = ec_point_attr(out, pt.value, pt.len);
-    return rv;
 }
 
 static CK_RV pub_from_pkey(EVP_PKEY *pk, struct tess_attrs *out)
@@ -120,10 +80,10 @@ static CK_RV pub_from_pkey(EVP_PKEY *pk, struct tess_attrs *out)
         }
         rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
         if (rv == CKR_OK)
-            rv = nid == NID_secp384r1 ? tess_attrs_set(out, CKA_EC_PARAMS, p384_oid, sizeof(p384_oid))
-                                      : tess_attrs_set(out, CKA_EC_PARAMS, p256_oid, sizeof(p256_oid));
+            rv = nid == NID_secp384r1 ? tess_attrs_set(out, CKA_EC_PARAMS, piv_p384_oid, sizeof(piv_p384_oid))
+                                      : tess_attrs_set(out, CKA_EC_PARAMS, piv_p256_oid, sizeof(piv_p256_oid));
         if (rv == CKR_OK)
-            rv = ec_point_attr(out, pt, ptlen);
+            rv = piv_ec_point_attr(out, pt, ptlen);
         return rv;
     }
     return CKR_DEVICE_ERROR;
@@ -208,7 +168,7 @@ CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info 
         key->alg = m && m->ulValueLen <= 128 ? PIV_ALG_RSA1024 : PIV_ALG_RSA2048;
     } else {
         const CK_ATTRIBUTE *p = tess_attrs_get(pub, CKA_EC_PARAMS);
-        key->alg = p && p->ulValueLen == sizeof(p384_oid) ? PIV_ALG_ECC384 : PIV_ALG_ECC256;
+        key->alg = p && p->ulValueLen == sizeof(piv_p384_oid) ? PIV_ALG_ECC384 : PIV_ALG_ECC256;
     }
     ko->drv = key;
     key = NULL;

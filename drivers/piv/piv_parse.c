@@ -1,0 +1,131 @@
+#include "config.h"
+#include "piv_parse.h"
+
+#include <string.h>
+
+#include <zlib.h>
+
+#include "../../src/log.h"
+#include "../../src/util.h"
+#include "piv.h"
+
+CK_RV piv_parse_data_object(const uint8_t *resp, size_t len, uint32_t tag, struct tlv *content)
+{
+    const uint8_t *p = resp;
+    /* The object comes wrapped in 53 (or, for the discovery object, 7E). */
+    if (tlv_next(&p, resp + len, content) != 0 || (content->tag != 0x53 && content->tag != tag)) {
+        TESS_WARN("piv: data object %06X is malformed", tag);
+        return CKR_DEVICE_ERROR;
+    }
+    return CKR_OK;
+}
+
+static CK_RV gunzip(const uint8_t *in, size_t len, struct buf *out)
+{
+    z_stream z = { 0 };
+    uint8_t chunk[4096];
+    CK_RV rv = CKR_OK;
+    int zr;
+
+    /* 16 + MAX_WBITS: a gzip wrapper, as CertInfo=01 means. */
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
+        return CKR_HOST_MEMORY;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    do {
+        z.next_out = chunk;
+        z.avail_out = sizeof(chunk);
+        zr = inflate(&z, Z_NO_FLUSH);
+        if (zr != Z_OK && zr != Z_STREAM_END) {
+            rv = CKR_DEVICE_ERROR;
+            break;
+        }
+        if (buf_append(out, chunk, sizeof(chunk) - z.avail_out)) {
+            rv = CKR_HOST_MEMORY;
+            break;
+        }
+    } while (zr != Z_STREAM_END);
+    inflateEnd(&z);
+    return rv;
+}
+
+CK_RV piv_parse_cert(const uint8_t *obj, size_t len, struct buf *der)
+{
+    struct tlv cert, info;
+    if (!tlv_find(obj, len, 0x70, &cert) || !cert.len)
+        return CKR_OBJECT_HANDLE_INVALID;   /* an empty certificate object */
+    /* 71 CertInfo: bit 0 set means the certificate is gzip-compressed. */
+    if (tlv_find(obj, len, 0x71, &info) && info.len == 1 && (info.value[0] & 0x01))
+        return gunzip(cert.value, cert.len, der);
+    return buf_append(der, cert.value, cert.len) ? CKR_HOST_MEMORY : CKR_OK;
+}
+
+CK_RV piv_parse_auth_response(const uint8_t *resp, size_t len, uint32_t tag, struct tlv *el)
+{
+    struct tlv tmpl;
+    const uint8_t *p = resp;
+    if (tlv_next(&p, resp + len, &tmpl) != 0 || tmpl.tag != 0x7c || !tlv_find(tmpl.value, tmpl.len, tag, el)) {
+        TESS_WARN("piv: malformed GENERAL AUTHENTICATE response");
+        return CKR_DEVICE_ERROR;
+    }
+    return CKR_OK;
+}
+
+size_t piv_parse_retired_count(const uint8_t *obj, size_t len)
+{
+    struct tlv on_card;
+    if (!tlv_find(obj, len, 0xc1, &on_card) || on_card.len != 1)
+        return 0;
+    return on_card.value[0] > 20 ? 20 : on_card.value[0];
+}
+
+int piv_parse_guid(const uint8_t *obj, size_t len, uint8_t guid[8])
+{
+    struct tlv t;
+    if (!tlv_find(obj, len, 0x34, &t) || t.len < 8)
+        return -1;
+    memcpy(guid, t.value, 8);
+    return 0;
+}
+
+const uint8_t piv_p256_oid[10] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+const uint8_t piv_p384_oid[7] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+
+CK_RV piv_ec_point_attr(struct tess_attrs *a, const uint8_t *pt, size_t len)
+{
+    uint8_t der[2 + 1 + 2 * 66 + 1];
+    size_t hn;
+    if (len > sizeof(der) - 3)
+        return CKR_DEVICE_ERROR;
+    hn = tlv_header(der, 0x04, len);
+    memcpy(der + hn, pt, len);
+    return tess_attrs_set(a, CKA_EC_POINT, der, hn + len);
+}
+
+CK_RV piv_pub_from_7f49(uint8_t alg, const uint8_t *tmpl, size_t len, struct tess_attrs *out)
+{
+    struct tlv n, e, pt;
+    CK_RV rv;
+    if (alg == PIV_ALG_RSA2048 || alg == PIV_ALG_RSA1024) {
+        if (!tlv_find(tmpl, len, 0x81, &n) || !tlv_find(tmpl, len, 0x82, &e))
+            return CKR_DEVICE_ERROR;
+        rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_RSA);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(out, CKA_MODULUS, n.value, n.len);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(out, CKA_PUBLIC_EXPONENT, e.value, e.len);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set_ulong(out, CKA_MODULUS_BITS, n.len * 8);
+        return rv;
+    }
+    if (!tlv_find(tmpl, len, 0x86, &pt))
+        return CKR_DEVICE_ERROR;
+    rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
+    if (rv == CKR_OK)
+        rv = alg == PIV_ALG_ECC384 ? tess_attrs_set(out, CKA_EC_PARAMS, piv_p384_oid, sizeof(piv_p384_oid))
+                                   : tess_attrs_set(out, CKA_EC_PARAMS, piv_p256_oid, sizeof(piv_p256_oid));
+    if (rv == CKR_OK)
+        rv = piv_ec_point_attr(out, pt.value, pt.len);
+    return rv;
+}
+
