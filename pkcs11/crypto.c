@@ -137,6 +137,7 @@ static CK_RV op_init(CK_SESSION_HANDLE h, struct tess_op *(*pick)(struct tess_se
     }
     op->key = kh;
     op->kind = kind;
+    op->needs_context_login = rules[r].priv && tess_attrs_get_bool(&key->attrs, CKA_ALWAYS_AUTHENTICATE, false);
 out:
     if (rv != CKR_OK && op)
         tess_op_reset(op);
@@ -297,6 +298,10 @@ static CK_RV sign_finish(CK_SESSION_HANDLE h, const uint8_t *data, size_t len, b
         *siglen = need;
         rv = CKR_BUFFER_TOO_SMALL;
         goto unlock;
+    }
+    if (s->sign.needs_context_login && !s->sign.context_login_done) {
+        rv = CKR_USER_NOT_LOGGED_IN;   /* this key wants its PIN for this operation */
+        goto done;
     }
     if (oneshot) {
         if (s->sign.updated) {
@@ -634,6 +639,10 @@ static CK_RV crypt_finish(CK_SESSION_HANDLE h, enum tess_op_kind kind, const uin
     if (!out) {
         *outlen = k;   /* an upper bound, as the standard allows */
         goto unlock;
+    }
+    if (op->needs_context_login && !op->context_login_done) {
+        rv = CKR_USER_NOT_LOGGED_IN;
+        goto done;
     }
     msg = oneshot ? data : op->buf;
     msglen = oneshot ? len : op->len;

@@ -9,6 +9,7 @@
 
 #include "../src/log.h"
 #include "../src/mech.h"
+#include "../src/store.h"
 #include "../src/util.h"
 #include "entry.h"
 #include "module.h"
@@ -293,6 +294,7 @@ static CK_RV tess_C_Initialize(CK_VOID_PTR init_args)
         pthread_mutex_init(&g_mod.lock, NULL);
         for (size_t d = 0; d < tess_ndrivers; d++)
             tess_drivers[d]->fini(true);
+        tess_store_shared_close(true);
         free_all_state();
         g_mod.initialized = false;
     }
@@ -341,6 +343,7 @@ static CK_RV tess_C_Finalize(CK_VOID_PTR reserved)
     free_all_state();
     for (size_t d = 0; d < tess_ndrivers; d++)
         tess_drivers[d]->fini(false);
+    tess_store_shared_close(false);
     g_mod.initialized = false;
     tess_leave();
     return CKR_OK;

@@ -35,6 +35,8 @@ struct tess_op {
     uint8_t *buf;                    /* data gathered by Update for one-shot mechanisms */
     size_t len;
     bool updated;                    /* C_*Update was used: C_* (one-shot) no longer allowed */
+    bool needs_context_login;        /* the key is CKA_ALWAYS_AUTHENTICATE ... */
+    bool context_login_done;         /* ... and C_Login(CKU_CONTEXT_SPECIFIC) followed C_*Init */
     CK_MECHANISM_TYPE param_hash, mgf_hash;   /* PSS / OAEP */
     size_t salt_len;
     uint8_t *label;                  /* OAEP */

@@ -222,13 +222,19 @@ CK_RV tess_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin, C
         goto out;
     }
     if (who == CKU_CONTEXT_SPECIFIC) {
-        /* Re-verify the PIN for a key that asks every time; we create no
-         * such keys, but honour the call for a logged-in user. */
+        /* The PIN again, for the one operation just started on a
+         * CKA_ALWAYS_AUTHENTICATE key (a PIV card's signature key). */
+        struct tess_op *op = s->sign.kind != OP_NONE ? &s->sign : &s->decrypt;
         if (tok->login != CKU_USER) {
             rv = CKR_USER_NOT_LOGGED_IN;
             goto out;
         }
+        if (op->kind == OP_NONE) {
+            rv = CKR_OPERATION_NOT_INITIALIZED;
+            goto out;
+        }
         rv = tok->driver->login(tok, CKU_USER, pin, len);
+        op->context_login_done = rv == CKR_OK;
         goto out;
     }
     if (tok->login == who) {

@@ -41,6 +41,14 @@ static const char *migrations[] = {
     "  attrs BLOB NOT NULL,"
     "  drv_data BLOB);"
     "CREATE INDEX objects_card ON objects(card_id);",
+    /* 1 -> 2: public data of cards Tessera does not keep itself (PIV):
+     * public keys of slots without a certificate, cached certificates. */
+    "CREATE TABLE card_cache ("
+    "  driver TEXT NOT NULL,"
+    "  card TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  value BLOB NOT NULL,"
+    "  PRIMARY KEY (driver, card, name));",
 };
 
 static CK_RV sql_err(struct tess_store *s, const char *what)
@@ -531,6 +539,72 @@ CK_RV tess_store_object_update(struct tess_store *s, const struct tess_object_re
 CK_RV tess_store_object_delete(struct tess_store *s, int64_t id)
 {
     return delete_by_id(s, "DELETE FROM objects WHERE id = ?", id, CKR_OBJECT_HANDLE_INVALID);
+}
+
+CK_RV tess_store_cache_get(struct tess_store *s, const char *driver, const char *card, const char *name,
+                           uint8_t **value, size_t *len)
+{
+    sqlite3_stmt *st = NULL;
+    CK_RV rv;
+    int rc;
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM card_cache WHERE driver = ? AND card = ? AND name = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return sql_err(s, "read cache");
+    sqlite3_bind_text(st, 1, driver, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, card, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rv = dup_blob(st, 0, value, len) ? CKR_HOST_MEMORY : CKR_OK;
+    else if (rc == SQLITE_DONE)
+        rv = CKR_OBJECT_HANDLE_INVALID;
+    else
+        rv = sql_err(s, "read cache");
+    sqlite3_finalize(st);
+    return rv;
+}
+
+CK_RV tess_store_cache_put(struct tess_store *s, const char *driver, const char *card, const char *name,
+                           const uint8_t *value, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = value ? "INSERT OR REPLACE INTO card_cache (driver, card, name, value) VALUES (?,?,?,?)"
+                            : "DELETE FROM card_cache WHERE driver = ? AND card = ? AND name = ?";
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sql_err(s, "write cache");
+    sqlite3_bind_text(st, 1, driver, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, card, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
+    if (value)
+        sqlite3_bind_blob(st, 4, len ? (const void *)value : "", (int)len, SQLITE_TRANSIENT);
+    return step_done(s, st, "write cache");
+}
+
+/* ---- one connection per process, shared by the drivers ---- */
+
+static struct tess_store *shared_store;
+
+CK_RV tess_store_shared(const char *path, bool create, struct tess_store **out)
+{
+    char err[512];
+    if (!shared_store) {
+        if (!create && access(path, F_OK) != 0)
+            return CKR_TOKEN_NOT_PRESENT;
+        if (tess_store_open(path, &shared_store, err, sizeof(err))) {
+            TESS_ERR("store: %s", err);
+            return CKR_DEVICE_ERROR;
+        }
+    }
+    *out = shared_store;
+    return CKR_OK;
+}
+
+void tess_store_shared_close(bool in_child)
+{
+    /* A SQLite connection must not cross fork(): the child forgets it. */
+    if (!in_child)
+        tess_store_close(shared_store);
+    shared_store = NULL;
 }
 
 CK_RV tess_store_objects_delete_card(struct tess_store *s, int64_t card_id)

@@ -5,6 +5,7 @@
 #ifndef TESSERA_STORE_H
 #define TESSERA_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,5 +64,19 @@ CK_RV tess_store_object_update_attrs(struct tess_store *s, int64_t id, const uin
 CK_RV tess_store_object_update(struct tess_store *s, const struct tess_object_rec *rec);
 CK_RV tess_store_object_delete(struct tess_store *s, int64_t id);
 CK_RV tess_store_objects_delete_card(struct tess_store *s, int64_t card_id);
+
+/* Cached public data about a card the store does not own (by driver, card
+ * identity, name). get: CKR_OBJECT_HANDLE_INVALID when absent; put with a
+ * NULL value deletes. */
+CK_RV tess_store_cache_get(struct tess_store *s, const char *driver, const char *card, const char *name,
+                           uint8_t **value, size_t *len);
+CK_RV tess_store_cache_put(struct tess_store *s, const char *driver, const char *card, const char *name,
+                           const uint8_t *value, size_t len);
+
+/* The process's one connection to the store at path, opened on first use
+ * (created only if create); drivers share it under the module lock.
+ * CKR_TOKEN_NOT_PRESENT when there is no store and create is false. */
+CK_RV tess_store_shared(const char *path, bool create, struct tess_store **out);
+void tess_store_shared_close(bool in_child);
 
 #endif

@@ -7,7 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int tap_n, tap_failed;
+/* The counters live in the test's main file; a helper file of the same
+ * test program defines TAP_EXTERN before including this. */
+#ifdef TAP_EXTERN
+extern int tap_n, tap_failed;
+#else
+int tap_n, tap_failed;
+#endif
 
 static inline void plan_lazy(void)
 {

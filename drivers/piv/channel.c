@@ -105,8 +105,8 @@ static CK_RV exchange(struct channel *ch, const uint8_t *apdu, size_t len, uint8
     return pcsc_rv(rc, "transmit");
 }
 
-CK_RV channel_transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
-                       size_t len, struct buf *resp, uint16_t *sw)
+static CK_RV transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
+                      size_t len, struct buf *resp, uint16_t *sw, bool whole)
 {
     uint8_t apdu[5 + 255 + 1], r[258];
     DWORD rlen;
@@ -158,9 +158,19 @@ CK_RV channel_transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1,
     }
     if (resp && buf_append(resp, r, rlen - 2))
         return CKR_HOST_MEMORY;
+    tess_wipe(r, sizeof(r));
+    tess_wipe(apdu, sizeof(apdu));
+    return whole ? channel_continue(ch, resp, sw) : CKR_OK;
+}
+
+CK_RV channel_continue(struct channel *ch, struct buf *resp, uint16_t *sw)
+{
+    uint8_t r[258];
+    DWORD rlen;
+    CK_RV rv;
     while ((*sw >> 8) == 0x61) {
         /* More data waits: GET RESPONSE until the card says 9000. */
-        uint8_t get[5] = { (uint8_t)(cla & ~0x10), 0xc0, 0x00, 0x00, (uint8_t)*sw };
+        uint8_t get[5] = { 0x00, 0xc0, 0x00, 0x00, (uint8_t)*sw };
         rlen = sizeof(r);
         rv = exchange(ch, get, sizeof(get), r, &rlen);
         if (rv != CKR_OK)
@@ -170,8 +180,19 @@ CK_RV channel_transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1,
             return CKR_HOST_MEMORY;
     }
     tess_wipe(r, sizeof(r));
-    tess_wipe(apdu, sizeof(apdu));
     return CKR_OK;
+}
+
+CK_RV channel_transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
+                       size_t len, struct buf *resp, uint16_t *sw)
+{
+    return transmit(ch, cla, ins, p1, p2, data, len, resp, sw, true);
+}
+
+CK_RV channel_transmit_first(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
+                             const uint8_t *data, size_t len, struct buf *resp, uint16_t *sw)
+{
+    return transmit(ch, cla, ins, p1, p2, data, len, resp, sw, false);
 }
 
 CK_RV sw_to_rv(uint16_t sw, const char *what)

@@ -37,6 +37,12 @@ void channel_end(struct channel *ch);
 CK_RV channel_transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
                        size_t len, struct buf *resp, uint16_t *sw);
 
+/* The same, but only the first chunk of a long response: *sw stays 61xx
+ * when more waits. channel_continue fetches the rest into resp. */
+CK_RV channel_transmit_first(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
+                             const uint8_t *data, size_t len, struct buf *resp, uint16_t *sw);
+CK_RV channel_continue(struct channel *ch, struct buf *resp, uint16_t *sw);
+
 /* What a status word means for PKCS#11 (and a log line for the unusual). */
 CK_RV sw_to_rv(uint16_t sw, const char *what);
 

@@ -62,6 +62,31 @@ static size_t tag_bytes(uint32_t tag, uint8_t out[3])
     return n;
 }
 
+static uint16_t pending_sw;   /* the 61xx of the last head left unread (under the module lock) */
+
+CK_RV piv_get_data_head(struct channel *ch, uint32_t tag, struct buf *resp, bool *more)
+{
+    uint8_t cmd[5] = { 0x5c }, t[3];
+    size_t tn = tag_bytes(tag, t);
+    uint16_t sw = 0;
+    CK_RV rv;
+    cmd[1] = (uint8_t)tn;
+    memcpy(cmd + 2, t, tn);
+    rv = channel_transmit_first(ch, 0x00, 0xcb, 0x3f, 0xff, cmd, 2 + tn, resp, &sw);
+    if (rv != CKR_OK)
+        return rv;
+    *more = (sw >> 8) == 0x61;
+    pending_sw = sw;
+    return *more ? CKR_OK : sw_to_rv(sw, "GET DATA");
+}
+
+CK_RV piv_get_data_rest(struct channel *ch, struct buf *resp)
+{
+    uint16_t sw = pending_sw;
+    CK_RV rv = channel_continue(ch, resp, &sw);
+    return rv == CKR_OK ? sw_to_rv(sw, "GET DATA") : rv;
+}
+
 CK_RV piv_get_data(struct channel *ch, uint32_t tag, struct buf *out)
 {
     uint8_t cmd[5] = { 0x5c };
@@ -227,7 +252,7 @@ CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t 
 {
     size_t bs = 0;
     const EVP_CIPHER *c = mgmt_cipher(alg, key_len, &bs);
-    uint8_t cmd[2 + 2 + 2 * (2 + 16) + 2], witness[16], challenge[16], expect[16];
+    uint8_t cmd[2 + 2 * (2 + 16)], witness[16], challenge[16], expect[16];
     struct buf resp = { 0 };
     struct tlv el;
     uint16_t sw = 0;
@@ -255,9 +280,11 @@ CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t 
         rv = CKR_FUNCTION_FAILED;
         goto out;
     }
+    /* 7C { 80 witness, 81 challenge }: the form yubico-piv-tool and the
+     * cards it serves use; the card answers 7C { 82 response }. */
     size_t n = 0;
     cmd[n++] = 0x7c;
-    cmd[n++] = (uint8_t)(2 * (2 + bs) + 2);
+    cmd[n++] = (uint8_t)(2 * (2 + bs));
     cmd[n++] = 0x80;
     cmd[n++] = (uint8_t)bs;
     memcpy(cmd + n, witness, bs);
@@ -266,8 +293,6 @@ CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t 
     cmd[n++] = (uint8_t)bs;
     memcpy(cmd + n, challenge, bs);
     n += bs;
-    cmd[n++] = 0x82;
-    cmd[n++] = 0x00;
     buf_free(&resp);
     rv = channel_transmit(ch, 0x00, 0x87, alg, PIV_KEY_MGMT, cmd, n, &resp, &sw);
     if (rv == CKR_OK && sw != 0x9000) {

@@ -44,6 +44,11 @@ extern const size_t piv_nslots;
 CK_RV piv_select(struct channel *ch);
 /* The content of data object TAG (inside its 53 wrapper). */
 CK_RV piv_get_data(struct channel *ch, uint32_t tag, struct buf *out);
+/* GET DATA in two steps, for a cache: the first chunk of the response (all
+ * of it for a short object; *more when the card holds the rest), then the
+ * rest. The raw response (53 wrapper included) accumulates in resp. */
+CK_RV piv_get_data_head(struct channel *ch, uint32_t tag, struct buf *resp, bool *more);
+CK_RV piv_get_data_rest(struct channel *ch, struct buf *resp);
 /* The certificate of a slot, decompressed if the card stores it gzipped. */
 CK_RV piv_read_cert(struct channel *ch, uint32_t tag, struct buf *der);
 CK_RV piv_put_data(struct channel *ch, uint32_t tag, const uint8_t *data, size_t len);

@@ -16,12 +16,6 @@ struct piv_token {
     uint8_t *pin, *puk;          /* cached while logged in (locked memory) */
     size_t pin_len, puk_len;
     bool pin_verified;
-    /* Public keys generated here for slots without a certificate yet. */
-    struct generated {
-        uint8_t key_ref;
-        struct tess_attrs pub;   /* CKA_KEY_TYPE, CKA_MODULUS/... */
-    } generated[8];
-    size_t ngenerated;
 };
 
 /* A private key's reference on the card (an object's drv). */

@@ -16,6 +16,7 @@
 #include "../../src/log.h"
 #include "../../src/mech.h"
 #include "../../src/settings.h"
+#include "../../src/store.h"
 #include "../../src/util.h"
 #include "piv_card.h"
 #include "piv_parse.h"
@@ -169,8 +170,6 @@ static void drv_token_free(void *drv)
         return;
     token_forget(t);
     channel_disconnect(&t->ch);
-    for (size_t i = 0; i < t->ngenerated; i++)
-        tess_attrs_free(&t->generated[i].pub);
     free(t);
 }
 
@@ -265,6 +264,87 @@ static CK_RV drv_token_info(struct tess_token *tok, CK_TOKEN_INFO *info)
     return CKR_OK;
 }
 
+/* A slot's public key, remembered in the store when Tessera generated it:
+ * PIV cannot tell a key's public half without a certificate. */
+static void cache_name(char out[16], uint8_t key_ref)
+{
+    snprintf(out, 16, "pub:%02X", key_ref);
+}
+
+static CK_RV cached_pubkey(const struct piv_token *t, uint8_t key_ref, struct tess_attrs *pub)
+{
+    struct tess_store *store;
+    uint8_t *val = NULL;
+    size_t len = 0;
+    char name[16];
+    CK_RV rv = tess_store_shared(piv.settings.store_path, false, &store);
+    cache_name(name, key_ref);
+    if (rv == CKR_OK)
+        rv = tess_store_cache_get(store, "piv", t->serial, name, &val, &len);
+    if (rv == CKR_OK)
+        rv = tess_attrs_decode(pub, val, len);
+    free(val);
+    return rv;
+}
+
+static void remember_pubkey(const struct piv_token *t, uint8_t key_ref, const struct tess_attrs *pub)
+{
+    struct tess_store *store;
+    uint8_t *val = NULL;
+    size_t len = 0;
+    char name[16];
+    cache_name(name, key_ref);
+    if (tess_store_shared(piv.settings.store_path, true, &store) != CKR_OK || tess_attrs_encode(pub, &val, &len) != CKR_OK ||
+        tess_store_cache_put(store, "piv", t->serial, name, val, len) != CKR_OK)
+        TESS_WARN("piv: could not remember the public key of slot %02X: other processes will not see the key "
+                  "until a certificate is stored with it", key_ref);
+    free(val);
+}
+
+/* A certificate, read whole only when it changed: the first chunk of the
+ * card's answer (its length, serial number, issuer, validity) is the change
+ * check against what the store remembers for this card, so a card seen
+ * before costs one APDU per certificate instead of five or six. */
+static CK_RV read_cert(struct piv_token *t, const struct piv_slot_info *slot, struct buf *der)
+{
+    struct buf resp = { 0 };
+    struct tess_store *store = NULL;
+    uint8_t head_hash[32], *cached = NULL;
+    size_t cached_len = 0;
+    char name[16];
+    struct tlv content;
+    bool more = false;
+    CK_RV rv = piv_get_data_head(&t->ch, slot->cert_tag, &resp, &more);
+    if (rv != CKR_OK)
+        goto out;
+    snprintf(name, sizeof(name), "cert:%06X", slot->cert_tag);
+    if (more) {
+        EVP_Digest(resp.p, resp.len, head_hash, NULL, EVP_sha256(), NULL);
+        if (tess_store_shared(piv.settings.store_path, false, &store) == CKR_OK &&
+            tess_store_cache_get(store, "piv", t->serial, name, &cached, &cached_len) == CKR_OK &&
+            cached_len > sizeof(head_hash) && !memcmp(cached, head_hash, sizeof(head_hash))) {
+            rv = buf_append(der, cached + sizeof(head_hash), cached_len - sizeof(head_hash)) ? CKR_HOST_MEMORY : CKR_OK;
+            goto out;
+        }
+        rv = piv_get_data_rest(&t->ch, &resp);
+        if (rv != CKR_OK)
+            goto out;
+    }
+    rv = piv_parse_data_object(resp.p, resp.len, slot->cert_tag, &content);
+    if (rv == CKR_OK)
+        rv = piv_parse_cert(content.value, content.len, der);
+    if (rv == CKR_OK && more && tess_store_shared(piv.settings.store_path, true, &store) == CKR_OK) {
+        struct buf entry = { 0 };
+        if (!buf_append(&entry, head_hash, sizeof(head_hash)) && !buf_append(&entry, der->p, der->len))
+            tess_store_cache_put(store, "piv", t->serial, name, entry.p, entry.len);
+        buf_free(&entry);
+    }
+out:
+    free(cached);
+    buf_free(&resp);
+    return rv;
+}
+
 /* Certificates of the four main slots, and as many retired ones as the key
  * history object says the card holds. */
 static CK_RV drv_load_objects(struct tess_token *tok)
@@ -272,6 +352,7 @@ static CK_RV drv_load_objects(struct tess_token *tok)
     struct piv_token *t = tok->drv;
     struct buf hist = { 0 };
     size_t retired = 0;
+    unsigned long apdus_before = t->ch.apdus;
     CK_RV rv = channel_begin(&t->ch);
     if (rv != CKR_OK)
         return gone(tok, rv);
@@ -285,20 +366,22 @@ static CK_RV drv_load_objects(struct tess_token *tok)
     buf_free(&hist);
     for (size_t i = 0; i < 4 + retired && rv == CKR_OK; i++) {
         struct buf der = { 0 };
-        CK_RV r = piv_read_cert(&t->ch, piv_slots[i].cert_tag, &der);
+        CK_RV r = read_cert(t, &piv_slots[i], &der);
         if (r == CKR_OK)
             rv = piv_objects_for_cert(tok, &piv_slots[i], der.p, der.len);
         else if (r == CKR_DEVICE_REMOVED)
             rv = r;
         else {
-            /* No certificate: a key generated here in this process still shows. */
-            for (size_t g = 0; g < t->ngenerated && rv == CKR_OK; g++)
-                if (t->generated[g].key_ref == piv_slots[i].key_ref)
-                    rv = piv_objects_for_pubkey(tok, &piv_slots[i], &t->generated[g].pub);
+            /* No certificate: a key Tessera generated still shows, from the cache. */
+            struct tess_attrs pub = { 0 };
+            if (cached_pubkey(t, piv_slots[i].key_ref, &pub) == CKR_OK)
+                rv = piv_objects_for_pubkey(tok, &piv_slots[i], &pub);
+            tess_attrs_free(&pub);
         }
         buf_free(&der);
     }
     channel_end(&t->ch);
+    TESS_INFO("piv: card %s: objects read with %lu APDUs", t->serial, t->ch.apdus - apdus_before);
     return gone(tok, rv);
 }
 
@@ -461,8 +544,6 @@ static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_key
                                                       : 0;
     if (!alg)
         return spec->key_type == CKK_RSA ? CKR_KEY_SIZE_RANGE : CKR_CURVE_NOT_SUPPORTED;
-    if (t->ngenerated == TESS_ARRAY_SIZE(t->generated))
-        return CKR_DEVICE_MEMORY;
     rv = channel_begin(&t->ch);
     if (rv != CKR_OK)
         return gone(tok, rv);
@@ -494,16 +575,13 @@ static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_key
         priv->drv = key;
         pub->uid = ((uint64_t)slot->key_ref << 2) | 1;
         priv->uid = ((uint64_t)slot->key_ref << 2) | 2;
-        size_t g = 0;
-        while (g < t->ngenerated && t->generated[g].key_ref != slot->key_ref)
-            g++;
-        if (g == t->ngenerated)
-            t->ngenerated++;
-        else
-            tess_attrs_free(&t->generated[g].pub);
-        t->generated[g].key_ref = slot->key_ref;
-        t->generated[g].pub = material;
-        material = (struct tess_attrs){ 0 };
+        /* As piv_objects_for_pubkey shows them once loaded from the card. */
+        rv = tess_attrs_set_bool(&pub->attrs, CKA_MODIFIABLE, false);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set_bool(&priv->attrs, CKA_MODIFIABLE, false);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set_bool(&priv->attrs, CKA_ALWAYS_AUTHENTICATE, slot->key_ref == PIV_KEY_SIGN);
+        remember_pubkey(t, slot->key_ref, &material);
     } else {
         free(key);
     }

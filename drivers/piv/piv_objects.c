@@ -139,6 +139,14 @@ CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info 
         rv = tess_attrs_set_bool(&po->attrs, CKA_VERIFY, true);
     if (rv == CKR_OK)
         rv = tess_attrs_set_bool(&po->attrs, CKA_ENCRYPT, rsa);
+    /* What PIV keys never do, said explicitly (clients ask). Whether a key
+     * was made on the card PIV does not record: CKA_LOCAL stays false. */
+    static const CK_ATTRIBUTE_TYPE pub_off[] = { CKA_WRAP, CKA_DERIVE, CKA_VERIFY_RECOVER, CKA_LOCAL, CKA_TRUSTED };
+    static const CK_ATTRIBUTE_TYPE priv_off[] = { CKA_UNWRAP, CKA_SIGN_RECOVER, CKA_LOCAL, CKA_WRAP_WITH_TRUSTED };
+    for (size_t i = 0; i < TESS_ARRAY_SIZE(pub_off) && rv == CKR_OK; i++)
+        rv = tess_attrs_set_bool(&po->attrs, pub_off[i], false);
+    for (size_t i = 0; i < TESS_ARRAY_SIZE(priv_off) && rv == CKR_OK; i++)
+        rv = tess_attrs_set_bool(&ko->attrs, priv_off[i], false);
     if (rv == CKR_OK)
         rv = common(ko, CKO_PRIVATE_KEY, slot, label);
     if (rv == CKR_OK) {

@@ -58,7 +58,6 @@ bool tpm2_rc_is(TSS2_RC rc, TSS2_RC base);
 
 /* ---- the store (shared with the tool) ---- */
 CK_RV tpm2_store(struct tess_store **out, bool create);
-void tpm2_store_close(void);
 
 /* ---- virtual cards (tpm2_vsc.c) ---- */
 

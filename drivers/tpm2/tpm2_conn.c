@@ -22,7 +22,6 @@ static struct {
     struct tpm2_key *loaded;         /* keys we hold in the TPM, newest first */
     uint64_t use_clock;
     time_t failed_at;                /* last connection failure */
-    struct tess_store *store;
 } conn = { .primary = ESYS_TR_NONE };
 
 const struct tess_settings *tpm2_settings(void)
@@ -272,23 +271,7 @@ void tpm2_key_touch(struct tpm2_key *key)
 
 CK_RV tpm2_store(struct tess_store **out, bool create)
 {
-    char err[512];
-    if (!conn.store) {
-        if (!create && access(conn.settings.store_path, F_OK) != 0)
-            return CKR_TOKEN_NOT_PRESENT;
-        if (tess_store_open(conn.settings.store_path, &conn.store, err, sizeof(err))) {
-            TESS_ERR("store: %s", err);
-            return CKR_DEVICE_ERROR;
-        }
-    }
-    *out = conn.store;
-    return CKR_OK;
-}
-
-void tpm2_store_close(void)
-{
-    tess_store_close(conn.store);
-    conn.store = NULL;
+    return tess_store_shared(conn.settings.store_path, create, out);
 }
 
 void tpm2_conn_close(bool in_child)
@@ -307,8 +290,6 @@ void tpm2_conn_close(bool in_child)
         }
         conn.esys = NULL;
         conn.tcti = NULL;
-        /* SQLite connections must not cross fork(); drop without closing. */
-        conn.store = NULL;
         return;
     }
     while (conn.loaded)
@@ -323,5 +304,4 @@ void tpm2_conn_close(bool in_child)
     conn.esys = NULL;
     conn.tcti = NULL;
     conn.failed_at = 0;
-    tpm2_store_close();
 }

@@ -426,5 +426,6 @@ int main(int argc, char **argv)
         rc = EX_USAGE;
     }
     tpm2_conn_close(false);
+    tess_store_shared_close(false);
     return rc;
 }

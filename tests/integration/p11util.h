@@ -4,13 +4,18 @@
 #define TESSERA_P11UTIL_H
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../pkcs11/pk11.h"
 #include "../tap.h"
 
-static CK_FUNCTION_LIST_3_0 *p11;
+#ifdef TAP_EXTERN
+extern CK_FUNCTION_LIST_3_0 *p11;
+#else
+CK_FUNCTION_LIST_3_0 *p11;
+#endif
 
 static inline CK_FUNCTION_LIST_3_0 *p11_load(void)
 {

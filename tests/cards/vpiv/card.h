@@ -17,7 +17,6 @@
 #define SW_MORE(n) (0x6100 | ((n) > 0xFF ? 0 : (n)))
 #define SW_MEMORY 0x6581          /* state could not be written */
 #define SW_WRONG_LENGTH 0x6700
-#define SW_LAST_NOT_CHAINED 0x6883 /* last command of the chain expected */
 #define SW_SECURITY 0x6982        /* security status not satisfied */
 #define SW_BLOCKED 0x6983         /* authentication method blocked */
 #define SW_CONDITIONS 0x6985      /* conditions of use not satisfied */
@@ -26,7 +25,6 @@
 #define SW_NO_SPACE 0x6A84
 #define SW_WRONG_P1P2 0x6A86
 #define SW_REF_NOT_FOUND 0x6A88   /* referenced key or PIN not found */
-#define SW_WRONG_LE(n) (0x6C00 | ((n) & 0xFF))
 #define SW_INS 0x6D00
 #define SW_CLA 0x6E00
 #define SW_UNKNOWN 0x6F00
@@ -105,12 +103,11 @@ struct vpiv_card {
 
     /* Security state: lost on reset and power-off. */
     int pin_verified;
-    int pin_fresh; /* VERIFY was the previous command ("PIN always" keys) */
+    int pin_fresh;     /* the last command was a successful VERIFY */
+    int pin_always_ok; /* ... and the one running now follows it ("PIN always") */
     int mgmt_authed;
-    int auth_kind;
-    uint8_t auth_alg;
-    uint8_t auth_data[16];
-    size_t auth_len;
+    int auth_kind;         /* AUTH_WITNESS / AUTH_CHALLENGE pending */
+    uint8_t auth_data[16]; /* the witness or challenge, one block */
 
     /* APDU layer: command chaining and GET RESPONSE. */
     int chaining;
@@ -197,8 +194,13 @@ struct vpiv_key *state_key(struct vpiv_state *st, uint8_t slot);
 struct vpiv_obj *state_obj(struct vpiv_state *st, uint32_t tag);
 /* Replaces (or with n == 0 deletes) an object in memory. */
 int state_obj_set(struct vpiv_state *st, uint32_t tag, const uint8_t *d, size_t n);
+/* Whether tag names a data object the card can hold. */
+int object_tag_valid(uint32_t tag);
 /* Default PIN policy of a slot (9C always, 9E never, others once). */
 uint8_t slot_default_pin_policy(uint8_t slot);
+
+/* The factory management key: 01 02 .. 08, three times (3DES). */
+extern const uint8_t vpiv_default_mgmt_key[24];
 
 /* Saves after a change: SW_OK, or SW_MEMORY when the write failed. */
 uint16_t card_save_conf(struct vpiv_card *c);

@@ -7,6 +7,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/param_build.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
@@ -257,7 +258,8 @@ out:
     return rc;
 }
 
-/* Builds a key from parameters; secret parameters are cleared after. */
+/* Builds a key from parameters. Values pushed from secure BIGNUMs live in
+ * the secure part of the array, which OSSL_PARAM_free() clears. */
 static EVP_PKEY *from_params(const char *type, OSSL_PARAM_BLD *bld)
 {
     EVP_PKEY *k = NULL;
@@ -272,7 +274,7 @@ static EVP_PKEY *from_params(const char *type, OSSL_PARAM_BLD *bld)
         k = NULL;
 out:
     EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_clear_free(params);
+    OSSL_PARAM_free(params);
     return k;
 }
 
@@ -295,9 +297,10 @@ EVP_PKEY *vc_import_rsa(const uint8_t *pb, size_t plen, const uint8_t *qb, size_
     p1 = BN_CTX_get(bc);
     q1 = BN_CTX_get(bc);
     phi = BN_CTX_get(bc);
-    p = BN_bin2bn(pb, (int)plen, NULL);
-    q = BN_bin2bn(qb, (int)qlen, NULL);
-    if (!phi || !p || !q || BN_is_zero(p) || BN_is_zero(q))
+    p = BN_secure_new();
+    q = BN_secure_new();
+    if (!phi || !p || !q || !BN_bin2bn(pb, (int)plen, p) || !BN_bin2bn(qb, (int)qlen, q) ||
+        BN_is_zero(p) || BN_is_zero(q))
         goto out;
     /* The YubiKey import format carries only the CRT parts and implies
      * e = 65537; the rest of the key follows from p and q. */

@@ -27,6 +27,9 @@
 
 #define CONF "card.conf"
 
+const uint8_t vpiv_default_mgmt_key[24] = { 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4,
+                                            5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8 };
+
 int slot_index(uint8_t slot)
 {
     switch (slot) {
@@ -377,8 +380,6 @@ int state_factory(const char *dir, struct vpiv_state *st, const struct factory_o
 {
     int rc = -1, i;
     uint32_t serial = st->serial;
-    static const uint8_t default_mgmt[24] = { 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4,
-                                              5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8 };
     const char *pin = o && o->pin ? o->pin : "123456";
     const char *puk = o && o->puk ? o->puk : "12345678";
 
@@ -405,7 +406,7 @@ int state_factory(const char *dir, struct vpiv_state *st, const struct factory_o
             goto out;
         memcpy(st->mgmt_key, o->mgmt_key, o->mgmt_len);
     } else if (st->mgmt_alg == ALG_3DES) {
-        memcpy(st->mgmt_key, default_mgmt, sizeof(default_mgmt));
+        memcpy(st->mgmt_key, vpiv_default_mgmt_key, sizeof(vpiv_default_mgmt_key));
     } else {
         goto out; /* an AES management key has no factory default */
     }
@@ -487,7 +488,7 @@ out:
     return rc;
 }
 
-static int valid_object_tag(uint32_t tag)
+int object_tag_valid(uint32_t tag)
 {
     return tag == 0x7E || tag == 0x7F61 || (tag >= 0x5FC101 && tag <= 0x5FC123) ||
            (tag >= 0x5FFF00 && tag <= 0x5FFFFF);
@@ -516,7 +517,7 @@ static int load_objects(const char *dir, struct vpiv_state *st)
         goto out;
     while ((e = readdir(d)) != NULL) {
         tag = strtoul(e->d_name, &end, 16);
-        if (e->d_name[0] == '.' || *end || !valid_object_tag((uint32_t)tag))
+        if (e->d_name[0] == '.' || *end || !object_tag_valid((uint32_t)tag))
             continue; /* temporary files and strangers */
         snprintf(f, sizeof(f), "%s/%s", p, e->d_name);
         fp = fopen(f, "re");

@@ -1,0 +1,33 @@
+# Test harness: a virtual PIV card (tests/cards/vpiv) in a private pcscd.
+# Needs common.sh (WORK) and pcsc.sh; after card_up [NAME], the card NAME
+# (default "vpiv") sits in reader "Virtual PCD 00 00", keeping its state in
+# $WORK/NAME-state; the harness stops it by $WORK/NAME.card.pid.
+. "$TESSERA_SRCDIR/tests/lib/swtpm.sh"
+. "$TESSERA_SRCDIR/tests/lib/pcsc.sh"
+
+VPIV=${TESSERA_VPIV:?TESSERA_VPIV not set}
+
+card_present() {   # is a card in "Virtual PCD 00 00"?
+    client opensc-tool -l 2>/dev/null | grep -q "^0 *Yes"
+}
+
+card_start() {     # card_start NAME PORT [vpiv options]
+    local name=$1 port=$2 i
+    shift 2
+    "$VPIV" --port "$port" --state "$WORK/$name-state" --pid-file "$WORK/$name.card.pid" "$@" \
+        > "$WORK/$name.log" 2>&1 &
+    for i in $(seq 100); do
+        [ -s "$WORK/$name.card.pid" ] && card_present && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+card_stop() {      # card_stop NAME: pull the card out
+    stop_pidfile "$WORK/${1:-vpiv}.card.pid"
+}
+
+card_up() {        # pcscd, then the card in the first reader
+    [ -n "${PCSCLITE_CSOCK_NAME:-}" ] || pcscd_start "$WORK" || return 1
+    card_start "${1:-vpiv}" "$VPCD_PORT0"
+}
