@@ -17,7 +17,7 @@ pcscd_start() {
     local preload=
     [ -n "${TESSERA_TCPFAST:-}" ] && preload="LD_PRELOAD=$TESSERA_TCPFAST"
     unshare --mount --propagation private sh -c \
-        "mount --bind '$dir/pcscd-run' /run/pcscd && exec env $preload pcscd -f -i -c '$dir/reader.conf.d'" \
+        "mount --bind '$dir/pcscd-run' /run/pcscd && exec env $preload pcscd -f -i ${TESSERA_PCSCD_FLAGS:-} -c '$dir/reader.conf.d'" \
         > "$dir/pcscd.log" 2>&1 &
     echo $! > "$dir/pcscd.pid"
     export PCSCLITE_CSOCK_NAME="$dir/pcscd-run/pcscd.comm"
