@@ -198,8 +198,10 @@ CK_RV tess_slots_rescan(void)
             if (!ns)
                 goto nomem;
             next = ns;
-            /* Same card as before (or the same foreign card: no need to look again). */
-            if (old && old->tok && old->tok->card_key == reports[i].card_key) {
+            /* Same card as before (or the same foreign card: no need to look
+             * again). A card that failed to open is tried again. */
+            if (old && old->tok && old->tok->card_key == reports[i].card_key &&
+                (old->tok->present || old->tok->foreign || !reports[i].card_key)) {
                 next[nnext++] = *old;
                 old->tok = NULL;
                 continue;

@@ -27,6 +27,7 @@ struct tess_token {
     void *drv;                  /* driver's state of this token */
     uint64_t card_key;          /* the card in the slot, as the driver's scan names it */
     bool present;               /* false once the driver says it is gone */
+    bool foreign;               /* a card the driver does not serve: shown as no token, not looked at again */
     bool initialized;           /* CKF_TOKEN_INITIALIZED */
     CK_USER_TYPE login;         /* CKU_USER, CKU_SO, or (CK_USER_TYPE)-1 when logged out */
     unsigned long session_count, rw_session_count;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../src/log.h"
 #include "../../src/util.h"
@@ -94,7 +95,16 @@ static CK_RV exchange(struct channel *ch, const uint8_t *apdu, size_t len, uint8
     LONG rc;
     ch->apdus++;
     rc = SCardTransmit(ch->card, pci, apdu, (DWORD)len, NULL, resp, rlen);
-    if (rc == SCARD_W_RESET_CARD && reconnect(ch) == CKR_OK) {
+    /* After a reset we must reconnect; a card just put in can refuse its
+     * first exchanges while pcscd still powers it up (SCARD_E_NOT_TRANSACTED):
+     * wait a little and try again, a few times. */
+    for (int retry = 0; retry < 5 && (rc == SCARD_W_RESET_CARD || rc == SCARD_E_NOT_TRANSACTED); retry++) {
+        if (rc == SCARD_E_NOT_TRANSACTED) {
+            struct timespec ts = { 0, (retry + 1) * 40 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+        if (reconnect(ch) != CKR_OK)
+            break;
         *rlen = cap;
         rc = SCardTransmit(ch->card, pci, apdu, (DWORD)len, NULL, resp, rlen);
     }

@@ -210,6 +210,7 @@ static CK_RV drv_token_open(struct tess_token *tok, uint64_t card_key)
         TESS_INFO("piv: the card in '%s' has no PIV application; its slot shows no token", reader);
         channel_disconnect(&t->ch);
         tok->present = false;
+        tok->foreign = rv == CKR_TOKEN_NOT_RECOGNIZED;   /* not a transient failure: leave it be */
         return CKR_OK;
     }
     if (!t->serial[0])
@@ -509,8 +510,11 @@ static CK_RV mgmt_auth(struct piv_token *t)
     }
     rv = piv_mgmt_auth(&t->ch, alg, key, len);
     tess_wipe(key, sizeof(key));
-    if (rv == CKR_PIN_INCORRECT) {
-        TESS_ERR("piv: the card refused the management key (set piv_management_key in tessera.conf)");
+    /* A wrong key, or the right key for another algorithm: either way the
+     * card will not be changed, and the operator must know why. */
+    if (rv != CKR_OK && rv != CKR_DEVICE_REMOVED && rv != CKR_HOST_MEMORY) {
+        TESS_ERR("piv: the card refused the management key (%s; set piv_management_key and "
+                 "piv_management_alg in tessera.conf)", piv.settings.piv_mgmt_alg);
         rv = CKR_FUNCTION_REJECTED;
     }
     return rv;

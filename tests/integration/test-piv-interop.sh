@@ -77,4 +77,26 @@ t_ok "Tessera lists the slots" p11tool -L
 t_ok "  the second reader's slot shows no token" grep -A1 "Virtual PCD 00 01" "$WORK/last.out"
 t_ok "  (empty)" sh -c "grep -A1 'Virtual PCD 00 01' '$WORK/last.out' | grep -q empty"
 t_ok "  and the PIV card still works beside it" t11 -l -p 123456 -O
+# Two processes using the card at once: every multi-APDU operation runs in
+# a PC/SC transaction, so neither breaks the other's PIN state.
+signer() { local i; for i in $(seq 8); do t11 -l -p 123456 --sign -m ECDSA-SHA256 --id 03 -i "$WORK/data" -o "$WORK/s$1" || return 1; done; }
+both() { signer 1 >"$WORK/signer1.out" 2>&1 & local p=$!; signer 2 >"$WORK/signer2.out" 2>&1 || return 1; wait $p; }
+t_ok "two processes sign on the card at the same time, 16 signatures" both
+
+# A card whose management key is AES-128: Tessera takes the key from tessera.conf.
+aes_key=000102030405060708090a0b0c0d0e0f
+card_stop vpiv
+t_ok "a card with an AES-128 management key" card_start aes "$VPCD_PORT0" --mgmt-alg aes128 --mgmt-key "$aes_key"
+printf 'piv_management_key = %s\npiv_management_alg = aes128\n' "$aes_key" > "$WORK/aes.conf"
+printf 'piv_management_key = %s\npiv_management_alg = aes128\n' "ffffffffffffffffffffffffffffffff" > "$WORK/wrong.conf"
+t_fail "with the factory 3DES key Tessera cannot generate" t11 -l -p 123456 --keypairgen --key-type EC:prime256v1 --id 01
+t_ok "  and says why" grep -q "refused the management key" "$WORK/last.out"
+t_fail "nor with a wrong AES key" env TESSERA_CONF="$WORK/wrong.conf" \
+    "$(command -v pkcs11-tool)" --module "$MOD" --slot 0x100 -l -p 123456 --keypairgen --key-type EC:prime256v1 --id 01
+t_ok "  and says why" grep -q "refused the management key" "$WORK/last.out"
+aes_keygen() {
+    TESSERA_CONF="$WORK/aes.conf" t11 -l -p 123456 --keypairgen --key-type EC:prime256v1 --id 01
+}
+t_ok "with the AES key from tessera.conf it can" aes_keygen
+t_ok "and the new key signs" t11 -l -p 123456 --sign -m ECDSA-SHA256 --id 01 -i "$WORK/data" -o "$WORK/aes.sig"
 t_done
