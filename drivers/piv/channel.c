@@ -8,6 +8,7 @@
 
 #include "../../src/log.h"
 #include "../../src/util.h"
+#include "piv_parse.h"
 
 static CK_RV pcsc_rv(LONG rc, const char *what)
 {
@@ -40,6 +41,13 @@ CK_RV channel_connect(struct channel *ch, SCARDCONTEXT ctx, const char *reader)
     if (rc != SCARD_S_SUCCESS)
         return pcsc_rv(rc, "connect");
     ch->connected = true;
+    {
+        char name[256];
+        DWORD namelen = sizeof(name), state, proto, atrlen = MAX_ATR_SIZE;
+        BYTE atr[MAX_ATR_SIZE];
+        if (SCardStatus(ch->card, name, &namelen, &state, &proto, atr, &atrlen) == SCARD_S_SUCCESS)
+            ch->ext_len = piv_parse_atr_ext_len(atr, atrlen);
+    }
     return CKR_OK;
 }
 
@@ -115,6 +123,48 @@ static CK_RV exchange(struct channel *ch, const uint8_t *apdu, size_t len, uint8
     return pcsc_rv(rc, "transmit");
 }
 
+/* One extended-length APDU (ISO 7816-4 5.1: Lc and Le of 2 bytes after a
+ * 00), for a card whose ATR offers it: no chaining, and the whole answer
+ * at once (Le 0000 = up to 65536 bytes). */
+static CK_RV transmit_extended(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2,
+                               const uint8_t *data, size_t len, struct buf *resp, uint16_t *sw, bool whole)
+{
+    size_t n = 0;
+    DWORD rlen = 65536 + 2;
+    uint8_t *apdu = malloc(4 + 3 + len + 2), *r = malloc(rlen);
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    if (!apdu || !r || len > 65535)
+        goto out;
+    apdu[n++] = cla;
+    apdu[n++] = ins;
+    apdu[n++] = p1;
+    apdu[n++] = p2;
+    apdu[n++] = 0x00;
+    apdu[n++] = (uint8_t)(len >> 8);
+    apdu[n++] = (uint8_t)len;
+    memcpy(apdu + n, data, len);
+    n += len;
+    apdu[n++] = 0x00;
+    apdu[n++] = 0x00;
+    rv = exchange(ch, apdu, n, r, &rlen);
+    if (rv != CKR_OK)
+        goto out;
+    *sw = (uint16_t)(r[rlen - 2] << 8 | r[rlen - 1]);
+    if (resp && buf_append(resp, r, rlen - 2)) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    if (whole)
+        rv = channel_continue(ch, resp, sw);
+out:
+    if (apdu)
+        tess_free_secret(apdu, 4 + 3 + len + 2);
+    if (r)
+        tess_free_secret(r, 65536 + 2);
+    return rv;
+}
+
 static CK_RV transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, uint8_t p2, const uint8_t *data,
                       size_t len, struct buf *resp, uint16_t *sw, bool whole)
 {
@@ -125,6 +175,8 @@ static CK_RV transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, 
 
     if (!ch->connected)
         return CKR_DEVICE_REMOVED;
+    if (ch->ext_len && len > 255)
+        return transmit_extended(ch, cla, ins, p1, p2, data, len, resp, sw, whole);
     /* Command chaining (ISO 7816-4 5.1.1): 255-byte pieces, CLA b5 set on
      * all but the last. */
     do {

@@ -21,6 +21,7 @@ struct channel {
     char reader[256];
     bool connected;
     bool was_reset;            /* the card was reset by someone else: state lost */
+    bool ext_len;              /* the card's ATR offers extended Lc/Le: long commands go whole */
     int tx_depth;              /* nested channel_begin calls */
     unsigned long apdus;       /* APDUs sent, for the measures in bench/ */
 };

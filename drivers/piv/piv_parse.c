@@ -79,6 +79,44 @@ size_t piv_parse_retired_count(const uint8_t *obj, size_t len)
     return on_card.value[0] > 20 ? 20 : on_card.value[0];
 }
 
+bool piv_parse_atr_ext_len(const uint8_t *atr, size_t len)
+{
+    size_t i = 1, hist, end;
+    uint8_t y;
+    if (len < 2)
+        return false;
+    /* Skip the interface bytes: T0 and each TDi say which of TA..TD follow. */
+    y = atr[1];
+    hist = atr[1] & 0x0f;
+    i = 2;
+    for (;;) {
+        bool td = y & 0x80;
+        i += !!(y & 0x10) + !!(y & 0x20) + !!(y & 0x40);
+        if (!td)
+            break;
+        if (i >= len)
+            return false;
+        y = atr[i++];
+    }
+    if (i + hist > len || hist < 1)
+        return false;
+    end = i + hist;
+    /* Category 00: compact-TLV, the last 3 bytes a status; 80: compact-TLV. */
+    if (atr[i] == 0x00)
+        end -= 3;
+    else if (atr[i] != 0x80)
+        return false;
+    for (i++; i < end;) {
+        uint8_t tag = atr[i] >> 4, l = atr[i] & 0x0f;
+        if (i + 1 + l > end)
+            return false;
+        if (tag == 0x7 && l >= 3)
+            return atr[i + 3] & 0x40;
+        i += 1 + l;
+    }
+    return false;
+}
+
 int piv_parse_guid(const uint8_t *obj, size_t len, uint8_t guid[8])
 {
     struct tlv t;

@@ -4,6 +4,7 @@
 #ifndef TESSERA_PIV_PARSE_H
 #define TESSERA_PIV_PARSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,10 @@ CK_RV piv_parse_auth_response(const uint8_t *resp, size_t len, uint32_t tag, str
 size_t piv_parse_retired_count(const uint8_t *obj, size_t len);
 /* CHUID: the first 8 bytes of the GUID (34), or -1. */
 int piv_parse_guid(const uint8_t *obj, size_t len, uint8_t guid[8]);
+/* Does the ATR announce extended Lc/Le (ISO 7816-4 8.1.1.2.7: card
+ * capabilities, compact-TLV tag 7, third byte bit 0x40)? */
+bool piv_parse_atr_ext_len(const uint8_t *atr, size_t len);
+
 /* Named-curve OIDs (CKA_EC_PARAMS) and the DER form of CKA_EC_POINT. */
 extern const uint8_t piv_p256_oid[10], piv_p384_oid[7];
 CK_RV piv_ec_point_attr(struct tess_attrs *a, const uint8_t *pt, size_t len);

@@ -51,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         piv_parse_retired_count(in, len);
         piv_parse_guid(in, len, guid);
+        piv_parse_atr_ext_len(in, len);
         break;
     case 4:
         if (len >= 1)

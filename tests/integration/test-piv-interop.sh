@@ -91,12 +91,30 @@ printf 'piv_management_key = %s\npiv_management_alg = aes128\n' "$aes_key" > "$W
 printf 'piv_management_key = %s\npiv_management_alg = aes128\n' "ffffffffffffffffffffffffffffffff" > "$WORK/wrong.conf"
 t_fail "with the factory 3DES key Tessera cannot generate" t11 -l -p 123456 --keypairgen --key-type EC:prime256v1 --id 01
 t_ok "  and says why" grep -q "refused the management key" "$WORK/last.out"
-t_fail "nor with a wrong AES key" env TESSERA_CONF="$WORK/wrong.conf" \
-    "$(command -v pkcs11-tool)" --module "$MOD" --slot 0x100 -l -p 123456 --keypairgen --key-type EC:prime256v1 --id 01
+wrong_keygen() {
+    TESSERA_CONF="$WORK/wrong.conf" t11 -l -p 123456 --keypairgen --key-type EC:prime256v1 --id 01
+}
+t_fail "nor with a wrong AES key" wrong_keygen
 t_ok "  and says why" grep -q "refused the management key" "$WORK/last.out"
 aes_keygen() {
     TESSERA_CONF="$WORK/aes.conf" t11 -l -p 123456 --keypairgen --key-type EC:prime256v1 --id 01
 }
 t_ok "with the AES key from tessera.conf it can" aes_keygen
 t_ok "and the new key signs" t11 -l -p 123456 --sign -m ECDSA-SHA256 --id 01 -i "$WORK/data" -o "$WORK/aes.sig"
+
+# A card whose ATR offers extended length (a YubiKey 5's): a 2048-bit RSA
+# operation goes as one extended APDU instead of a chain.
+card_stop aes
+t_ok "a card with a YubiKey 5 ATR (extended Lc/Le)" card_start ext "$VPCD_PORT0" -v \
+    --atr 3BFD1300008131FE158073C021C057597562694B657940
+t_ok "Tessera generates an RSA key on it" t11 -l -p 123456 --keypairgen --key-type rsa:2048 --id 01
+t_ok "and signs" t11 -l -p 123456 --sign -m SHA256-RSA-PKCS --id 01 -i "$WORK/data" -o "$WORK/ext.sig"
+t_ok "  with one extended APDU (Lc above 255)" grep -qE "^vpiv: > 00 87 07 9A lc=(2[6-9][0-9]|[3-9][0-9][0-9])" "$WORK/ext.log"
+t_ok "  and no chaining" sh -c "! grep -q '^vpiv: > 10 87' '$WORK/ext.log'"
+ext_verify() {
+    t11 --read-object --type pubkey --id 01 -o "$WORK/ext.der" &&
+        openssl pkey -pubin -inform DER -in "$WORK/ext.der" -out "$WORK/ext.pem" &&
+        openssl dgst -sha256 -verify "$WORK/ext.pem" -signature "$WORK/ext.sig" "$WORK/data"
+}
+t_ok "  and the signature verifies" ext_verify
 t_done

@@ -23,8 +23,14 @@ card_start() {     # card_start NAME PORT [vpiv options]
     return 1
 }
 
-card_stop() {      # card_stop NAME: pull the card out
+card_stop() {      # card_stop NAME: pull the card out, and wait until pcscd has seen it go
+    local i
     stop_pidfile "$WORK/${1:-vpiv}.card.pid"
+    for i in $(seq 100); do
+        card_present || return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 card_up() {        # pcscd, then the card in the first reader
