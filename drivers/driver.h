@@ -8,7 +8,8 @@
  *  - `tok->drv` is set by token_open and freed by token_free;
  *  - private-key primitives are called only after the core checked the
  *    session, the login state and the key's usage attributes; padding and
- *    hashing are the core's job, the driver does the raw private operation.
+ *    hashing are the core's job, the driver does the raw private operation
+ *    (ecdsa_sign gets exactly as many bytes as the curve's field).
  * A NULL entry means "this backend cannot": the core answers
  * CKR_FUNCTION_NOT_SUPPORTED or picks another path (e.g. rsa_raw for PKCS#1). */
 #ifndef TESSERA_DRIVER_H

@@ -208,11 +208,22 @@ static CK_RV sign_with_key(struct tess_token *tok, struct tess_object *key, stru
     CK_RV rv;
 
     if (op->base == CKM_ECDSA) {
+        /* ECDSA uses the leftmost field-size bytes of the hash; a shorter
+         * hash is the same integer left-padded with zeros. Drivers get
+         * exactly field-size input, whatever hash the caller used. */
+        size_t flen = tess_key_sig_len(&key->attrs) / 2;
+        uint8_t norm[66];
         if (!drv->ecdsa_sign)
             return CKR_FUNCTION_NOT_SUPPORTED;
-        if (!len)
+        if (!len || !flen || flen > sizeof(norm))
             return CKR_DATA_LEN_RANGE;
-        return drv->ecdsa_sign(tok, key, msg, len, sig, siglen);
+        if (len >= flen) {
+            memcpy(norm, msg, flen);
+        } else {
+            memset(norm, 0, flen - len);
+            memcpy(norm + flen - len, msg, len);
+        }
+        return drv->ecdsa_sign(tok, key, norm, flen, sig, siglen);
     }
     rv = rsa_modulus(key, &n, &k);
     if (rv != CKR_OK)

@@ -51,23 +51,12 @@ CK_RV piv_select(struct channel *ch)
     return sw == 0x9000 ? CKR_OK : CKR_TOKEN_NOT_RECOGNIZED;
 }
 
-static size_t tag_bytes(uint32_t tag, uint8_t out[3])
-{
-    size_t n = 0;
-    if (tag > 0xffff)
-        out[n++] = (uint8_t)(tag >> 16);
-    if (tag > 0xff)
-        out[n++] = (uint8_t)(tag >> 8);
-    out[n++] = (uint8_t)tag;
-    return n;
-}
-
 static uint16_t pending_sw;   /* the 61xx of the last head left unread (under the module lock) */
 
 CK_RV piv_get_data_head(struct channel *ch, uint32_t tag, struct buf *resp, bool *more)
 {
     uint8_t cmd[5] = { 0x5c }, t[3];
-    size_t tn = tag_bytes(tag, t);
+    size_t tn = tlv_tag(t, tag);
     uint16_t sw = 0;
     CK_RV rv;
     cmd[1] = (uint8_t)tn;
@@ -91,7 +80,7 @@ CK_RV piv_get_data(struct channel *ch, uint32_t tag, struct buf *out)
 {
     uint8_t cmd[5] = { 0x5c };
     uint8_t t[3];
-    size_t tn = tag_bytes(tag, t);
+    size_t tn = tlv_tag(t, tag);
     struct buf resp = { 0 };
     struct tlv content;
     uint16_t sw = 0;
@@ -128,7 +117,7 @@ CK_RV piv_put_data(struct channel *ch, uint32_t tag, const uint8_t *data, size_t
 {
     struct buf cmd = { 0 };
     uint8_t hdr[8], t[3];
-    size_t tn = tag_bytes(tag, t), hn;
+    size_t tn = tlv_tag(t, tag), hn;
     uint16_t sw = 0;
     CK_RV rv = CKR_HOST_MEMORY;
 
@@ -193,38 +182,34 @@ CK_RV piv_pin_status(struct channel *ch, int *tries)
     return CKR_OK;
 }
 
-CK_RV piv_change_reference(struct channel *ch, uint8_t ref, const uint8_t *old_pin, size_t old_len,
-                           const uint8_t *new_pin, size_t new_len, int *tries)
+/* CHANGE REFERENCE DATA and RESET RETRY COUNTER: two padded PINs in one command. */
+static CK_RV two_pins(struct channel *ch, uint8_t ins, uint8_t ref, const uint8_t *a, size_t a_len, const uint8_t *b,
+                      size_t b_len, int *tries, const char *what)
 {
     uint8_t data[16];
     uint16_t sw = 0;
-    CK_RV rv = pad_pin(old_pin, old_len, data);
+    CK_RV rv = pad_pin(a, a_len, data);
     if (rv == CKR_OK)
-        rv = pad_pin(new_pin, new_len, data + 8);
+        rv = pad_pin(b, b_len, data + 8);
     if (rv == CKR_OK)
-        rv = channel_transmit(ch, 0x00, 0x24, 0x00, ref, data, 16, NULL, &sw);
+        rv = channel_transmit(ch, 0x00, ins, 0x00, ref, data, 16, NULL, &sw);
     tess_wipe(data, sizeof(data));
     if (rv != CKR_OK)
         return rv;
     tries_from(sw, tries);
-    return sw_to_rv(sw, "CHANGE REFERENCE DATA");
+    return sw_to_rv(sw, what);
+}
+
+CK_RV piv_change_reference(struct channel *ch, uint8_t ref, const uint8_t *old_pin, size_t old_len,
+                           const uint8_t *new_pin, size_t new_len, int *tries)
+{
+    return two_pins(ch, 0x24, ref, old_pin, old_len, new_pin, new_len, tries, "CHANGE REFERENCE DATA");
 }
 
 CK_RV piv_reset_retry_counter(struct channel *ch, const uint8_t *puk, size_t puk_len, const uint8_t *new_pin,
                               size_t new_len, int *tries)
 {
-    uint8_t data[16];
-    uint16_t sw = 0;
-    CK_RV rv = pad_pin(puk, puk_len, data);
-    if (rv == CKR_OK)
-        rv = pad_pin(new_pin, new_len, data + 8);
-    if (rv == CKR_OK)
-        rv = channel_transmit(ch, 0x00, 0x2c, 0x00, PIV_PIN, data, 16, NULL, &sw);
-    tess_wipe(data, sizeof(data));
-    if (rv != CKR_OK)
-        return rv;
-    tries_from(sw, tries);
-    return sw_to_rv(sw, "RESET RETRY COUNTER");
+    return two_pins(ch, 0x2c, PIV_PIN, puk, puk_len, new_pin, new_len, tries, "RESET RETRY COUNTER");
 }
 
 static const EVP_CIPHER *mgmt_cipher(uint8_t alg, size_t key_len, size_t *block)

@@ -36,6 +36,8 @@ static struct {
     size_t nreaders;
 } piv;
 
+static CK_RV card_begin(struct piv_token *t);
+
 static CK_RV drv_init(const struct tess_settings *settings)
 {
     piv.settings = *settings;
@@ -248,7 +250,7 @@ static CK_RV drv_token_info(struct tess_token *tok, CK_TOKEN_INFO *info)
     info->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED;
     info->ulMinPinLen = 6;
     info->ulMaxPinLen = 8;
-    CK_RV rv = channel_begin(&t->ch);
+    CK_RV rv = card_begin(t);
     if (rv == CKR_OK) {
         rv = piv_pin_status(&t->ch, &tries);
         channel_end(&t->ch);
@@ -354,14 +356,9 @@ static CK_RV drv_load_objects(struct tess_token *tok)
     struct buf hist = { 0 };
     size_t retired = 0;
     unsigned long apdus_before = t->ch.apdus;
-    CK_RV rv = channel_begin(&t->ch);
+    CK_RV rv = card_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
-    if (t->ch.was_reset) {
-        t->ch.was_reset = false;
-        t->pin_verified = false;
-        piv_select(&t->ch);
-    }
     if (piv_get_data(&t->ch, 0x5fc10c, &hist) == CKR_OK)
         retired = piv_parse_retired_count(hist.p, hist.len);
     buf_free(&hist);
@@ -408,21 +405,41 @@ static CK_RV restore(struct piv_token *t)
     return rv;
 }
 
+static CK_RV mgmt_auth(struct piv_token *t);
+
+/* Exclusive use of the card (a PC/SC transaction), with its PIV state
+ * restored if someone else reset it meanwhile. Ends itself on failure. */
+static CK_RV card_begin(struct piv_token *t)
+{
+    CK_RV rv = channel_begin(&t->ch);
+    if (rv == CKR_OK && (rv = restore(t)) != CKR_OK)
+        channel_end(&t->ch);
+    return rv;
+}
+
+/* The same with the management key proven: for changes to the card. */
+static CK_RV admin_begin(struct piv_token *t)
+{
+    CK_RV rv = card_begin(t);
+    if (rv == CKR_OK && (rv = mgmt_auth(t)) != CKR_OK)
+        channel_end(&t->ch);
+    return rv;
+}
+
 static CK_RV drv_login(struct tess_token *tok, CK_USER_TYPE who, const CK_UTF8CHAR *pin, CK_ULONG len)
 {
     struct piv_token *t = tok->drv;
     int tries = -1;
-    CK_RV rv = channel_begin(&t->ch);
+    CK_RV rv = card_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
-    rv = restore(t);
-    if (rv == CKR_OK && who == CKU_SO) {
+    if (who == CKU_SO) {
         /* The SO is whoever knows the PUK. PIV cannot verify a PUK alone:
          * changing it to itself proves it (a wrong one counts down). */
         rv = piv_change_reference(&t->ch, PIV_PUK, pin, len, pin, len, &tries);
         if (rv == CKR_OK)
             rv = secret_keep(&t->puk, &t->puk_len, pin, len);
-    } else if (rv == CKR_OK) {
+    } else {
         rv = piv_verify(&t->ch, pin, len, &tries);
         t->pin_verified = rv == CKR_OK;
         if (rv == CKR_OK)
@@ -452,12 +469,10 @@ static CK_RV drv_init_pin(struct tess_token *tok, const CK_UTF8CHAR *pin, CK_ULO
     CK_RV rv;
     if (!t->puk)
         return CKR_USER_NOT_LOGGED_IN;
-    rv = channel_begin(&t->ch);
+    rv = card_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
-    rv = restore(t);
-    if (rv == CKR_OK)
-        rv = piv_reset_retry_counter(&t->ch, t->puk, t->puk_len, pin, len, NULL);
+    rv = piv_reset_retry_counter(&t->ch, t->puk, t->puk_len, pin, len, NULL);
     channel_end(&t->ch);
     return gone(tok, rv);
 }
@@ -469,12 +484,10 @@ static CK_RV drv_set_pin(struct tess_token *tok, CK_USER_TYPE who, const CK_UTF8
     CK_RV rv;
     if (new_len < 6 || new_len > 8)
         return CKR_PIN_LEN_RANGE;
-    rv = channel_begin(&t->ch);
+    rv = card_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
-    rv = restore(t);
-    if (rv == CKR_OK)
-        rv = piv_change_reference(&t->ch, who == CKU_SO ? PIV_PUK : PIV_PIN, old_pin, old_len, new_pin, new_len, NULL);
+    rv = piv_change_reference(&t->ch, who == CKU_SO ? PIV_PUK : PIV_PIN, old_pin, old_len, new_pin, new_len, NULL);
     if (rv == CKR_OK && who != CKU_SO && t->pin)
         rv = secret_keep(&t->pin, &t->pin_len, new_pin, new_len);
     channel_end(&t->ch);
@@ -548,14 +561,10 @@ static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_key
                                                       : 0;
     if (!alg)
         return spec->key_type == CKK_RSA ? CKR_KEY_SIZE_RANGE : CKR_CURVE_NOT_SUPPORTED;
-    rv = channel_begin(&t->ch);
+    rv = admin_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
-    rv = restore(t);
-    if (rv == CKR_OK)
-        rv = mgmt_auth(t);
-    if (rv == CKR_OK)
-        rv = piv_generate(&t->ch, slot->key_ref, alg, &tmpl);
+    rv = piv_generate(&t->ch, slot->key_ref, alg, &tmpl);
     channel_end(&t->ch);
     if (rv == CKR_OK)
         rv = piv_pub_from_7f49(alg, tmpl.p, tmpl.len, &material);
@@ -615,13 +624,9 @@ static CK_RV drv_store_object(struct tess_token *tok, struct tess_object *obj)
         buf_free(&data);
         return CKR_HOST_MEMORY;
     }
-    rv = channel_begin(&t->ch);
+    rv = admin_begin(t);
     if (rv == CKR_OK) {
-        rv = restore(t);
-        if (rv == CKR_OK)
-            rv = mgmt_auth(t);
-        if (rv == CKR_OK)
-            rv = piv_put_data(&t->ch, slot->cert_tag, data.p, data.len);
+        rv = piv_put_data(&t->ch, slot->cert_tag, data.p, data.len);
         channel_end(&t->ch);
     }
     buf_free(&data);
@@ -637,14 +642,10 @@ static CK_RV drv_destroy_object(struct tess_token *tok, struct tess_object *obj)
     CK_RV rv;
     if ((obj->uid & 3) != 0 || !slot)
         return CKR_ACTION_PROHIBITED;   /* keys cannot be deleted from a PIV card */
-    rv = channel_begin(&t->ch);
+    rv = admin_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
-    rv = restore(t);
-    if (rv == CKR_OK)
-        rv = mgmt_auth(t);
-    if (rv == CKR_OK)
-        rv = piv_put_data(&t->ch, slot->cert_tag, NULL, 0);
+    rv = piv_put_data(&t->ch, slot->cert_tag, NULL, 0);
     channel_end(&t->ch);
     return gone(tok, rv);
 }
@@ -658,11 +659,10 @@ static CK_RV private_op(struct tess_token *tok, struct tess_object *key, uint8_t
     CK_RV rv;
     if (!k)
         return CKR_KEY_HANDLE_INVALID;
-    rv = channel_begin(&t->ch);
+    rv = card_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
-    rv = restore(t);
-    if (rv == CKR_OK && k->key_ref == PIV_KEY_SIGN && t->pin)
+    if (k->key_ref == PIV_KEY_SIGN && t->pin)
         rv = piv_verify(&t->ch, t->pin, t->pin_len, NULL);
     if (rv == CKR_OK)
         rv = piv_private_op(&t->ch, k->alg, k->key_ref, what, in, len, out);
@@ -697,20 +697,14 @@ static CK_RV drv_ecdsa(struct tess_token *tok, struct tess_object *key, const ui
                        uint8_t *rs, size_t *rslen)
 {
     size_t flen = field_len(key);
-    uint8_t norm[48];
     struct buf r = { 0 };
     CK_RV rv;
 
     if (*rslen < 2 * flen)
         return CKR_BUFFER_TOO_SMALL;
-    /* Leftmost field-size bytes of the hash, as ECDSA uses them. */
-    if (dlen >= flen) {
-        memcpy(norm, digest, flen);
-    } else {
-        memset(norm, 0, flen - dlen);
-        memcpy(norm + flen - dlen, digest, dlen);
-    }
-    rv = private_op(tok, key, 0x81, norm, flen, &r);
+    if (dlen != flen)
+        return CKR_DATA_LEN_RANGE;   /* the core hands over field-size input */
+    rv = private_op(tok, key, 0x81, digest, flen, &r);
     if (rv == CKR_OK) {
         /* The card answers a DER ECDSA-Sig-Value; PKCS#11 wants r | s. */
         const unsigned char *p = r.p;

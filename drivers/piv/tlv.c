@@ -52,7 +52,7 @@ bool tlv_find(const uint8_t *buf, size_t len, uint32_t tag, struct tlv *out)
     return false;
 }
 
-size_t tlv_header(uint8_t *out, uint32_t tag, size_t len)
+size_t tlv_tag(uint8_t *out, uint32_t tag)
 {
     size_t n = 0;
     if (tag > 0xffff)
@@ -60,6 +60,12 @@ size_t tlv_header(uint8_t *out, uint32_t tag, size_t len)
     if (tag > 0xff)
         out[n++] = (uint8_t)(tag >> 8);
     out[n++] = (uint8_t)tag;
+    return n;
+}
+
+size_t tlv_header(uint8_t *out, uint32_t tag, size_t len)
+{
+    size_t n = tlv_tag(out, tag);
     if (len < 0x80) {
         out[n++] = (uint8_t)len;
     } else if (len <= 0xff) {

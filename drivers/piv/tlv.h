@@ -20,6 +20,8 @@ struct tlv {
 int tlv_next(const uint8_t **p, const uint8_t *end, struct tlv *out);
 /* Find the first TLV with this tag among the TLVs of buf (one level). */
 bool tlv_find(const uint8_t *buf, size_t len, uint32_t tag, struct tlv *out);
+/* Encode a tag alone (1 to 3 bytes) into out; returns its size. */
+size_t tlv_tag(uint8_t *out, uint32_t tag);
 /* Encode a tag and length header into out (at most 7 bytes); returns its size. */
 size_t tlv_header(uint8_t *out, uint32_t tag, size_t len);
 

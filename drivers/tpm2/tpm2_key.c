@@ -363,22 +363,15 @@ CK_RV tpm2_key_ecdsa(struct tpm2_vsc *v, struct tpm2_key *k, const uint8_t *dige
     TPMT_SIG_SCHEME scheme = { .scheme = TPM2_ALG_ECDSA };
     TPMT_SIGNATURE *s = NULL;
     size_t flen = ec_field_len(k);
-    uint8_t norm[64];
     CK_RV rv;
 
     if (*rslen < 2 * flen)
         return CKR_BUFFER_TOO_SMALL;
-    /* ECDSA uses the leftmost field-size bytes of the hash; a shorter hash is
-     * the same integer left-padded with zeros. Normalising lets one TPM hash
-     * algorithm (of the curve's size) serve every input length. */
-    if (dlen >= flen) {
-        memcpy(norm, digest, flen);
-    } else {
-        memset(norm, 0, flen - dlen);
-        memcpy(norm + flen - dlen, digest, dlen);
-    }
+    if (dlen != flen)
+        return CKR_DATA_LEN_RANGE;   /* the core hands over field-size input */
+    /* The hash of the curve's size: the TPM takes the digest as it is. */
     scheme.details.ecdsa.hashAlg = flen == 48 ? TPM2_ALG_SHA384 : TPM2_ALG_SHA256;
-    rv = do_sign(v, k, &scheme, norm, flen, &s);
+    rv = do_sign(v, k, &scheme, digest, flen, &s);
     if (rv != CKR_OK)
         return rv;
     copy_padded(rs, flen, s->signature.ecdsa.signatureR.buffer, s->signature.ecdsa.signatureR.size);
