@@ -207,9 +207,11 @@ CK_RV tess_slots_rescan(void)
                 continue;
             }
             if (old && old->tok && slot_has_sessions(old->tok)) {
-                /* The card changed under open sessions: they see it removed. */
+                /* The card changed under open sessions: they see it removed
+                 * (one event, when that happens). */
+                if (old->tok->present)
+                    old->event = true;
                 old->tok->present = false;
-                old->event = true;
                 next[nnext++] = *old;
                 old->tok = NULL;
                 continue;
@@ -225,13 +227,15 @@ CK_RV tess_slots_rescan(void)
         if (!tok)
             continue;
         if (slot_has_sessions(tok)) {
-            tok->present = false;
             struct tess_slot *ns = realloc(next, (nnext + 1) * sizeof(*ns));
             if (!ns)
                 goto nomem;
             next = ns;
             next[nnext] = g_mod.slots[i];
-            next[nnext++].event = true;
+            if (tok->present)
+                next[nnext].event = true;
+            tok->present = false;
+            nnext++;
         } else {
             token_destroy(tok);
         }

@@ -103,16 +103,6 @@ out:
     return rv;
 }
 
-CK_RV piv_read_cert(struct channel *ch, uint32_t tag, struct buf *der)
-{
-    struct buf obj = { 0 };
-    CK_RV rv = piv_get_data(ch, tag, &obj);
-    if (rv == CKR_OK)
-        rv = piv_parse_cert(obj.p, obj.len, der);
-    buf_free(&obj);
-    return rv;
-}
-
 CK_RV piv_put_data(struct channel *ch, uint32_t tag, const uint8_t *data, size_t len)
 {
     struct buf cmd = { 0 };

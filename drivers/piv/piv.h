@@ -30,7 +30,6 @@
 
 /* Data object tags */
 #define PIV_OBJ_CHUID 0x5fc102
-#define PIV_OBJ_DISCOVERY 0x7e
 
 struct piv_slot_info {
     uint8_t key_ref;            /* 9A, 9C, 9D, 9E, 82..95 */
@@ -49,8 +48,6 @@ CK_RV piv_get_data(struct channel *ch, uint32_t tag, struct buf *out);
  * rest. The raw response (53 wrapper included) accumulates in resp. */
 CK_RV piv_get_data_head(struct channel *ch, uint32_t tag, struct buf *resp, bool *more);
 CK_RV piv_get_data_rest(struct channel *ch, struct buf *resp);
-/* The certificate of a slot, decompressed if the card stores it gzipped. */
-CK_RV piv_read_cert(struct channel *ch, uint32_t tag, struct buf *der);
 CK_RV piv_put_data(struct channel *ch, uint32_t tag, const uint8_t *data, size_t len);
 
 /* PIN (80) or PUK (81). tries: left after a failure, or the status. */

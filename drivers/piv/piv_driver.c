@@ -26,6 +26,7 @@
 #define MAX_READERS 32
 
 static struct {
+    bool in_child;               /* after fork: handles are the parent's, never touch them */
     struct tess_settings settings;
     SCARDCONTEXT ctx;
     bool have_ctx;
@@ -41,6 +42,7 @@ static CK_RV card_begin(struct piv_token *t);
 static CK_RV drv_init(const struct tess_settings *settings)
 {
     piv.settings = *settings;
+    piv.in_child = false;
     return CKR_OK;
 }
 
@@ -51,6 +53,7 @@ static void drv_fini(bool in_child)
         SCardReleaseContext(piv.ctx);
     piv.have_ctx = false;
     piv.nreaders = 0;
+    piv.in_child = in_child;
 }
 
 static bool context(void)
@@ -65,7 +68,7 @@ static bool context(void)
     return piv.have_ctx;
 }
 
-/* Slot ids stay with a reader's name for the life of the process. */
+/* Slot ids stay with a reader's name from C_Initialize to C_Finalize. */
 static CK_SLOT_ID slot_for_reader(const char *name)
 {
     for (size_t i = 0; i < piv.nreaders; i++)
@@ -108,8 +111,9 @@ static CK_RV drv_scan(struct tess_slot_report *out, size_t max, size_t *count)
     if (rc == SCARD_E_NO_READERS_AVAILABLE)
         return CKR_OK;
     if (rc != SCARD_S_SUCCESS) {
+        /* pcscd hiccup: the core keeps the slots it has (a failed scan). */
         TESS_WARN("pcsc: cannot list readers: %s", pcsc_stringify_error(rc));
-        return CKR_OK;
+        return CKR_DEVICE_ERROR;
     }
     for (const char *r = names; *r && n < MAX_READERS; r += strlen(r) + 1) {
         memset(&st[n], 0, sizeof(st[n]));
@@ -118,7 +122,7 @@ static CK_RV drv_scan(struct tess_slot_report *out, size_t max, size_t *count)
         n++;
     }
     if (n && SCardGetStatusChange(piv.ctx, 0, st, (DWORD)n) != SCARD_S_SUCCESS)
-        return CKR_OK;
+        return CKR_DEVICE_ERROR;
     for (size_t i = 0; i < n && *count < max; i++) {
         CK_SLOT_ID id = slot_for_reader(st[i].szReader);
         if (id == (CK_SLOT_ID)-1)
@@ -171,7 +175,8 @@ static void drv_token_free(void *drv)
     if (!t)
         return;
     token_forget(t);
-    channel_disconnect(&t->ch);
+    if (!piv.in_child)
+        channel_disconnect(&t->ch);
     free(t);
 }
 
@@ -203,8 +208,10 @@ static CK_RV drv_token_open(struct tess_token *tok, uint64_t card_key)
     if (rv == CKR_OK && piv_get_data(&t->ch, PIV_OBJ_CHUID, &chuid) == CKR_OK) {
         uint8_t guid[8];
         /* The card's serial: its GUID (34) from the CHUID, as hex. */
-        if (piv_parse_guid(chuid.p, chuid.len, guid) == 0)
+        if (piv_parse_guid(chuid.p, chuid.len, guid) == 0) {
             tess_hex(t->serial, guid, sizeof(guid));
+            t->identified = true;
+        }
     }
     channel_end(&t->ch);
     buf_free(&chuid);
@@ -280,7 +287,7 @@ static CK_RV cached_pubkey(const struct piv_token *t, uint8_t key_ref, struct te
     uint8_t *val = NULL;
     size_t len = 0;
     char name[16];
-    CK_RV rv = tess_store_shared(piv.settings.store_path, false, &store);
+    CK_RV rv = t->identified ? tess_store_shared(piv.settings.store_path, false, &store) : CKR_TOKEN_NOT_PRESENT;
     cache_name(name, key_ref);
     if (rv == CKR_OK)
         rv = tess_store_cache_get(store, "piv", t->serial, name, &val, &len);
@@ -297,6 +304,11 @@ static void remember_pubkey(const struct piv_token *t, uint8_t key_ref, const st
     size_t len = 0;
     char name[16];
     cache_name(name, key_ref);
+    if (!t->identified) {
+        TESS_WARN("piv: this card has no CHUID to know it by: other processes will not see the new key until "
+                  "a certificate is stored with it");
+        return;
+    }
     if (tess_store_shared(piv.settings.store_path, true, &store) != CKR_OK || tess_attrs_encode(pub, &val, &len) != CKR_OK ||
         tess_store_cache_put(store, "piv", t->serial, name, val, len) != CKR_OK)
         TESS_WARN("piv: could not remember the public key of slot %02X: other processes will not see the key "
@@ -322,8 +334,9 @@ static CK_RV read_cert(struct piv_token *t, const struct piv_slot_info *slot, st
         goto out;
     snprintf(name, sizeof(name), "cert:%06X", slot->cert_tag);
     if (more) {
+        /* A card without a CHUID has no identity to cache under: read it whole. */
         EVP_Digest(resp.p, resp.len, head_hash, NULL, EVP_sha256(), NULL);
-        if (tess_store_shared(piv.settings.store_path, false, &store) == CKR_OK &&
+        if (t->identified && tess_store_shared(piv.settings.store_path, false, &store) == CKR_OK &&
             tess_store_cache_get(store, "piv", t->serial, name, &cached, &cached_len) == CKR_OK &&
             cached_len > sizeof(head_hash) && !memcmp(cached, head_hash, sizeof(head_hash))) {
             rv = buf_append(der, cached + sizeof(head_hash), cached_len - sizeof(head_hash)) ? CKR_HOST_MEMORY : CKR_OK;
@@ -336,7 +349,7 @@ static CK_RV read_cert(struct piv_token *t, const struct piv_slot_info *slot, st
     rv = piv_parse_data_object(resp.p, resp.len, slot->cert_tag, &content);
     if (rv == CKR_OK)
         rv = piv_parse_cert(content.value, content.len, der);
-    if (rv == CKR_OK && more && tess_store_shared(piv.settings.store_path, true, &store) == CKR_OK) {
+    if (rv == CKR_OK && more && t->identified && tess_store_shared(piv.settings.store_path, true, &store) == CKR_OK) {
         struct buf entry = { 0 };
         if (!buf_append(&entry, head_hash, sizeof(head_hash)) && !buf_append(&entry, der->p, der->len))
             tess_store_cache_put(store, "piv", t->serial, name, entry.p, entry.len);
@@ -373,7 +386,7 @@ static CK_RV drv_load_objects(struct tess_token *tok)
             /* No certificate: a key Tessera generated still shows, from the cache. */
             struct tess_attrs pub = { 0 };
             if (cached_pubkey(t, piv_slots[i].key_ref, &pub) == CKR_OK)
-                rv = piv_objects_for_pubkey(tok, &piv_slots[i], &pub);
+                rv = piv_objects_for_pubkey(tok, &piv_slots[i], &pub, true);
             tess_attrs_free(&pub);
         }
         buf_free(&der);
@@ -390,6 +403,21 @@ static void drv_free_object(void *drv)
 
 /* After another process reset the card, PIV state (selection, PIN) is lost:
  * select again and, if we were logged in, verify the cached PIN again. */
+/* Verify the cached PIN again (the card forgot it: reset, or another
+ * process logged out). If the card refuses it, someone changed the PIN:
+ * drop it, so no more tries are spent behind the user's back. */
+static CK_RV reverify(struct piv_token *t)
+{
+    CK_RV rv = piv_verify(&t->ch, t->pin, t->pin_len, NULL);
+    t->pin_verified = rv == CKR_OK;
+    if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED) {
+        TESS_WARN("piv: card %s no longer takes the PIN given at login; log in again", t->serial);
+        secret_drop(&t->pin, &t->pin_len);
+        rv = CKR_USER_NOT_LOGGED_IN;
+    }
+    return rv;
+}
+
 static CK_RV restore(struct piv_token *t)
 {
     CK_RV rv;
@@ -398,10 +426,8 @@ static CK_RV restore(struct piv_token *t)
     t->ch.was_reset = false;
     t->pin_verified = false;
     rv = piv_select(&t->ch);
-    if (rv == CKR_OK && t->pin) {
-        rv = piv_verify(&t->ch, t->pin, t->pin_len, NULL);
-        t->pin_verified = rv == CKR_OK;
-    }
+    if (rv == CKR_OK && t->pin)
+        rv = reverify(t);
     return rv;
 }
 
@@ -469,6 +495,8 @@ static CK_RV drv_init_pin(struct tess_token *tok, const CK_UTF8CHAR *pin, CK_ULO
     CK_RV rv;
     if (!t->puk)
         return CKR_USER_NOT_LOGGED_IN;
+    if (len < 6 || len > 8)
+        return CKR_PIN_LEN_RANGE;   /* PIV PINs: 6 to 8 characters */
     rv = card_begin(t);
     if (rv != CKR_OK)
         return gone(tok, rv);
@@ -490,6 +518,8 @@ static CK_RV drv_set_pin(struct tess_token *tok, CK_USER_TYPE who, const CK_UTF8
     rv = piv_change_reference(&t->ch, who == CKU_SO ? PIV_PUK : PIV_PIN, old_pin, old_len, new_pin, new_len, NULL);
     if (rv == CKR_OK && who != CKU_SO && t->pin)
         rv = secret_keep(&t->pin, &t->pin_len, new_pin, new_len);
+    if (rv == CKR_OK && who == CKU_SO && t->puk)
+        rv = secret_keep(&t->puk, &t->puk_len, new_pin, new_len);
     channel_end(&t->ch);
     return gone(tok, rv);
 }
@@ -565,6 +595,9 @@ static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_key
     if (rv != CKR_OK)
         return gone(tok, rv);
     rv = piv_generate(&t->ch, slot->key_ref, alg, &tmpl);
+    /* A certificate left in the slot would name the old key: clear it. */
+    if (rv == CKR_OK && piv_put_data(&t->ch, slot->cert_tag, NULL, 0) != CKR_OK)
+        TESS_WARN("piv: could not clear the old certificate of slot %02X", slot->key_ref);
     channel_end(&t->ch);
     if (rv == CKR_OK)
         rv = piv_pub_from_7f49(alg, tmpl.p, tmpl.len, &material);
@@ -589,7 +622,19 @@ static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_key
         pub->uid = ((uint64_t)slot->key_ref << 2) | 1;
         priv->uid = ((uint64_t)slot->key_ref << 2) | 2;
         /* As piv_objects_for_pubkey shows them once loaded from the card. */
-        rv = tess_attrs_set_bool(&pub->attrs, CKA_MODIFIABLE, false);
+        char label[64];
+        snprintf(label, sizeof(label), "%s key", slot->name);
+        rv = tess_attrs_set(&pub->attrs, CKA_ID, &slot->id, 1);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(&priv->attrs, CKA_ID, &slot->id, 1);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(&pub->attrs, CKA_LABEL, label, strlen(label));
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(&priv->attrs, CKA_LABEL, label, strlen(label));
+        if (rv == CKR_OK)
+            rv = tess_attrs_set_bool(&priv->attrs, CKA_DERIVE, spec->key_type == CKK_EC && slot->key_ref != PIV_KEY_SIGN);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set_bool(&pub->attrs, CKA_MODIFIABLE, false);
         if (rv == CKR_OK)
             rv = tess_attrs_set_bool(&priv->attrs, CKA_MODIFIABLE, false);
         if (rv == CKR_OK)
@@ -663,9 +708,15 @@ static CK_RV private_op(struct tess_token *tok, struct tess_object *key, uint8_t
     if (rv != CKR_OK)
         return gone(tok, rv);
     if (k->key_ref == PIV_KEY_SIGN && t->pin)
-        rv = piv_verify(&t->ch, t->pin, t->pin_len, NULL);
+        rv = reverify(t);
     if (rv == CKR_OK)
         rv = piv_private_op(&t->ch, k->alg, k->key_ref, what, in, len, out);
+    /* The card forgot our PIN without a reset: another process logged out
+     * (VERIFY P1=FF clears the status for everyone). Verify it again, once. */
+    if (rv == CKR_USER_NOT_LOGGED_IN && t->pin && reverify(t) == CKR_OK) {
+        buf_free(out);
+        rv = piv_private_op(&t->ch, k->alg, k->key_ref, what, in, len, out);
+    }
     channel_end(&t->ch);
     return gone(tok, rv);
 }

@@ -115,7 +115,8 @@ static CK_RV common(struct tess_object *o, CK_OBJECT_CLASS cls, const struct piv
 }
 
 /* The public and private key objects of a slot, from its public key. */
-CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info *slot, const struct tess_attrs *pub)
+CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info *slot, const struct tess_attrs *pub,
+                             bool local)
 {
     struct tess_object *po = tess_object_new(), *ko = tess_object_new();
     struct piv_key *key = calloc(1, sizeof(*key));
@@ -139,14 +140,19 @@ CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info 
         rv = tess_attrs_set_bool(&po->attrs, CKA_VERIFY, true);
     if (rv == CKR_OK)
         rv = tess_attrs_set_bool(&po->attrs, CKA_ENCRYPT, rsa);
-    /* What PIV keys never do, said explicitly (clients ask). Whether a key
-     * was made on the card PIV does not record: CKA_LOCAL stays false. */
-    static const CK_ATTRIBUTE_TYPE pub_off[] = { CKA_WRAP, CKA_DERIVE, CKA_VERIFY_RECOVER, CKA_LOCAL, CKA_TRUSTED };
-    static const CK_ATTRIBUTE_TYPE priv_off[] = { CKA_UNWRAP, CKA_SIGN_RECOVER, CKA_LOCAL, CKA_WRAP_WITH_TRUSTED };
+    /* What PIV keys never do, said explicitly (clients ask). */
+    static const CK_ATTRIBUTE_TYPE pub_off[] = { CKA_WRAP, CKA_DERIVE, CKA_VERIFY_RECOVER, CKA_TRUSTED };
+    static const CK_ATTRIBUTE_TYPE priv_off[] = { CKA_UNWRAP, CKA_SIGN_RECOVER, CKA_WRAP_WITH_TRUSTED };
     for (size_t i = 0; i < TESS_ARRAY_SIZE(pub_off) && rv == CKR_OK; i++)
         rv = tess_attrs_set_bool(&po->attrs, pub_off[i], false);
     for (size_t i = 0; i < TESS_ARRAY_SIZE(priv_off) && rv == CKR_OK; i++)
         rv = tess_attrs_set_bool(&ko->attrs, priv_off[i], false);
+    /* PIV does not record whether a key was made on the card; Tessera knows
+     * for the keys it generated (local), not for a certificate's. */
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&po->attrs, CKA_LOCAL, local);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&ko->attrs, CKA_LOCAL, local);
     if (rv == CKR_OK)
         rv = common(ko, CKO_PRIVATE_KEY, slot, label);
     if (rv == CKR_OK) {
@@ -163,8 +169,8 @@ CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info 
         rv = tess_attrs_set_bool(&ko->attrs, CKA_EXTRACTABLE, false);
     if (rv == CKR_OK)
         rv = tess_attrs_set_bool(&ko->attrs, CKA_DECRYPT, rsa);
-    if (rv == CKR_OK)
-        rv = tess_attrs_set_bool(&ko->attrs, CKA_DERIVE, !rsa);
+    if (rv == CKR_OK)   /* ECDH, but not with the digital signature key */
+        rv = tess_attrs_set_bool(&ko->attrs, CKA_DERIVE, !rsa && slot->key_ref != PIV_KEY_SIGN);
     /* The digital signature key asks for the PIN before every use. */
     if (rv == CKR_OK)
         rv = tess_attrs_set_bool(&ko->attrs, CKA_ALWAYS_AUTHENTICATE, slot->key_ref == PIV_KEY_SIGN);
@@ -172,8 +178,10 @@ CK_RV piv_objects_for_pubkey(struct tess_token *tok, const struct piv_slot_info 
         goto fail;
     key->key_ref = slot->key_ref;
     if (rsa) {
+        /* SP 800-78 and the YubiKey's later additions: 05 RSA-3072, 16 RSA-4096 */
         const CK_ATTRIBUTE *m = tess_attrs_get(pub, CKA_MODULUS);
-        key->alg = m && m->ulValueLen <= 128 ? PIV_ALG_RSA1024 : PIV_ALG_RSA2048;
+        size_t bytes = m ? m->ulValueLen : 0;
+        key->alg = bytes <= 128 ? PIV_ALG_RSA1024 : bytes <= 256 ? PIV_ALG_RSA2048 : bytes <= 384 ? 0x05 : 0x16;
     } else {
         const CK_ATTRIBUTE *p = tess_attrs_get(pub, CKA_EC_PARAMS);
         key->alg = p && p->ulValueLen == sizeof(piv_p384_oid) ? PIV_ALG_ECC384 : PIV_ALG_ECC256;
@@ -243,7 +251,7 @@ CK_RV piv_objects_for_cert(struct tess_token *tok, const struct piv_slot_info *s
     rv = add(tok, co);
     co = NULL;
     if (rv == CKR_OK && pub_from_pkey(X509_get0_pubkey(x), &pub) == CKR_OK)
-        rv = piv_objects_for_pubkey(tok, slot, &pub);
+        rv = piv_objects_for_pubkey(tok, slot, &pub, false);
 out:
     tess_attrs_free(&pub);
     tess_object_free(tok, co);

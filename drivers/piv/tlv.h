@@ -1,7 +1,7 @@
 /* BER-TLV as PIV cards speak it (SP 800-73-4 part 1, appendix; ISO 7816-4):
  * tags of 1 to 3 bytes, definite lengths of 1 to 4 bytes. Every length is
  * checked against the buffer: card data is untrusted input (and fuzzed, see
- * tests/fuzz/fuzz-piv-tlv.c). */
+ * tests/fuzz/fuzz-piv-parse.c). */
 #ifndef TESSERA_PIV_TLV_H
 #define TESSERA_PIV_TLV_H
 
