@@ -45,6 +45,12 @@ CK_RV tpm2_primary(ESYS_CONTEXT *esys, ESYS_TR *handle);
  * End it with tpm2_session_end. */
 CK_RV tpm2_param_session(ESYS_CONTEXT *esys, ESYS_TR salt_key, ESYS_TR bind, TPMA_SESSION attrs, ESYS_TR *out);
 void tpm2_session_end(ESYS_CONTEXT *esys, ESYS_TR session);
+/* The first use of a salted session authorises the (noDA) primary: if ESYS
+ * and the TPM derived different session keys (it happens, rarely, with
+ * tpm2-tss 3.x ECC salting) that use fails with TPM_RC_BAD_AUTH, costing
+ * nothing; then a new session is started. This says whether to. */
+bool tpm2_session_mismatch(ESYS_TR session, TSS2_RC rc);
+#define TPM2_SESSION_ATTEMPTS 4
 /* Run before a Load: make room by flushing our least-recently-used key. */
 bool tpm2_conn_evict_one(ESYS_CONTEXT *esys);
 void tpm2_conn_track(struct tpm2_key *key);

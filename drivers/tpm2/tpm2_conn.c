@@ -186,6 +186,14 @@ CK_RV tpm2_param_session(ESYS_CONTEXT *esys, ESYS_TR salt_key, ESYS_TR bind, TPM
     return CKR_OK;
 }
 
+bool tpm2_session_mismatch(ESYS_TR session, TSS2_RC rc)
+{
+    if (session == ESYS_TR_NONE || !(tpm2_rc_is(rc, TPM2_RC_BAD_AUTH) || tpm2_rc_is(rc, TPM2_RC_AUTH_FAIL)))
+        return false;
+    TESS_INFO("tpm: a salted session's key did not match the TPM's; starting another");
+    return true;
+}
+
 void tpm2_session_end(ESYS_CONTEXT *esys, ESYS_TR session)
 {
     if (session != ESYS_TR_NONE)

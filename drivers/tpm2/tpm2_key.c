@@ -106,13 +106,18 @@ CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec,
         rv = tpm2_primary(esys, &primary);
     if (rv != CKR_OK)
         goto out;
-    /* The key's authValue goes to the TPM encrypted. */
-    rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
-    if (rv != CKR_OK)
-        goto out;
-    rc = Esys_Create(esys, primary, ESYS_TR_PASSWORD, enc, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &priv, &pub,
-                     NULL, NULL, NULL);
-    tpm2_session_end(esys, enc);
+    /* The key's authValue goes to the TPM encrypted, under a salted session
+     * that authorises the parent too (see seal_create in tpm2_vsc.c). */
+    for (int attempt = 0; attempt < TPM2_SESSION_ATTEMPTS; attempt++) {
+        rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
+        if (rv != CKR_OK)
+            goto out;
+        rc = Esys_Create(esys, primary, enc != ESYS_TR_NONE ? enc : ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                         &sens, &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
+        tpm2_session_end(esys, enc);
+        if (!tpm2_session_mismatch(enc, rc))
+            break;
+    }
     if (rc != TSS2_RC_SUCCESS) {
         rv = tpm2_rv(rc, "create key");
         goto out;

@@ -126,24 +126,33 @@ static CK_RV seal_create(const TPM2B_AUTH *auth, const uint8_t secret[TPM2_SECRE
     TPM2B_PRIVATE *priv = NULL;
     ESYS_TR enc;
     CK_RV rv;
-    TSS2_RC rc;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
 
     rv = tpm2_conn_get(&esys);
     if (rv == CKR_OK)
         rv = tpm2_primary(esys, &primary);
     if (rv != CKR_OK)
         return rv;
-    rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
-    if (rv != CKR_OK)
-        return rv;
     sens.sensitive.userAuth = *auth;
     sens.sensitive.data.size = TPM2_SECRET_LEN;
     memcpy(sens.sensitive.data.buffer, secret, TPM2_SECRET_LEN);
-    /* The PIN's authValue and the secret go to the TPM encrypted. */
-    rc = Esys_Create(esys, primary, ESYS_TR_PASSWORD, enc, ESYS_TR_NONE, &sens, &tmpl, &outside, &pcrs, &priv, &pub,
-                     NULL, NULL, NULL);
+    /* The PIN's authValue and the secret go to the TPM encrypted, under a
+     * salted session that also authorises the parent: the TPM checks that
+     * session's HMAC, so a session key that did not match cannot silently
+     * encrypt garbage into the seal. */
+    for (int attempt = 0; attempt < TPM2_SESSION_ATTEMPTS; attempt++) {
+        rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
+        if (rv != CKR_OK)
+            break;
+        rc = Esys_Create(esys, primary, enc != ESYS_TR_NONE ? enc : ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                         &sens, &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
+        tpm2_session_end(esys, enc);
+        if (!tpm2_session_mismatch(enc, rc))
+            break;
+    }
     tess_wipe(&sens, sizeof(sens));
-    tpm2_session_end(esys, enc);
+    if (rv != CKR_OK)
+        return rv;
     if (rc != TSS2_RC_SUCCESS)
         return tpm2_rv(rc, "create PIN seal");
     *pub_out = *pub;
@@ -168,20 +177,38 @@ static CK_RV seal_open(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const
         rv = tpm2_primary(esys, &primary);
     if (rv != CKR_OK)
         return rv;
-    rc = Esys_Load(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
-    while (tpm2_rc_is(rc, TPM2_RC_OBJECT_MEMORY) && tpm2_conn_evict_one(esys))
-        rc = Esys_Load(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
-    if (rc != TSS2_RC_SUCCESS)
+    /* A salted session (a recorded exchange reveals nothing, even with the
+     * store's salts in hand), proved good on the noDA primary by the Load it
+     * authorises before it carries the PIN's proof to the DA-protected seal:
+     * a session-key mismatch must never count as a wrong PIN. */
+    for (int attempt = 0; attempt < TPM2_SESSION_ATTEMPTS; attempt++) {
+        rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_ENCRYPT, &sess);
+        if (rv != CKR_OK)
+            return rv;
+        ESYS_TR parent_auth = sess != ESYS_TR_NONE ? sess : ESYS_TR_PASSWORD;
+        rc = Esys_Load(esys, primary, parent_auth, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
+        while (tpm2_rc_is(rc, TPM2_RC_OBJECT_MEMORY) && tpm2_conn_evict_one(esys))
+            rc = Esys_Load(esys, primary, parent_auth, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
+        if (rc == TSS2_RC_SUCCESS || !tpm2_session_mismatch(sess, rc))
+            break;
+        tpm2_session_end(esys, sess);
+        sess = ESYS_TR_NONE;
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        tpm2_session_end(esys, sess);
         return tpm2_rv(rc, "load PIN seal");
-    /* An HMAC session proves the PIN without sending it, and encrypts the
-     * secret on its way back. */
+    }
+    /* The session proves the PIN by HMAC without sending it, and encrypts
+     * the secret on its way back. */
     Esys_TR_SetAuth(esys, obj, auth);
-    /* Salted (a recorded exchange reveals nothing, even with the store's
-     * salts in hand) and bound to the seal (the PIN proves itself by HMAC). */
-    rv = tpm2_param_session(esys, primary, obj, TPMA_SESSION_ENCRYPT, &sess);
-    if (rv != CKR_OK) {
-        Esys_FlushContext(esys, obj);
-        return rv;
+    if (sess == ESYS_TR_NONE) {
+        /* No salting in this process (see tpm2_param_session): a session
+         * bound to the seal still keeps the PIN off the bus. */
+        rv = tpm2_param_session(esys, ESYS_TR_NONE, obj, TPMA_SESSION_ENCRYPT, &sess);
+        if (rv != CKR_OK) {
+            Esys_FlushContext(esys, obj);
+            return rv;
+        }
     }
     rc = Esys_Unseal(esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &data);
     tpm2_session_end(esys, sess);
@@ -251,18 +278,36 @@ static CK_RV check_so_pin(size_t len, char *err, size_t errlen)
     return CKR_OK;
 }
 
-/* A new seal of the card secret under a PIN, with a fresh salt. */
+/* A new seal of the card secret under a PIN, with a fresh salt, proved by
+ * opening it before anything stores it: a seal that does not give back the
+ * secret under its PIN (a session whose encryption went wrong: seen once in
+ * CI, never reproduced) would lock the user out of the card for good. */
 static CK_RV make_seal(uint8_t salt[TPM2_SALT_LEN], const uint8_t *secret, const uint8_t *pin, size_t len,
                        TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv)
 {
     TPM2B_AUTH auth;
-    CK_RV rv;
-    if (RAND_bytes(salt, TPM2_SALT_LEN) != 1)
-        return CKR_FUNCTION_FAILED;
-    rv = pin_auth(salt, pin, len, &auth);
-    if (rv == CKR_OK)
-        rv = seal_create(&auth, secret, pub, priv);
-    tess_wipe(&auth, sizeof(auth));
+    uint8_t check[TPM2_SECRET_LEN];
+    CK_RV rv = CKR_FUNCTION_FAILED;
+
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (RAND_bytes(salt, TPM2_SALT_LEN) != 1)
+            return CKR_FUNCTION_FAILED;
+        rv = pin_auth(salt, pin, len, &auth);
+        if (rv == CKR_OK)
+            rv = seal_create(&auth, secret, pub, priv);
+        if (rv == CKR_OK)
+            rv = seal_open(pub, priv, &auth, check);
+        tess_wipe(&auth, sizeof(auth));
+        if (rv == CKR_OK && tess_ct_equal(check, secret, TPM2_SECRET_LEN))
+            break;
+        if (rv == CKR_OK || rv == CKR_PIN_INCORRECT) {
+            TESS_WARN("tpm: a new PIN seal did not open with its own PIN; making it again");
+            rv = CKR_DEVICE_ERROR;
+            continue;
+        }
+        break;   /* the TPM failed: say so */
+    }
+    tess_wipe(check, sizeof(check));
     return rv;
 }
 
