@@ -2,6 +2,7 @@
  * the TPM itself; card management verbs arrive with the vendor interface. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -10,7 +11,13 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+
 #include "../../drivers/tpm2/tpm2.h"
+#include "../code.h"
+#include "../kdf.h"
 #include "../log.h"
 #include "../settings.h"
 #include "../util.h"
@@ -33,6 +40,11 @@ static void usage(FILE *f)
           "  vsc delete (--serial S | --slot N) --yes\n"
           "  tpm status\n"
           "  tpm da (--windows | --max-tries N --recovery SECONDS --lockout-recovery SECONDS | --clear)\n"
+          "  admin-key derive --master-file F --serial S [--alg 3des|aes128|aes192|aes256]\n"
+          "                   [--prf cmac-aes256|cmac-aes128|hmac-sha256]\n"
+          "  unblock response --challenge CODE (--admin-key HEX | --master-file F --serial S [--prf P])\n"
+          "                 the helpdesk's answer to a card's unblock challenge (Windows VSC compatible:\n"
+          "                 3DES-ECB of the 8-byte challenge under the card's 24-byte admin key)\n"
           "\n"
           "Settings: TESSERA_HOME (config + store), TESSERA_TCTI (TPM connection).\n",
           f);
@@ -384,6 +396,194 @@ static int cmd_tpm_da(int argc, char **argv)
     return exit_for(rv);
 }
 
+static int unhex(const char *hex, uint8_t *out, size_t max, size_t *len)
+{
+    size_t n = 0;
+    for (const char *p = hex; *p;) {
+        unsigned v;
+        if (*p == ' ' || *p == '\n' || *p == ':' || *p == '\t' || *p == '\r') {
+            p++;
+            continue;
+        }
+        if (n == max || sscanf(p, "%2x", &v) != 1 || !isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
+            return -1;
+        out[n++] = (uint8_t)v;
+        p += 2;
+    }
+    *len = n;
+    return 0;
+}
+
+/* The master key from a file that only its owner can read: hex text. */
+static int read_master(const char *path, uint8_t *key, size_t max, size_t *len)
+{
+    char text[512];
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    int rc = -1;
+    if (!f) {
+        fprintf(stderr, "tessera: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &st) || (st.st_mode & 077)) {
+        fprintf(stderr, "tessera: %s is readable by others (mode %03o): a master key file must be 0600\n", path,
+                (unsigned)(st.st_mode & 0777));
+        goto out;
+    }
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    if (unhex(text, key, max, len) || *len < 16) {
+        fprintf(stderr, "tessera: %s must hold the master key as hex (16 to 64 bytes)\n", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    tess_wipe(text, sizeof(text));
+    fclose(f);
+    return rc;
+}
+
+/* A card's admin key, given directly or diversified from the master key. */
+static int admin_key(const char *hex, const char *master_file, const char *serial, enum tess_prf prf,
+                     enum tess_key_alg alg, uint8_t *key, size_t *len)
+{
+    uint8_t master[64];
+    size_t mlen = 0;
+    int rc = EX_USAGE;
+    if (hex) {
+        if (unhex(hex, key, *len, len) || *len != tess_key_alg_len(alg)) {
+            fprintf(stderr, "tessera: the admin key must be %zu bytes of hex\n", tess_key_alg_len(alg));
+            return EX_USAGE;
+        }
+        return EX_OK;
+    }
+    if (!master_file || !serial) {
+        fprintf(stderr, "tessera: give --admin-key, or --master-file and --serial\n");
+        return EX_USAGE;
+    }
+    if (read_master(master_file, master, sizeof(master), &mlen))
+        goto out;
+    CK_RV rv = tess_admin_key_diversify(prf, master, mlen, serial, alg, key, len);
+    if (rv == CKR_KEY_SIZE_RANGE)
+        fprintf(stderr, "tessera: a %s master key must be %s bytes\n", prf == TESS_PRF_CMAC_AES128 ? "CMAC-AES128" : "CMAC-AES256",
+                prf == TESS_PRF_CMAC_AES128 ? "16" : "32");
+    rc = rv == CKR_OK ? EX_OK : EX_FAIL;
+out:
+    tess_wipe(master, sizeof(master));
+    return rc;
+}
+
+static int cmd_admin_key_derive(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "master-file", required_argument, 0, 'm' }, { "serial", required_argument, 0, 's' },
+        { "alg", required_argument, 0, 'a' },         { "prf", required_argument, 0, 'p' }, { 0, 0, 0, 0 },
+    };
+    const char *master = NULL, *serial = NULL;
+    enum tess_key_alg alg = TESS_KEY_3DES;
+    enum tess_prf prf = TESS_PRF_CMAC_AES256;
+    uint8_t key[32];
+    size_t len = sizeof(key);
+    char hex[65];
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': master = optarg; break;
+        case 's': serial = optarg; break;
+        case 'a': if (tess_key_alg_parse(optarg, &alg)) { usage(stderr); return EX_USAGE; } break;
+        case 'p': if (tess_prf_parse(optarg, &prf)) { usage(stderr); return EX_USAGE; } break;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (!master || !serial) {
+        fprintf(stderr, "tessera: admin-key derive needs --master-file and --serial\n");
+        return EX_USAGE;
+    }
+    rc = admin_key(NULL, master, serial, prf, alg, key, &len);
+    if (rc == EX_OK) {
+        tess_hex(hex, key, len);
+        if (json) {
+            printf("{\"serial\":");
+            json_str(serial);
+            printf(",\"admin_key\":\"%s\"}\n", hex);
+        } else {
+            puts(hex);
+        }
+    }
+    tess_wipe(key, sizeof(key));
+    tess_wipe(hex, sizeof(hex));
+    return rc;
+}
+
+static int cmd_unblock_response(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "challenge", required_argument, 0, 'c' }, { "admin-key", required_argument, 0, 'k' },
+        { "master-file", required_argument, 0, 'm' }, { "serial", required_argument, 0, 's' },
+        { "prf", required_argument, 0, 'p' }, { 0, 0, 0, 0 },
+    };
+    const char *challenge = NULL, *hex = NULL, *master = NULL, *serial = NULL;
+    enum tess_prf prf = TESS_PRF_CMAC_AES256;
+    uint8_t key[24], chal[8], resp[8];
+    size_t klen = sizeof(key), clen = 0;
+    char code[TESS_CODE_MAX];
+    int c, n = 0, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': challenge = optarg; break;
+        case 'k': hex = optarg; break;
+        case 'm': master = optarg; break;
+        case 's': serial = optarg; break;
+        case 'p': if (tess_prf_parse(optarg, &prf)) { usage(stderr); return EX_USAGE; } break;
+        default: usage(stderr); return EX_USAGE;
+        }
+    }
+    if (!challenge) {
+        fprintf(stderr, "tessera: unblock response needs --challenge\n");
+        return EX_USAGE;
+    }
+    /* The code the user reads out, or the 16 hex digits Windows shows. */
+    switch (tess_code_parse(challenge, chal, sizeof(chal))) {
+    case TESS_CODE_OK:
+        break;
+    case TESS_CODE_MISTYPED:
+        fprintf(stderr, "tessera: the challenge was mistyped (its check symbol does not match): ask for it again\n");
+        return EX_USAGE;
+    default:
+        if (unhex(challenge, chal, sizeof(chal), &clen) || clen != sizeof(chal)) {
+            fprintf(stderr, "tessera: '%s' is neither a challenge code nor 16 hex digits\n", challenge);
+            return EX_USAGE;
+        }
+    }
+    rc = admin_key(hex, master, serial, prf, TESS_KEY_3DES, key, &klen);
+    if (rc != EX_OK)
+        goto out;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (!ctx || !EVP_EncryptInit_ex(ctx, EVP_des_ede3_ecb(), NULL, key, NULL) || !EVP_CIPHER_CTX_set_padding(ctx, 0) ||
+        !EVP_EncryptUpdate(ctx, resp, &n, chal, sizeof(chal)) || n != sizeof(resp)) {
+        EVP_CIPHER_CTX_free(ctx);
+        rc = EX_FAIL;
+        goto out;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    tess_code_format(resp, sizeof(resp), code, sizeof(code));
+    if (json) {
+        char rhex[17];
+        tess_hex(rhex, resp, sizeof(resp));
+        printf("{\"response\":\"%s\",\"response_hex\":\"%s\"}\n", code, rhex);
+    } else {
+        printf("%s\n", code);
+    }
+out:
+    tess_wipe(key, sizeof(key));
+    tess_wipe(resp, sizeof(resp));
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     char err[512];
@@ -421,6 +621,10 @@ int main(int argc, char **argv)
         rc = cmd_tpm_status();
     else if (!strcmp(noun, "tpm") && !strcmp(verb, "da"))
         rc = cmd_tpm_da(argc - 2, argv + 2);
+    else if (!strcmp(noun, "admin-key") && !strcmp(verb, "derive"))
+        rc = cmd_admin_key_derive(argc - 2, argv + 2);
+    else if (!strcmp(noun, "unblock") && !strcmp(verb, "response"))
+        rc = cmd_unblock_response(argc - 2, argv + 2);
     else {
         usage(stderr);
         rc = EX_USAGE;

@@ -1,0 +1,127 @@
+#include "config.h"
+#include "kdf.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#include "log.h"
+#include "util.h"
+
+static const char admin_label[] = "Tessera card admin key v1";
+
+CK_RV tess_kbkdf(enum tess_prf prf, const uint8_t *key, size_t key_len, const uint8_t *label, size_t label_len,
+                 const uint8_t *fixed, size_t fixed_len, uint8_t *out, size_t out_len)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "KBKDF", NULL);
+    EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    OSSL_PARAM params[10], *p = params;
+    int structured = label != NULL, r = 32;
+    CK_RV rv = CKR_FUNCTION_FAILED;
+
+    if (!ctx)
+        goto out;
+    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_MODE, "counter", 0);
+    if (prf == TESS_PRF_HMAC_SHA256) {
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_MAC, "HMAC", 0);
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+    } else {
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_MAC, "CMAC", 0);
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_CIPHER,
+                                                prf == TESS_PRF_CMAC_AES128 ? "AES-128-CBC" : "AES-256-CBC", 0);
+    }
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, key_len);
+    /* OpenSSL calls the label "salt" and the context "info"; the 0x00
+     * separator and [L]32 are its use-separator and use-l switches. */
+    if (structured)
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)label, label_len);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)fixed, fixed_len);
+    *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_KBKDF_USE_L, &structured);
+    *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_KBKDF_USE_SEPARATOR, &structured);
+#ifdef OSSL_KDF_PARAM_KBKDF_R
+    *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_KBKDF_R, &r);   /* OpenSSL 3.1+; 3.0 always uses 32 */
+#else
+    (void)r;
+#endif
+    *p = OSSL_PARAM_construct_end();
+    if (EVP_KDF_derive(ctx, out, out_len, params) == 1)
+        rv = CKR_OK;
+    else
+        TESS_ERR("kdf: SP 800-108 derivation failed");
+out:
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    return rv;
+}
+
+size_t tess_key_alg_len(enum tess_key_alg alg)
+{
+    switch (alg) {
+    case TESS_KEY_3DES: return 24;
+    case TESS_KEY_AES128: return 16;
+    case TESS_KEY_AES192: return 24;
+    case TESS_KEY_AES256: return 32;
+    }
+    return 0;
+}
+
+int tess_key_alg_parse(const char *name, enum tess_key_alg *alg)
+{
+    static const struct { const char *name; enum tess_key_alg alg; } names[] = {
+        { "3des", TESS_KEY_3DES }, { "aes128", TESS_KEY_AES128 }, { "aes192", TESS_KEY_AES192 },
+        { "aes256", TESS_KEY_AES256 },
+    };
+    for (size_t i = 0; i < TESS_ARRAY_SIZE(names); i++) {
+        if (!strcasecmp(name, names[i].name)) {
+            *alg = names[i].alg;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int tess_prf_parse(const char *name, enum tess_prf *prf)
+{
+    if (!strcasecmp(name, "cmac-aes128"))
+        *prf = TESS_PRF_CMAC_AES128;
+    else if (!strcasecmp(name, "cmac-aes256"))
+        *prf = TESS_PRF_CMAC_AES256;
+    else if (!strcasecmp(name, "hmac-sha256"))
+        *prf = TESS_PRF_HMAC_SHA256;
+    else
+        return -1;
+    return 0;
+}
+
+void tess_des_fix_parity(uint8_t *key, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b = key[i] & 0xfe, ones = 0;
+        for (int bit = 1; bit < 8; bit++)
+            ones += (b >> bit) & 1;
+        key[i] = (uint8_t)(b | ((ones & 1) ? 0 : 1));
+    }
+}
+
+CK_RV tess_admin_key_diversify(enum tess_prf prf, const uint8_t *master, size_t master_len, const char *serial,
+                               enum tess_key_alg alg, uint8_t *out, size_t *out_len)
+{
+    size_t len = tess_key_alg_len(alg);
+    CK_RV rv;
+    if (!len || *out_len < len || !serial || !*serial)
+        return CKR_ARGUMENTS_BAD;
+    /* The CMAC PRFs take AES keys; HMAC takes any length (32+ bytes advised). */
+    if ((prf == TESS_PRF_CMAC_AES128 && master_len != 16) || (prf == TESS_PRF_CMAC_AES256 && master_len != 32))
+        return CKR_KEY_SIZE_RANGE;
+    rv = tess_kbkdf(prf, master, master_len, (const uint8_t *)admin_label, sizeof(admin_label) - 1,
+                    (const uint8_t *)serial, strlen(serial), out, len);
+    if (rv != CKR_OK)
+        return rv;
+    if (alg == TESS_KEY_3DES)
+        tess_des_fix_parity(out, len);
+    *out_len = len;
+    return CKR_OK;
+}
