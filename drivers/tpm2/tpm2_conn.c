@@ -11,6 +11,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include "../../src/log.h"
+#include "../../src/util.h"
 #include "tpm2.h"
 
 static struct {
@@ -155,12 +156,44 @@ CK_RV tpm2_primary(ESYS_CONTEXT *esys, ESYS_TR *handle)
     return CKR_OK;
 }
 
+/* Flush sessions left in the TPM by a process killed mid-operation (on a TPM
+ * without a resource manager they stay until a reboot, and swtpm has room
+ * for three). Tessera never keeps a session between calls, so any session
+ * visible here and not in use is a leftover; under /dev/tpmrm0 or
+ * tpm2-abrmd only our own are visible. */
+static bool reclaim_sessions(ESYS_CONTEXT *esys)
+{
+    static const TPM2_HANDLE firsts[] = { UINT32_C(0x02000000), UINT32_C(0x03000000) };   /* loaded, saved */
+    bool freed = false;
+    for (size_t f = 0; f < TESS_ARRAY_SIZE(firsts); f++) {
+        TPMS_CAPABILITY_DATA *cap = NULL;
+        TPMI_YES_NO more;
+        if (Esys_GetCapability(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, firsts[f], 16,
+                               &more, &cap) != TSS2_RC_SUCCESS)
+            continue;
+        for (UINT32 i = 0; i < cap->data.handles.count; i++) {
+            ESYS_TR tr;
+            if (Esys_TR_FromTPMPublic(esys, cap->data.handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                      &tr) == TSS2_RC_SUCCESS &&
+                Esys_FlushContext(esys, tr) == TSS2_RC_SUCCESS) {
+                TESS_WARN("tpm: flushed a session 0x%x left behind by another process", cap->data.handles.handle[i]);
+                freed = true;
+            }
+        }
+        Esys_Free(cap);
+    }
+    return freed;
+}
+
 CK_RV tpm2_param_session(ESYS_CONTEXT *esys, ESYS_TR salt_key, ESYS_TR bind, TPMA_SESSION attrs, ESYS_TR *out)
 {
     static bool warned;
     TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB };
     TSS2_RC rc = Esys_StartAuthSession(esys, salt_key, bind, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
                                        TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, out);
+    if ((tpm2_rc_is(rc, TPM2_RC_SESSION_MEMORY) || tpm2_rc_is(rc, TPM2_RC_SESSION_HANDLES)) && reclaim_sessions(esys))
+        rc = Esys_StartAuthSession(esys, salt_key, bind, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                   TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, out);
     if (rc == TSS2_ESYS_RC_GENERAL_FAILURE && salt_key != ESYS_TR_NONE) {
         /* tpm2-tss 3.x salts with OpenSSL's default EC methods; in a process
          * where an OpenSSL engine took those over (openssl -engine pkcs11,
