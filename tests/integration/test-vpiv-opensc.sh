@@ -2,8 +2,7 @@
 # piv-tool and OpenSC's PKCS#11 module, with OpenSSL checking every
 # signature, decryption and key agreement. See tests/cards/README.md.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
-. "$TESSERA_SRCDIR/tests/lib/swtpm.sh"
-. "$TESSERA_SRCDIR/tests/lib/pcsc.sh"
+. "$TESSERA_SRCDIR/tests/lib/cards.sh"   # pcscd_start, card_start, card_stop, card_wait
 
 VPIV=${TESSERA_VPIV:?TESSERA_VPIV not set}
 OPENSC_P11=
@@ -16,36 +15,13 @@ done
 [ -n "$OPENSC_P11" ] || { echo "1..0 # SKIP opensc-pkcs11.so not installed"; exit 0; }
 
 READER="Virtual PCD 00 00"
-CARD="$WORK/card"
+CARD="$WORK/card-state"   # where cards.sh keeps the card named "card"
 MGMT_3DES=010203040506070801020304050607080102030405060708
 MGMT_AES=00112233445566778899aabbccddeeff
 cd "$WORK" || exit 1
 
 p11() { pkcs11-tool --module "$OPENSC_P11" "$@"; }
 
-# The card on reader 0, its state in $CARD; waits until the reader sees it.
-card_start() {
-    "$VPIV" --port "$VPCD_PORT0" --state "$CARD" --pid-file "$WORK/vpiv.card.pid" "$@" \
-        2>>"$WORK/vpiv.log" &
-    card_present
-}
-card_present() {
-    local i
-    for i in $(seq 100); do
-        opensc-tool -l 2>/dev/null | grep -q "Yes .*$READER" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-card_stop() {
-    local i
-    stop_pidfile "$WORK/vpiv.card.pid"
-    for i in $(seq 100); do
-        opensc-tool -l 2>/dev/null | grep -q "No .*$READER" && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # apdu "HEX APDU"...: sends raw APDUs (hex bytes, spaces between) in one
 # connection with pcsc-tools' scriptor, nothing else in between (OpenSC's
@@ -181,7 +157,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=v
 # pcscd_start picks its ports from RANDOM: seeded, a restart gets the same.
 RANDOM=$$
 t_ok "a private pcscd with vpcd readers" pcscd_start "$WORK"
-t_ok "the card connects" card_start
+t_ok "the card connects" card_start card "$VPCD_PORT0"
 t_ok "the card state folder is private" test "$(stat -c %a "$CARD")" = 700
 
 # ---- recognition
@@ -325,9 +301,9 @@ t_ok "ECDH with the retired key (82) through OpenSC" \
 t_ok "  the same secret as openssl's" cmp "$WORK/ecdh.openssl" "$WORK/ecdh.card"
 
 # ---- the card keeps its state across a restart
-t_ok "stop the card" card_stop
-t_ok "  its PID file is gone" test ! -e "$WORK/vpiv.card.pid"
-t_ok "start it again on the same folder" card_start
+t_ok "stop the card" card_stop card
+t_ok "  its PID file is gone" test ! -e "$WORK/card.card.pid"
+t_ok "start it again on the same folder" card_start card "$VPCD_PORT0"
 t_ok "  the 9A key still signs" p11 -l -p 123456 --sign -m SHA256-RSA-PKCS --id 01 -i "$WORK/data" -o "$WORK/9a.sig3"
 t_ok "  with the same key" verify_sig "$WORK/9a.pub" "$WORK/9a.sig3"
 t_ok "  the AES management key stayed" pivtool $MGMT_AES -A M:9B:08
@@ -337,7 +313,7 @@ t_is "  so did the serial number" "$(serial_of_token)" "$serial"
 t_ok "stop pcscd" pcscd_stop "$WORK"
 RANDOM=$$
 t_ok "start pcscd again (same ports)" pcscd_start "$WORK"
-t_ok "  the card comes back" card_present
+t_ok "  the card comes back" card_wait
 t_ok "  and signs" p11 -l -p 123456 --sign -m ECDSA-SHA256 --signature-format openssl --id 04 -i "$WORK/data" -o "$WORK/9e.sig2"
 t_ok "  verifiably" verify_sig "$WORK/9e.pub" "$WORK/9e.sig2"
 
@@ -361,9 +337,9 @@ echo "# pkcs11-tool (OpenSC start-up, login, RSA-2048 signature): $(( ($(date +%
 
 # ---- a new card with other credentials
 MGMT_AES256=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
-t_ok "stop the card" card_stop
+t_ok "stop the card" card_stop card
 t_ok "--reset with --pin, --mgmt-alg aes256, --mgmt-key" \
-    card_start --reset --pin 87654321 --mgmt-alg aes256 --mgmt-key $MGMT_AES256
+    card_start card "$VPCD_PORT0" --reset --pin 87654321 --mgmt-alg aes256 --mgmt-key $MGMT_AES256
 t_ok "  a new CHUID" new_guid
 t_is "  the PIN" "$(sw_of reset "00 20 00 80 08 38 37 36 35 34 33 32 31")" 9000
 t_is "  GET METADATA: AES-256" "$(apdu "00 F7 00 9B" | cut -c1-11)" "9000 01010C"

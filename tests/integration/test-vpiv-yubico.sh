@@ -3,8 +3,7 @@
 # import, PIN retries, reset, attestation, metadata); OpenSC then reads what
 # yubico-piv-tool wrote. See tests/cards/README.md.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
-. "$TESSERA_SRCDIR/tests/lib/swtpm.sh"
-. "$TESSERA_SRCDIR/tests/lib/pcsc.sh"
+. "$TESSERA_SRCDIR/tests/lib/cards.sh"   # pcscd_start, card_start, card_stop
 
 VPIV=${TESSERA_VPIV:?TESSERA_VPIV not set}
 OPENSC_P11=
@@ -16,7 +15,7 @@ for t in yubico-piv-tool opensc-tool pkcs11-tool pcscd openssl xxd; do
 done
 
 READER="Virtual PCD 00 00"
-CARD="$WORK/card"
+CARD="$WORK/card-state"   # where cards.sh keeps the card named "card"
 MGMT_DEFAULT=010203040506070801020304050607080102030405060708
 MGMT_NEW=0f0e0d0c0b0a09080706050403020100f1e2d3c4b5a69788
 MGMT_AES=00112233445566778899aabbccddeeff
@@ -31,25 +30,6 @@ t_skip() {   # t_skip NAME REASON: a TAP skip
     echo "ok $t_n - $1 # SKIP $2"
 }
 
-card_start() {
-    "$VPIV" --port "$VPCD_PORT0" --state "$CARD" --pid-file "$WORK/vpiv.card.pid" "$@" \
-        2>>"$WORK/vpiv.log" &
-    local i
-    for i in $(seq 100); do
-        opensc-tool -l 2>/dev/null | grep -q "Yes .*$READER" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-card_stop() {
-    local i
-    stop_pidfile "$WORK/vpiv.card.pid"
-    for i in $(seq 100); do
-        opensc-tool -l 2>/dev/null | grep -q "No .*$READER" && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # A certificate for a card key from a CA of the test's own. (yubico-piv-tool
 # 2.2.0 cannot sign certificates itself with OpenSSL 3: see below.)
@@ -76,7 +56,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=v
     -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -days 30 2>/dev/null
 
 t_ok "a private pcscd with vpcd readers" pcscd_start "$WORK"
-t_ok "the card connects (serial 12345678)" card_start --serial 12345678
+t_ok "the card connects (serial 12345678)" card_start card "$VPCD_PORT0" --serial 12345678
 
 # ---- what the card says about itself
 t_is "version" "$(Y -a version 2>/dev/null)" "Application version 5.4.3 found."
@@ -186,8 +166,8 @@ t_ok "  the default PIN works again" Y -a verify-pin -P 123456
 
 # ---- the card keeps its state across a restart
 fp=$(fingerprint "$WORK/9a.crt")
-t_ok "stop the card" card_stop
-t_ok "start it again on the same folder" card_start
+t_ok "stop the card" card_stop card
+t_ok "start it again on the same folder" card_start card "$VPCD_PORT0"
 t_ok "  9A still has its certificate" Y -a read-certificate -s 9a -o "$WORK/9a.back2"
 t_is "  the same" "$(fingerprint "$WORK/9a.back2")" "$fp"
 t_ok "  and its key signs" Y -a verify-pin -P 123456 -a test-signature -s 9a -i "$WORK/9a.crt"

@@ -8,14 +8,23 @@
 VPIV=${TESSERA_VPIV:?TESSERA_VPIV not set}
 
 card_present() {   # is a card in "Virtual PCD 00 00"?
-    client opensc-tool -l 2>/dev/null | grep -q "^0 *Yes"
+    client opensc-tool -l 2>/dev/null | grep -q "Yes .*Virtual PCD 00 00"
+}
+
+card_wait() {      # wait up to 5 s for a card in "Virtual PCD 00 00"
+    local i
+    for i in $(seq 100); do
+        card_present && return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 card_start() {     # card_start NAME PORT [vpiv options]
     local name=$1 port=$2 i
     shift 2
     "$VPIV" --port "$port" --state "$WORK/$name-state" --pid-file "$WORK/$name.card.pid" "$@" \
-        > "$WORK/$name.log" 2>&1 &
+        >> "$WORK/$name.log" 2>&1 &
     for i in $(seq 100); do
         [ -s "$WORK/$name.card.pid" ] && card_present && return 0
         sleep 0.05
