@@ -528,7 +528,7 @@ static int cmd_unblock_response(int argc, char **argv)
     enum tess_prf prf = TESS_PRF_CMAC_AES256;
     uint8_t key[24], chal[8], resp[8];
     size_t klen = sizeof(key), clen = 0;
-    char code[TESS_CODE_MAX];
+    char code[TESS_CODE_MAX], rhex[2 * sizeof(resp) + 1];
     int c, n = 0, rc;
 
     optind = 1;
@@ -572,15 +572,17 @@ static int cmd_unblock_response(int argc, char **argv)
     EVP_CIPHER_CTX_free(ctx);
     tess_code_format(resp, sizeof(resp), code, sizeof(code));
     if (json) {
-        char rhex[17];
         tess_hex(rhex, resp, sizeof(resp));
         printf("{\"response\":\"%s\",\"response_hex\":\"%s\"}\n", code, rhex);
     } else {
         printf("%s\n", code);
     }
 out:
+    /* The response unblocks the card once: nothing of it stays behind. */
     tess_wipe(key, sizeof(key));
     tess_wipe(resp, sizeof(resp));
+    tess_wipe(code, sizeof(code));
+    tess_wipe(rhex, sizeof(rhex));
     return rc;
 }
 
