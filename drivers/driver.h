@@ -19,9 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../src/kdf.h"
 #include "../src/token.h"
 
-#define TESS_DRIVER_ABI 1
+#define TESS_DRIVER_ABI 2
 
 struct tess_settings;
 
@@ -38,6 +39,19 @@ struct tess_keygen_spec {
     CK_ULONG modulus_bits;       /* RSA */
     int curve_nid;               /* EC: NID_X9_62_prime256v1 or NID_secp384r1 */
     bool token;                  /* persist (CKA_TOKEN) */
+};
+
+/* What a card says about its administration (T_GetCardInfo). */
+struct tess_admin_info {
+    CK_ULONG card_type;          /* CKT_TESSERA_* */
+    bool key_set;                /* the card has an admin key it can check responses against */
+    bool key_default;            /* ... the well-known default one */
+    enum tess_key_alg alg;
+    uint8_t kcv[3];              /* zero when unknown */
+    size_t challenge_len;
+    long challenges_left;        /* -1: the card sets no limit */
+    bool pending;                /* a challenge waits for its response */
+    int tries_left, tries_max;   /* wrong responses; -1: the card does not say */
 };
 
 struct tess_driver {
@@ -89,6 +103,17 @@ struct tess_driver {
     CK_RV (*ecdh)(struct tess_token *tok, struct tess_object *key, const uint8_t *point,
                   size_t point_len, uint8_t *z, size_t *z_len);
     CK_RV (*random)(struct tess_token *tok, uint8_t *out, size_t len);
+
+    /* Administration (the Tessera Management interface, pkcs11/mgmt.c). The
+     * core checks sessions and login state and hands over bytes; the
+     * driver and its card judge challenges and responses. set_admin_key
+     * with resp NULL is called only in an SO session. */
+    CK_RV (*admin_info)(struct tess_token *tok, struct tess_admin_info *info);
+    CK_RV (*admin_challenge)(struct tess_token *tok, bool fresh, uint8_t *out, size_t *len);
+    CK_RV (*unblock_pin)(struct tess_token *tok, const uint8_t *resp, size_t rlen, const CK_UTF8CHAR *pin,
+                         CK_ULONG len);
+    CK_RV (*set_admin_key)(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
+                           const uint8_t *key, size_t key_len);
 };
 
 /* The drivers built into this module, in slot order. */

@@ -653,6 +653,7 @@ static CK_FUNCTION_LIST_3_0 function_list_3_0 = {
 static CK_INTERFACE interfaces[] = {
     { (CK_CHAR *)"PKCS 11", &function_list_3_0, 0 },
     { (CK_CHAR *)"PKCS 11", &function_list_2_40, 0 },
+    { (CK_CHAR *)TESSERA_INTERFACE_NAME, &tess_mgmt_function_list, 0 },
 };
 
 static CK_RV tess_C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)

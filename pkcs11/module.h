@@ -80,6 +80,8 @@ struct tess_module {
 extern struct tess_module g_mod;
 extern const struct tess_driver *const tess_drivers[];
 extern const size_t tess_ndrivers;
+/* The vendor interface's function table (mgmt.c). */
+extern CK_TESSERA_FUNCTION_LIST tess_mgmt_function_list;
 
 CK_RV tess_enter(void);
 void tess_leave(void);

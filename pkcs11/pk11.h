@@ -136,4 +136,7 @@ struct tess_function_list_3_0 {
 typedef struct tess_function_list_3_0 CK_FUNCTION_LIST_3_0;
 #endif
 
+/* The vendor interface (installed as <tessera/pkcs11-tessera.h>). */
+#include "tessera/pkcs11-tessera.h"
+
 #endif

@@ -54,7 +54,9 @@ int tess_code_format(const uint8_t *in, size_t len, char *out, size_t outlen)
             out[o++] = '-';
         out[o++] = digits[d[i]];
     }
-    out[o++] = '-';
+    /* The check symbol ends the last group, or starts one if it is full. */
+    if (n % 4 == 0)
+        out[o++] = '-';
     out[o++] = checks[check_of(d, n)];
     out[o] = '\0';
     tess_wipe(d, sizeof(d));

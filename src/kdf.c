@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
@@ -124,4 +125,53 @@ CK_RV tess_admin_key_diversify(enum tess_prf prf, const uint8_t *master, size_t 
         tess_des_fix_parity(out, len);
     *out_len = len;
     return CKR_OK;
+}
+
+const uint8_t tess_admin_default_key[24] = {
+    1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+};
+
+size_t tess_admin_block_len(enum tess_key_alg alg)
+{
+    return alg == TESS_KEY_3DES ? 8 : 16;
+}
+
+static const EVP_CIPHER *admin_cipher(enum tess_key_alg alg)
+{
+    switch (alg) {
+    case TESS_KEY_3DES: return EVP_des_ede3_ecb();
+    case TESS_KEY_AES128: return EVP_aes_128_ecb();
+    case TESS_KEY_AES192: return EVP_aes_192_ecb();
+    case TESS_KEY_AES256: return EVP_aes_256_ecb();
+    }
+    return NULL;
+}
+
+CK_RV tess_admin_response(enum tess_key_alg alg, const uint8_t *key, size_t key_len, const uint8_t *challenge,
+                          size_t len, uint8_t *response)
+{
+    const EVP_CIPHER *cipher = admin_cipher(alg);
+    EVP_CIPHER_CTX *ctx = NULL;
+    CK_RV rv = CKR_FUNCTION_FAILED;
+    int n = 0;
+
+    if (!cipher || key_len != tess_key_alg_len(alg) || len != tess_admin_block_len(alg))
+        return CKR_ARGUMENTS_BAD;
+    ctx = EVP_CIPHER_CTX_new();
+    if (!ctx)
+        return CKR_HOST_MEMORY;
+    if (EVP_EncryptInit_ex(ctx, cipher, NULL, key, NULL) && EVP_CIPHER_CTX_set_padding(ctx, 0) &&
+        EVP_EncryptUpdate(ctx, response, &n, challenge, (int)len) && (size_t)n == len)
+        rv = CKR_OK;
+    EVP_CIPHER_CTX_free(ctx);
+    return rv;
+}
+
+CK_RV tess_admin_kcv(enum tess_key_alg alg, const uint8_t *key, size_t key_len, uint8_t kcv[3])
+{
+    uint8_t zero[16] = { 0 }, out[16];
+    CK_RV rv = tess_admin_response(alg, key, key_len, zero, tess_admin_block_len(alg), out);
+    if (rv == CKR_OK)
+        memcpy(kcv, out, 3);
+    return rv;
 }

@@ -28,6 +28,18 @@ int tess_prf_parse(const char *name, enum tess_prf *prf);
 CK_RV tess_admin_key_diversify(enum tess_prf prf, const uint8_t *master, size_t master_len, const char *serial,
                                enum tess_key_alg alg, uint8_t *out, size_t *out_len);
 
+/* Challenge/response with an admin key: a challenge is one cipher block (8
+ * bytes for 3DES, as the Windows minidriver's, 16 for AES) and the response
+ * is that block encrypted under the key (ECB; the same as GIDS's CBC with a
+ * zero IV for one block). */
+size_t tess_admin_block_len(enum tess_key_alg alg);
+CK_RV tess_admin_response(enum tess_key_alg alg, const uint8_t *key, size_t key_len, const uint8_t *challenge,
+                          size_t len, uint8_t *response);
+/* Key check value: the first 3 bytes of a zero block encrypted under key. */
+CK_RV tess_admin_kcv(enum tess_key_alg alg, const uint8_t *key, size_t key_len, uint8_t kcv[3]);
+/* The well-known default admin key (Windows tpmvscmgr's): 0102..08 x 3. */
+extern const uint8_t tess_admin_default_key[24];
+
 /* Set each byte's lowest bit so it has odd parity (DES key convention). */
 void tess_des_fix_parity(uint8_t *key, size_t len);
 

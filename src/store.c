@@ -49,6 +49,14 @@ static const char *migrations[] = {
     "  name TEXT NOT NULL,"
     "  value BLOB NOT NULL,"
     "  PRIMARY KEY (driver, card, name));",
+    /* 2 -> 3: a card's administration state (admin key check value, the
+     * unblock counter, the driver's challenge blobs), apart from the card
+     * row so the counter can be spent in a transaction of its own. */
+    "CREATE TABLE card_admin ("
+    "  card_id INTEGER PRIMARY KEY REFERENCES cards(id) ON DELETE CASCADE,"
+    "  tries_left INTEGER NOT NULL,"
+    "  tries_max INTEGER NOT NULL,"
+    "  data BLOB NOT NULL);",
 };
 
 static CK_RV sql_err(struct tess_store *s, const char *what)
@@ -578,6 +586,65 @@ CK_RV tess_store_cache_put(struct tess_store *s, const char *driver, const char 
     if (value)
         sqlite3_bind_blob(st, 4, len ? (const void *)value : "", (int)len, SQLITE_TRANSIENT);
     return step_done(s, st, "write cache");
+}
+
+/* ---- card administration state ---- */
+
+void tess_admin_rec_clear(struct tess_admin_rec *r)
+{
+    if (r->data)
+        tess_wipe(r->data, r->data_len);
+    free(r->data);
+    memset(r, 0, sizeof(*r));
+}
+
+CK_RV tess_store_admin_get(struct tess_store *s, int64_t card_id, struct tess_admin_rec *rec)
+{
+    sqlite3_stmt *st = NULL;
+    CK_RV rv;
+    int rc;
+    memset(rec, 0, sizeof(*rec));
+    rec->card_id = card_id;
+    if (sqlite3_prepare_v2(s->db, "SELECT tries_left, tries_max, data FROM card_admin WHERE card_id = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return sql_err(s, "read card admin state");
+    sqlite3_bind_int64(st, 1, card_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        rec->present = true;
+        rec->tries_left = sqlite3_column_int(st, 0);
+        rec->tries_max = sqlite3_column_int(st, 1);
+        rv = dup_blob(st, 2, &rec->data, &rec->data_len) ? CKR_HOST_MEMORY : CKR_OK;
+    } else if (rc == SQLITE_DONE) {
+        rv = CKR_OK;
+    } else {
+        rv = sql_err(s, "read card admin state");
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
+CK_RV tess_store_admin_put(struct tess_store *s, const struct tess_admin_rec *rec)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO card_admin (card_id, tries_left, tries_max, data) VALUES (?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_err(s, "write card admin state");
+    sqlite3_bind_int64(st, 1, rec->card_id);
+    sqlite3_bind_int(st, 2, rec->tries_left);
+    sqlite3_bind_int(st, 3, rec->tries_max);
+    sqlite3_bind_blob(st, 4, rec->data_len ? (const void *)rec->data : "", (int)rec->data_len, SQLITE_TRANSIENT);
+    return step_done(s, st, "write card admin state");
+}
+
+CK_RV tess_store_admin_delete(struct tess_store *s, int64_t card_id)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM card_admin WHERE card_id = ?", -1, &st, NULL) != SQLITE_OK)
+        return sql_err(s, "delete card admin state");
+    sqlite3_bind_int64(st, 1, card_id);
+    return step_done(s, st, "delete card admin state");
 }
 
 /* ---- one connection per process, shared by the drivers ---- */

@@ -73,6 +73,22 @@ CK_RV tess_store_cache_get(struct tess_store *s, const char *driver, const char 
 CK_RV tess_store_cache_put(struct tess_store *s, const char *driver, const char *card, const char *name,
                            const uint8_t *value, size_t len);
 
+/* A card's administration state, kept by its driver (TPM cards: the admin
+ * key's check value and the sealed challenges); tries_left counts wrong
+ * unblock responses. get leaves present false when the card has none. */
+struct tess_admin_rec {
+    int64_t card_id;
+    bool present;
+    int tries_left, tries_max;
+    uint8_t *data;           /* owned, wiped when cleared */
+    size_t data_len;
+};
+
+void tess_admin_rec_clear(struct tess_admin_rec *r);
+CK_RV tess_store_admin_get(struct tess_store *s, int64_t card_id, struct tess_admin_rec *rec);
+CK_RV tess_store_admin_put(struct tess_store *s, const struct tess_admin_rec *rec);
+CK_RV tess_store_admin_delete(struct tess_store *s, int64_t card_id);
+
 /* The process's one connection to the store at path, opened on first use
  * (created only if create); drivers share it under the module lock.
  * CKR_TOKEN_NOT_PRESENT when there is no store and create is false. */

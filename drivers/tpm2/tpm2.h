@@ -16,6 +16,7 @@
 
 #include <tss2/tss2_esys.h>
 
+#include "../../src/kdf.h"
 #include "../../src/pin_policy.h"
 #include "../../src/settings.h"
 #include "../../src/store.h"
@@ -76,6 +77,8 @@ struct tpm2_vsc {
 
 struct tpm2_vsc_params {
     const char *label;
+    enum tess_key_alg admin_alg;                 /* with admin_key */
+    const uint8_t *admin_key; size_t admin_key_len; /* NULL: none until the SO sets one */
     const char *so_pin;  size_t so_pin_len;
     const char *user_pin; size_t user_pin_len;   /* NULL: user PIN not initialised */
     const struct tess_pin_policy *policy;        /* NULL: settings' default */
@@ -92,8 +95,65 @@ void tpm2_vsc_logout(struct tpm2_vsc *v);
 CK_RV tpm2_vsc_set_user_pin(struct tpm2_vsc *v, const uint8_t *pin, size_t len, char *err, size_t errlen);
 CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *old_pin, size_t old_len,
                           const uint8_t *new_pin, size_t new_len, char *err, size_t errlen);
+/* Set a new user PIN with the card secret from elsewhere (an unblock). */
+CK_RV tpm2_vsc_reset_user_pin(struct tpm2_vsc *v, const uint8_t *secret, const uint8_t *pin, size_t len, char *err,
+                              size_t errlen);
 CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, const char *label);
 int tpm2_vsc_free_slot_index(const struct tess_card_rec *recs, size_t n, int max);
+
+/* ---- seals (tpm2_seal.c) ---- */
+
+#define TPM2_SEAL_MAX 128            /* a KEYEDHASH object's sensitive data */
+/* authValue = SHA-256(tag | salt | proof): fixed length whatever the proof's,
+ * and different on every seal for the same PIN or response. */
+CK_RV tpm2_seal_auth(const char *tag, const uint8_t salt[TPM2_SALT_LEN], const uint8_t *proof, size_t len,
+                     TPM2B_AUTH *auth);
+/* The TPM checks the proof (CKR_PIN_INCORRECT when wrong, counted by its
+ * dictionary-attack logic) and returns exactly want bytes. */
+CK_RV tpm2_seal_open(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const TPM2B_AUTH *auth, uint8_t *out,
+                     size_t want);
+/* A new seal of data under proof with a fresh salt, opened once to prove it. */
+CK_RV tpm2_seal_make(const char *tag, uint8_t salt[TPM2_SALT_LEN], const uint8_t *data, size_t len,
+                     const uint8_t *proof, size_t proof_len, TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv);
+/* Secrets in locked (unswappable) memory, wiped when freed. */
+uint8_t *tpm2_secret_alloc(size_t len);
+void tpm2_secret_free(uint8_t *p, size_t len);
+
+/* ---- administration: admin key, challenges, unblock (tpm2_admin.c) ----
+ * The card never holds its admin key where it could be read: at the moment
+ * the key is set (card creation, an SO login, or a response proving the old
+ * key) Tessera draws TPM2_ADMIN_STOCK random challenges, computes each one's
+ * response, and seals (card secret | admin key) under each response. A
+ * response typed in later opens its seal in the TPM, which checks it and
+ * counts wrong ones; nothing on the machine can compute a response. */
+
+#define TPM2_ADMIN_STOCK 5
+#define TPM2_ADMIN_TRIES 5
+
+struct tpm2_admin_state {
+    bool set;                        /* an admin key was set: challenges can be answered */
+    enum tess_key_alg alg;
+    uint8_t kcv[3];                  /* first bytes of E(K, 0...0) */
+    bool is_default;                 /* K is the well-known default key */
+    int stock;                       /* challenges left, the pending one included */
+    bool pending;                    /* a challenge was given and not yet answered */
+    int tries_left, tries_max;       /* wrong responses allowed */
+};
+
+/* Seal a fresh stock of challenges for key, given the card secret: the TPM
+ * work only; the caller stores rec (setting rec->card_id) in a transaction. */
+CK_RV tpm2_admin_build(const uint8_t secret[TPM2_SECRET_LEN], enum tess_key_alg alg, const uint8_t *key,
+                       size_t key_len, struct tess_admin_rec *rec);
+CK_RV tpm2_admin_get_state(struct tpm2_vsc *v, struct tpm2_admin_state *st);
+/* The pending challenge, or (fresh, or none pending) the next one. */
+CK_RV tpm2_admin_challenge(struct tpm2_vsc *v, bool fresh, uint8_t *out, size_t *len);
+/* Answer the pending challenge and set a new user PIN. */
+CK_RV tpm2_admin_unblock(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, const uint8_t *pin, size_t pin_len,
+                         char *err, size_t errlen);
+/* Replace the admin key: authorised by a response to the pending challenge
+ * under the old key, or (resp NULL) by the card secret of an SO login. */
+CK_RV tpm2_admin_set_key(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, const uint8_t *so_secret,
+                         enum tess_key_alg alg, const uint8_t *key, size_t key_len);
 
 /* ---- keys (tpm2_key.c) ---- */
 

@@ -515,6 +515,63 @@ static CK_RV drv_random(struct tess_token *tok, uint8_t *out, size_t len)
     return rv;
 }
 
+/* ---- administration ---- */
+
+static CK_RV drv_admin_info(struct tess_token *tok, struct tess_admin_info *info)
+{
+    struct tpm2_token *t = tok->drv;
+    struct tpm2_admin_state st;
+    CK_RV rv;
+
+    info->card_type = CKT_TESSERA_TPM_VSC;
+    if (!t->vsc)
+        return CKR_TOKEN_NOT_RECOGNIZED;   /* the spare slot: no card yet */
+    rv = tpm2_admin_get_state(t->vsc, &st);
+    if (rv != CKR_OK)
+        return rv;
+    info->key_set = st.set;
+    info->key_default = st.is_default;
+    info->alg = st.alg;
+    memcpy(info->kcv, st.kcv, 3);
+    info->challenge_len = st.set ? tess_admin_block_len(st.alg) : 0;
+    info->challenges_left = st.stock;
+    info->pending = st.pending;
+    info->tries_left = st.set ? st.tries_left : -1;
+    info->tries_max = st.set ? st.tries_max : -1;
+    return CKR_OK;
+}
+
+static CK_RV drv_admin_challenge(struct tess_token *tok, bool fresh, uint8_t *out, size_t *len)
+{
+    struct tpm2_token *t = tok->drv;
+    if (!t->vsc)
+        return CKR_TOKEN_NOT_RECOGNIZED;
+    return tpm2_admin_challenge(t->vsc, fresh, out, len);
+}
+
+static CK_RV drv_unblock_pin(struct tess_token *tok, const uint8_t *resp, size_t rlen, const CK_UTF8CHAR *pin,
+                             CK_ULONG len)
+{
+    struct tpm2_token *t = tok->drv;
+    char err[256];
+    CK_RV rv;
+    if (!t->vsc)
+        return CKR_TOKEN_NOT_RECOGNIZED;
+    rv = tpm2_admin_unblock(t->vsc, resp, rlen, pin, len, err, sizeof(err));
+    if (rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE)
+        TESS_ERR("unblock: %s", err);
+    return rv;
+}
+
+static CK_RV drv_set_admin_key(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
+                               const uint8_t *key, size_t key_len)
+{
+    struct tpm2_token *t = tok->drv;
+    if (!t->vsc)
+        return CKR_TOKEN_NOT_RECOGNIZED;
+    return tpm2_admin_set_key(t->vsc, resp, rlen, t->vsc->secret, alg, key, key_len);
+}
+
 const struct tess_driver tess_tpm2_driver = {
     .abi = TESS_DRIVER_ABI,
     .name = TPM2_DRIVER_NAME,
@@ -542,4 +599,8 @@ const struct tess_driver tess_tpm2_driver = {
     .ecdsa_sign = drv_ecdsa,
     .ecdh = drv_ecdh,
     .random = drv_random,
+    .admin_info = drv_admin_info,
+    .admin_challenge = drv_admin_challenge,
+    .unblock_pin = drv_unblock_pin,
+    .set_admin_key = drv_set_admin_key,
 };

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -84,174 +83,6 @@ static CK_RV blob_decode(const uint8_t *in, size_t len, struct card_blob *b)
     return rc ? tpm2_rv(rc, "decode card") : CKR_OK;
 }
 
-/* authValue = SHA-256("tessera-pin-v1" | salt | PIN): fixed length whatever
- * the PIN's, and a different value on every card for the same PIN. */
-static CK_RV pin_auth(const uint8_t salt[TPM2_SALT_LEN], const uint8_t *pin, size_t len, TPM2B_AUTH *auth)
-{
-    static const char tag[] = "tessera-pin-v1";
-    unsigned int outlen = 0;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    CK_RV rv = CKR_FUNCTION_FAILED;
-
-    if (!md)
-        return CKR_HOST_MEMORY;
-    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) && EVP_DigestUpdate(md, tag, sizeof(tag) - 1) &&
-        EVP_DigestUpdate(md, salt, TPM2_SALT_LEN) && EVP_DigestUpdate(md, pin, len) &&
-        EVP_DigestFinal_ex(md, auth->buffer, &outlen)) {
-        auth->size = (UINT16)outlen;
-        rv = CKR_OK;
-    }
-    EVP_MD_CTX_free(md);
-    return rv;
-}
-
-static CK_RV seal_create(const TPM2B_AUTH *auth, const uint8_t secret[TPM2_SECRET_LEN], TPM2B_PUBLIC *pub_out,
-                         TPM2B_PRIVATE *priv_out)
-{
-    ESYS_CONTEXT *esys;
-    ESYS_TR primary;
-    TPM2B_SENSITIVE_CREATE sens = { 0 };
-    TPM2B_PUBLIC tmpl = {
-        .publicArea = {
-            .type = TPM2_ALG_KEYEDHASH,
-            .nameAlg = TPM2_ALG_SHA256,
-            /* No NODA: every wrong PIN also counts in the TPM's lockout. */
-            .objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH,
-            .parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL,
-        },
-    };
-    TPM2B_DATA outside = { 0 };
-    TPML_PCR_SELECTION pcrs = { 0 };
-    TPM2B_PUBLIC *pub = NULL;
-    TPM2B_PRIVATE *priv = NULL;
-    ESYS_TR enc;
-    CK_RV rv;
-    TSS2_RC rc = TSS2_RC_SUCCESS;
-
-    rv = tpm2_conn_get(&esys);
-    if (rv == CKR_OK)
-        rv = tpm2_primary(esys, &primary);
-    if (rv != CKR_OK)
-        return rv;
-    sens.sensitive.userAuth = *auth;
-    sens.sensitive.data.size = TPM2_SECRET_LEN;
-    memcpy(sens.sensitive.data.buffer, secret, TPM2_SECRET_LEN);
-    /* The PIN's authValue and the secret go to the TPM encrypted, under a
-     * salted session that also authorises the parent: the TPM checks that
-     * session's HMAC, so a session key that did not match cannot silently
-     * encrypt garbage into the seal. */
-    for (int attempt = 0; attempt < TPM2_SESSION_ATTEMPTS; attempt++) {
-        rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
-        if (rv != CKR_OK)
-            break;
-        rc = Esys_Create(esys, primary, enc != ESYS_TR_NONE ? enc : ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                         &sens, &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
-        tpm2_session_end(esys, enc);
-        if (!tpm2_session_mismatch(enc, rc))
-            break;
-    }
-    tess_wipe(&sens, sizeof(sens));
-    if (rv != CKR_OK)
-        return rv;
-    if (rc != TSS2_RC_SUCCESS)
-        return tpm2_rv(rc, "create PIN seal");
-    *pub_out = *pub;
-    *priv_out = *priv;
-    Esys_Free(pub);
-    Esys_Free(priv);
-    return CKR_OK;
-}
-
-/* The TPM checks the PIN: load the seal, unseal with the PIN's authValue. */
-static CK_RV seal_open(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv, const TPM2B_AUTH *auth,
-                       uint8_t secret[TPM2_SECRET_LEN])
-{
-    ESYS_CONTEXT *esys;
-    ESYS_TR primary, obj = ESYS_TR_NONE, sess;
-    TPM2B_SENSITIVE_DATA *data = NULL;
-    CK_RV rv;
-    TSS2_RC rc;
-
-    rv = tpm2_conn_get(&esys);
-    if (rv == CKR_OK)
-        rv = tpm2_primary(esys, &primary);
-    if (rv != CKR_OK)
-        return rv;
-    /* A salted session (a recorded exchange reveals nothing, even with the
-     * store's salts in hand), proved good on the noDA primary by the Load it
-     * authorises before it carries the PIN's proof to the DA-protected seal:
-     * a session-key mismatch must never count as a wrong PIN. */
-    for (int attempt = 0; attempt < TPM2_SESSION_ATTEMPTS; attempt++) {
-        rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_ENCRYPT, &sess);
-        if (rv != CKR_OK)
-            return rv;
-        ESYS_TR parent_auth = sess != ESYS_TR_NONE ? sess : ESYS_TR_PASSWORD;
-        rc = Esys_Load(esys, primary, parent_auth, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
-        while (tpm2_rc_is(rc, TPM2_RC_OBJECT_MEMORY) && tpm2_conn_evict_one(esys))
-            rc = Esys_Load(esys, primary, parent_auth, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &obj);
-        if (rc == TSS2_RC_SUCCESS || !tpm2_session_mismatch(sess, rc))
-            break;
-        tpm2_session_end(esys, sess);
-        sess = ESYS_TR_NONE;
-    }
-    if (rc != TSS2_RC_SUCCESS) {
-        tpm2_session_end(esys, sess);
-        return tpm2_rv(rc, "load PIN seal");
-    }
-    /* The session proves the PIN by HMAC without sending it, and encrypts
-     * the secret on its way back. */
-    Esys_TR_SetAuth(esys, obj, auth);
-    if (sess == ESYS_TR_NONE) {
-        /* No salting in this process (see tpm2_param_session): a session
-         * bound to the seal still keeps the PIN off the bus. */
-        rv = tpm2_param_session(esys, ESYS_TR_NONE, obj, TPMA_SESSION_ENCRYPT, &sess);
-        if (rv != CKR_OK) {
-            Esys_FlushContext(esys, obj);
-            return rv;
-        }
-    }
-    rc = Esys_Unseal(esys, obj, sess, ESYS_TR_NONE, ESYS_TR_NONE, &data);
-    tpm2_session_end(esys, sess);
-    Esys_FlushContext(esys, obj);
-    if (rc != TSS2_RC_SUCCESS) {
-        if (tpm2_rc_is(rc, TPM2_RC_AUTH_FAIL) || tpm2_rc_is(rc, TPM2_RC_BAD_AUTH))
-            return CKR_PIN_INCORRECT;   /* expected: not logged as a failure of ours */
-        if (tpm2_rc_is(rc, TPM2_RC_LOCKOUT)) {
-            TESS_ERR("tpm: the TPM is in dictionary-attack lockout; no PIN can be checked until it "
-                     "recovers (see 'tessera tpm status')");
-            return CKR_PIN_LOCKED;
-        }
-        return tpm2_rv(rc, "unseal");
-    }
-    if (data->size != TPM2_SECRET_LEN) {
-        tess_wipe(data, sizeof(*data));
-        Esys_Free(data);
-        TESS_ERR("tpm: sealed card secret has the wrong size");
-        return CKR_DEVICE_ERROR;
-    }
-    memcpy(secret, data->buffer, TPM2_SECRET_LEN);
-    tess_wipe(data, sizeof(*data));
-    Esys_Free(data);
-    return CKR_OK;
-}
-
-static uint8_t *secret_alloc(void)
-{
-    uint8_t *p = calloc(1, TPM2_SECRET_LEN);
-    if (p)
-        mlock(p, TPM2_SECRET_LEN);   /* best effort: keep it out of swap */
-    return p;
-}
-
-static void secret_free(uint8_t *p)
-{
-    if (!p)
-        return;
-    tess_wipe(p, TPM2_SECRET_LEN);
-    munlock(p, TPM2_SECRET_LEN);
-    free(p);
-}
-
 int tpm2_vsc_free_slot_index(const struct tess_card_rec *recs, size_t n, int max)
 {
     for (int idx = 0; idx < max; idx++) {
@@ -278,42 +109,12 @@ static CK_RV check_so_pin(size_t len, char *err, size_t errlen)
     return CKR_OK;
 }
 
-/* A new seal of the card secret under a PIN, with a fresh salt, proved by
- * opening it before anything stores it: a seal that does not give back the
- * secret under its PIN (a session whose encryption went wrong: seen once in
- * CI, never reproduced) would lock the user out of the card for good. */
-static CK_RV make_seal(uint8_t salt[TPM2_SALT_LEN], const uint8_t *secret, const uint8_t *pin, size_t len,
-                       TPM2B_PUBLIC *pub, TPM2B_PRIVATE *priv)
-{
-    TPM2B_AUTH auth;
-    uint8_t check[TPM2_SECRET_LEN];
-    CK_RV rv = CKR_FUNCTION_FAILED;
-
-    for (int attempt = 0; attempt < 3; attempt++) {
-        if (RAND_bytes(salt, TPM2_SALT_LEN) != 1)
-            return CKR_FUNCTION_FAILED;
-        rv = pin_auth(salt, pin, len, &auth);
-        if (rv == CKR_OK)
-            rv = seal_create(&auth, secret, pub, priv);
-        if (rv == CKR_OK)
-            rv = seal_open(pub, priv, &auth, check);
-        tess_wipe(&auth, sizeof(auth));
-        if (rv == CKR_OK && tess_ct_equal(check, secret, TPM2_SECRET_LEN))
-            break;
-        if (rv == CKR_OK || rv == CKR_PIN_INCORRECT) {
-            TESS_WARN("tpm: a new PIN seal did not open with its own PIN; making it again");
-            rv = CKR_DEVICE_ERROR;
-            continue;
-        }
-        break;   /* the TPM failed: say so */
-    }
-    tess_wipe(check, sizeof(check));
-    return rv;
-}
+#define PIN_TAG "tessera-pin-v1"
 
 static CK_RV make_user_seal(struct card_blob *b, const uint8_t *secret, const uint8_t *pin, size_t len)
 {
-    CK_RV rv = make_seal(b->salt_user, secret, pin, len, &b->user_pub, &b->user_priv);
+    CK_RV rv = tpm2_seal_make(PIN_TAG, b->salt_user, secret, TPM2_SECRET_LEN, pin, len, &b->user_pub,
+                              &b->user_priv);
     if (rv == CKR_OK)
         b->flags |= 1;
     return rv;
@@ -321,7 +122,7 @@ static CK_RV make_user_seal(struct card_blob *b, const uint8_t *secret, const ui
 
 static CK_RV make_so_seal(struct card_blob *b, const uint8_t *secret, const uint8_t *pin, size_t len)
 {
-    return make_seal(b->salt_so, secret, pin, len, &b->so_pub, &b->so_priv);
+    return tpm2_seal_make(PIN_TAG, b->salt_so, secret, TPM2_SECRET_LEN, pin, len, &b->so_pub, &b->so_priv);
 }
 
 CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *err, size_t errlen)
@@ -333,6 +134,7 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
     struct card_blob blob = { 0 };
     uint8_t *secret = NULL, serial_raw[8];
     struct tess_pin_policy policy = p->policy ? *p->policy : set->pin_policy;
+    struct tess_admin_rec admin = { 0 };
     bool in_tx = false;
     CK_RV rv;
 
@@ -352,7 +154,7 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
     if (rv != CKR_OK)
         goto out;
 
-    secret = secret_alloc();
+    secret = tpm2_secret_alloc(TPM2_SECRET_LEN);
     if (!secret || RAND_bytes(secret, TPM2_SECRET_LEN) != 1 || RAND_bytes(serial_raw, sizeof(serial_raw)) != 1) {
         rv = CKR_HOST_MEMORY;
         goto out;
@@ -362,6 +164,10 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
     rv = make_so_seal(&blob, secret, (const uint8_t *)p->so_pin, p->so_pin_len);
     if (rv == CKR_OK && p->user_pin)
         rv = make_user_seal(&blob, secret, (const uint8_t *)p->user_pin, p->user_pin_len);
+    /* The admin key given (the well-known default one, to be rotated to a
+     * diversified one, or a key of its own), or none until the SO sets one. */
+    if (rv == CKR_OK && p->admin_key)
+        rv = tpm2_admin_build(secret, p->admin_alg, p->admin_key, p->admin_key_len, &admin);
     if (rv != CKR_OK)
         goto out;
 
@@ -395,6 +201,9 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
     rv = blob_encode(&blob, &rec.drv_data, &rec.drv_len);
     if (rv == CKR_OK)
         rv = tess_store_card_insert(store, &rec);
+    admin.card_id = rec.id;
+    if (rv == CKR_OK && admin.present)
+        rv = tess_store_admin_put(store, &admin);
     if (rv == CKR_OK)
         rv = tess_store_commit(store);
     in_tx = false;
@@ -409,7 +218,8 @@ out:
         tess_card_rec_clear(&recs[i]);
     free(recs);
     tess_card_rec_clear(&rec);
-    secret_free(secret);
+    tess_admin_rec_clear(&admin);
+    tpm2_secret_free(secret, TPM2_SECRET_LEN);
     tess_wipe(&blob, sizeof(blob));
     if (rv != CKR_OK && !err[0])
         snprintf(err, errlen, "could not create the virtual card (see the log; TESSERA_LOG=debug)");
@@ -467,7 +277,7 @@ void tpm2_vsc_free(struct tpm2_vsc *v)
 {
     if (!v)
         return;
-    secret_free(v->secret);
+    tpm2_secret_free(v->secret, TPM2_SECRET_LEN);
     tess_card_rec_clear(&v->rec);
     free(v);
 }
@@ -511,10 +321,10 @@ static CK_RV verify_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *pin
 
     rv = blob_decode(v->rec.drv_data, v->rec.drv_len, &blob);
     if (rv == CKR_OK)
-        rv = pin_auth(user ? blob.salt_user : blob.salt_so, pin, len, &auth);
+        rv = tpm2_seal_auth(PIN_TAG, user ? blob.salt_user : blob.salt_so, pin, len, &auth);
     if (rv == CKR_OK) {
-        rv = user ? seal_open(&blob.user_pub, &blob.user_priv, &auth, secret)
-                  : seal_open(&blob.so_pub, &blob.so_priv, &auth, secret);
+        rv = user ? tpm2_seal_open(&blob.user_pub, &blob.user_priv, &auth, secret, TPM2_SECRET_LEN)
+                  : tpm2_seal_open(&blob.so_pub, &blob.so_priv, &auth, secret, TPM2_SECRET_LEN);
         tess_wipe(&auth, sizeof(auth));
     }
     if (rv == CKR_PIN_INCORRECT) {
@@ -546,23 +356,23 @@ abort:
 
 CK_RV tpm2_vsc_login(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *pin, size_t len)
 {
-    uint8_t *secret = secret_alloc();
+    uint8_t *secret = tpm2_secret_alloc(TPM2_SECRET_LEN);
     CK_RV rv;
     if (!secret)
         return CKR_HOST_MEMORY;
     rv = verify_pin(v, who, pin, len, secret);
     if (rv != CKR_OK) {
-        secret_free(secret);
+        tpm2_secret_free(secret, TPM2_SECRET_LEN);
         return rv;
     }
-    secret_free(v->secret);
+    tpm2_secret_free(v->secret, TPM2_SECRET_LEN);
     v->secret = secret;
     return CKR_OK;
 }
 
 void tpm2_vsc_logout(struct tpm2_vsc *v)
 {
-    secret_free(v->secret);
+    tpm2_secret_free(v->secret, TPM2_SECRET_LEN);
     v->secret = NULL;
 }
 
@@ -603,18 +413,24 @@ static CK_RV save_blob(struct tpm2_vsc *v, const struct card_blob *blob, bool re
 
 CK_RV tpm2_vsc_set_user_pin(struct tpm2_vsc *v, const uint8_t *pin, size_t len, char *err, size_t errlen)
 {
+    if (!v->secret)
+        return CKR_USER_NOT_LOGGED_IN;
+    return tpm2_vsc_reset_user_pin(v, v->secret, pin, len, err, errlen);
+}
+
+CK_RV tpm2_vsc_reset_user_pin(struct tpm2_vsc *v, const uint8_t *secret, const uint8_t *pin, size_t len, char *err,
+                              size_t errlen)
+{
     struct card_blob blob;
     CK_RV rv;
 
-    if (!v->secret)
-        return CKR_USER_NOT_LOGGED_IN;
     if (tess_pin_policy_check(&v->policy, pin, len, err, errlen)) {
         TESS_WARN("tpm: card %s: new PIN refused: %s", v->rec.serial, err);
         return policy_refusal(&v->policy, len);
     }
     rv = blob_decode(v->rec.drv_data, v->rec.drv_len, &blob);
     if (rv == CKR_OK)
-        rv = make_user_seal(&blob, v->secret, pin, len);
+        rv = make_user_seal(&blob, secret, pin, len);
     if (rv == CKR_OK)
         rv = save_blob(v, &blob, true, false);
     tess_wipe(&blob, sizeof(blob));
@@ -637,7 +453,7 @@ CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *o
         TESS_WARN("tpm: card %s: new PIN refused: %s", v->rec.serial, err);
         return policy_refusal(&v->policy, new_len);
     }
-    secret = secret_alloc();
+    secret = tpm2_secret_alloc(TPM2_SECRET_LEN);
     if (!secret)
         return CKR_HOST_MEMORY;
     rv = verify_pin(v, who, old_pin, old_len, secret);
@@ -650,7 +466,7 @@ CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *o
             rv = save_blob(v, &blob, who != CKU_SO, who == CKU_SO);
         tess_wipe(&blob, sizeof(blob));
     }
-    secret_free(secret);
+    tpm2_secret_free(secret, TPM2_SECRET_LEN);
     return rv;
 }
 
@@ -658,7 +474,7 @@ CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, 
 {
     struct tess_store *store;
     struct card_blob blob = { 0 };
-    uint8_t *secret = secret_alloc();
+    uint8_t *secret = tpm2_secret_alloc(TPM2_SECRET_LEN);
     uint8_t *data = NULL;
     size_t len = 0;
     CK_RV rv;
@@ -685,6 +501,10 @@ CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, 
     if (rv != CKR_OK)
         goto out;
     rv = tess_store_objects_delete_card(store, v->rec.id);
+    /* The challenges hold the old card secret: they go too, and the card has
+     * no admin key until its SO sets one (T_SetAdminKey). */
+    if (rv == CKR_OK)
+        rv = tess_store_admin_delete(store, v->rec.id);
     if (rv == CKR_OK)
         rv = tpm2_vsc_reload(v);
     if (rv == CKR_OK) {
@@ -705,6 +525,6 @@ CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, 
 out:
     free(data);
     tess_wipe(&blob, sizeof(blob));
-    secret_free(secret);
+    tpm2_secret_free(secret, TPM2_SECRET_LEN);
     return rv;
 }

@@ -1,5 +1,6 @@
-/* tessera: the command-line tool. This slice manages TPM virtual cards and
- * the TPM itself; card management verbs arrive with the vendor interface. */
+/* tessera: the command-line tool. This file: the verbs for TPM virtual
+ * cards and the TPM itself, the shared helpers, and the dispatch; admin.c
+ * has the admin-key, unblock and card verbs, client.c the PKCS#11 side. */
 #include "config.h"
 
 #include <ctype.h>
@@ -21,48 +22,78 @@
 #include "../log.h"
 #include "../settings.h"
 #include "../util.h"
+#include "tool.h"
 
-/* Exit codes (documented in tessera(1)). */
-enum { EX_OK = 0, EX_FAIL = 1, EX_USAGE = 2, EX_NOTPM = 3, EX_PIN = 4, EX_NOTFOUND = 5 };
+struct tess_settings tool_settings;
+bool tool_json;
 
-static struct tess_settings settings;
-static bool json;
-
-static void usage(FILE *f)
+void tool_usage(FILE *f)
 {
     fputs("usage: tessera [--json] COMMAND ...\n"
           "\n"
+          "Virtual cards and the TPM\n"
           "  vsc create [--label L] [--so-pin P | --so-pin-file F] [--pin P | --pin-file F]\n"
           "             [--slot N] [--pin-min N] [--pin-max N]\n"
           "             [--pin-digits R] [--pin-uppercase R] [--pin-lowercase R] [--pin-special R]\n"
           "                 R is optional, mandatory or forbidden\n"
+          "             [--admin-key HEX|default | --master-file F [--prf P]] [--admin-alg A]\n"
           "  vsc list\n"
           "  vsc delete (--serial S | --slot N) --yes\n"
           "  tpm status\n"
           "  tpm da (--windows | --max-tries N --recovery SECONDS --lockout-recovery SECONDS | --clear)\n"
-          "  admin-key derive --master-file F --serial S [--alg 3des|aes128|aes192|aes256]\n"
-          "                   [--prf cmac-aes256|cmac-aes128|hmac-sha256]\n"
-          "  unblock response --challenge CODE (--admin-key HEX | --master-file F --serial S [--prf P])\n"
-          "                 the helpdesk's answer to a card's unblock challenge (Windows VSC compatible:\n"
-          "                 3DES-ECB of the 8-byte challenge under the card's 24-byte admin key)\n"
           "\n"
+          "Card administration (CARD is --slot N or --serial S)\n"
+          "  card info CARD\n"
+          "  unblock challenge CARD [--new]            the user's side: a one-time challenge to read out\n"
+          "  unblock response --challenge CODE (--admin-key HEX|default | --master-file F --serial S)\n"
+          "                   [--prf P] [--alg A]      the helpdesk's side: no card or TPM needed\n"
+          "  unblock complete CARD --response CODE [--pin-file F]\n"
+          "  admin-key derive --master-file F --serial S [--prf P] [--alg A]\n"
+          "  admin-key set CARD [--so-pin-file F] (--admin-key HEX|default | --master-file F) [--prf P] [--alg A]\n"
+          "  admin-key rotate CARD (--old-admin-key HEX|default | --old-master-file F [--old-prf P])\n"
+          "                   [--old-alg A] (--admin-key HEX | --master-file F) [--prf P] [--alg A]\n"
+          "\n"
+          "  P: cmac-aes256 (default), cmac-aes128, hmac-sha256   A: 3des (default), aes128, aes192, aes256\n"
           "Settings: TESSERA_HOME (config + store), TESSERA_TCTI (TPM connection).\n",
           f);
 }
 
-static int exit_for(CK_RV rv)
+int tool_exit_for(CK_RV rv)
 {
     switch (rv) {
     case CKR_OK: return EX_OK;
     case CKR_DEVICE_ERROR: return tpm2_conn_available() ? EX_FAIL : EX_NOTPM;
-    case CKR_PIN_INCORRECT: case CKR_PIN_INVALID: case CKR_PIN_LEN_RANGE: case CKR_PIN_LOCKED: return EX_PIN;
-    case CKR_TOKEN_NOT_PRESENT: return EX_NOTFOUND;
+    case CKR_PIN_INCORRECT: case CKR_PIN_INVALID: case CKR_PIN_LEN_RANGE: case CKR_TESSERA_RESPONSE_INCORRECT:
+    case CKR_TESSERA_NO_CHALLENGE:
+        return EX_PIN;
+    case CKR_PIN_LOCKED: case CKR_TESSERA_UNBLOCK_LOCKED: case CKR_TESSERA_NO_CHALLENGES_LEFT:
+    case CKR_TESSERA_NO_ADMIN_KEY:
+        return EX_LOCKED;
+    case CKR_TOKEN_NOT_PRESENT: case CKR_SLOT_ID_INVALID: return EX_NOTFOUND;
     default: return EX_FAIL;
     }
 }
 
+int tool_unhex(const char *hex, uint8_t *out, size_t max, size_t *len)
+{
+    size_t n = 0;
+    for (const char *p = hex; *p;) {
+        unsigned v;
+        if (*p == ' ' || *p == '\n' || *p == ':' || *p == '\t' || *p == '\r') {
+            p++;
+            continue;
+        }
+        if (n == max || !isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) || sscanf(p, "%2x", &v) != 1)
+            return -1;
+        out[n++] = (uint8_t)v;
+        p += 2;
+    }
+    *len = n;
+    return 0;
+}
+
 /* A JSON string value: quotes, backslashes and control characters escaped. */
-static void json_str(const char *s)
+void tool_json_str(const char *s)
 {
     putchar('"');
     for (; *s; s++) {
@@ -78,7 +109,7 @@ static void json_str(const char *s)
 }
 
 /* A secret from a file ('-' = standard input) or typed at the terminal. */
-static int read_secret(const char *file, const char *prompt, char *out, size_t outlen)
+int tool_read_secret(const char *file, const char *prompt, char *out, size_t outlen)
 {
     FILE *f = NULL;
     struct termios old, quiet;
@@ -125,15 +156,20 @@ static int cmd_vsc_create(int argc, char **argv)
         { "pin-min", required_argument, 0, 1 },       { "pin-max", required_argument, 0, 2 },
         { "pin-digits", required_argument, 0, 3 },    { "pin-uppercase", required_argument, 0, 4 },
         { "pin-lowercase", required_argument, 0, 5 }, { "pin-special", required_argument, 0, 6 },
+        { "admin-key", required_argument, 0, 7 },     { "master-file", required_argument, 0, 8 },
+        { "prf", required_argument, 0, 9 },           { "admin-alg", required_argument, 0, 10 },
         { 0, 0, 0, 0 },
     };
     static const char *policy_fields[] = { "", "min_length", "max_length", "digits", "uppercase", "lowercase", "special" };
-    struct tess_pin_policy policy = settings.pin_policy;
+    struct tess_pin_policy policy = tool_settings.pin_policy;
     char so_pin[TESS_PIN_MAX_LEN + 2] = "", pin[TESS_PIN_MAX_LEN + 2] = "", err[512];
     const char *label = NULL, *so_file = NULL, *pin_file = NULL;
     bool have_so = false, have_pin = false;
     int slot = -1, c, rc = EX_USAGE;
     int64_t id;
+    struct tool_key_source ks = TOOL_KEY_SOURCE_INIT;
+    uint8_t admin_key[32];
+    size_t admin_len = 0;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -145,8 +181,8 @@ static int cmd_vsc_create(int argc, char **argv)
         case 'P': pin_file = optarg; break;
         case 'n':
             slot = atoi(optarg);
-            if (slot < 0 || slot >= settings.max_vsc) {
-                fprintf(stderr, "tessera: --slot must be 0 to %d (max_vsc)\n", settings.max_vsc - 1);
+            if (slot < 0 || slot >= tool_settings.max_vsc) {
+                fprintf(stderr, "tessera: --slot must be 0 to %d (max_vsc)\n", tool_settings.max_vsc - 1);
                 goto out;
             }
             break;
@@ -156,31 +192,63 @@ static int cmd_vsc_create(int argc, char **argv)
                 goto out;
             }
             break;
-        default: usage(stderr); goto out;
+        case 7:
+            if (!strcmp(optarg, "default"))
+                ks.use_default = true;
+            else
+                ks.hex = optarg;
+            break;
+        case 8: ks.master_file = optarg; break;
+        case 9: if (tess_prf_parse(optarg, &ks.prf)) { tool_usage(stderr); goto out; } break;
+        case 10: if (tess_key_alg_parse(optarg, &ks.alg)) { tool_usage(stderr); goto out; } break;
+        default: tool_usage(stderr); goto out;
         }
     }
-    if (!have_so && read_secret(so_file, "SO PIN (administrator)", so_pin, sizeof(so_pin)))
+    /* A key given outright goes in with the card; a diversified one needs
+     * the card's serial, so it is set just after, as the card's SO. */
+    if ((ks.hex || ks.use_default) && (rc = tool_key_source_key(&ks, NULL, admin_key, &admin_len)) != EX_OK)
+        goto out;
+    rc = EX_USAGE;
+    if (!have_so && tool_read_secret(so_file, "SO PIN (administrator)", so_pin, sizeof(so_pin)))
         goto out;
     if (!have_pin && pin_file) {
-        if (read_secret(pin_file, "user PIN", pin, sizeof(pin)))
+        if (tool_read_secret(pin_file, "user PIN", pin, sizeof(pin)))
             goto out;
         have_pin = true;
     }
     struct tpm2_vsc_params p = {
         .label = label, .so_pin = so_pin, .so_pin_len = strlen(so_pin),
         .user_pin = have_pin ? pin : NULL, .user_pin_len = strlen(pin), .policy = &policy, .slot_index = slot,
+        .admin_alg = ks.alg, .admin_key = admin_len ? admin_key : NULL, .admin_key_len = admin_len,
     };
     CK_RV rv = tpm2_vsc_create(&p, &id, err, sizeof(err));
     if (rv != CKR_OK) {
         fprintf(stderr, "tessera: %s\n", err);
-        rc = exit_for(rv);
+        rc = tool_exit_for(rv);
         goto out;
     }
     struct tpm2_vsc *v = NULL;
-    if (tpm2_vsc_open(id, &v) == CKR_OK) {
-        if (json) {
+    if (tpm2_vsc_open(id, &v) == CKR_OK && ks.master_file) {
+        struct tool_p11 p11;
+        CK_TESSERA_CARD_INFO info;
+        CK_SLOT_ID found;
+        rc = tool_p11_open(&p11);
+        if (rc == EX_OK)
+            rc = tool_p11_find(&p11, -1, v->rec.serial, &found, &info);
+        if (rc == EX_OK)
+            rc = tool_set_admin_key_as_so(&p11, found, so_pin, &ks, v->rec.serial);
+        tool_p11_close(&p11);
+        if (rc != EX_OK) {
+            fprintf(stderr, "tessera: card %s was created without an admin key: run 'tessera admin-key set'\n",
+                    v->rec.serial);
+            tpm2_vsc_free(v);
+            goto out;
+        }
+    }
+    if (v) {
+        if (tool_json) {
             printf("{\"serial\":\"%s\",\"label\":", v->rec.serial);
-            json_str(v->rec.label);
+            tool_json_str(v->rec.label);
             printf(",\"slot\":%d}\n", v->rec.slot_index);
         } else
             printf("created virtual card %s \"%s\" in slot %d%s\n", v->rec.serial, v->rec.label, v->rec.slot_index,
@@ -188,15 +256,16 @@ static int cmd_vsc_create(int argc, char **argv)
         tpm2_vsc_free(v);
     }
     struct tpm2_status st;
-    if (tpm2_get_status(&st) == CKR_OK && st.max_tries <= (uint32_t)settings.user_retries)
+    if (tpm2_get_status(&st) == CKR_OK && st.max_tries <= (uint32_t)tool_settings.user_retries)
         fprintf(stderr,
                 "tessera: warning: the TPM locks out after %u wrong PINs, before this card's own limit of %d;\n"
                 "         every card on this TPM would stop. Run 'tessera tpm da --windows' (see tessera(1)).\n",
-                st.max_tries, settings.user_retries);
+                st.max_tries, tool_settings.user_retries);
     rc = EX_OK;
 out:
     tess_wipe(so_pin, sizeof(so_pin));
     tess_wipe(pin, sizeof(pin));
+    tess_wipe(admin_key, sizeof(admin_key));
     return rc;
 }
 
@@ -212,16 +281,16 @@ static int cmd_vsc_list(void)
     size_t n = 0;
     CK_RV rv = tpm2_store(&store, false);
     if (rv == CKR_TOKEN_NOT_PRESENT) {
-        puts(json ? "[]" : "no virtual cards");
+        puts(tool_json ? "[]" : "no virtual cards");
         return EX_OK;
     }
     if (rv == CKR_OK)
         rv = tess_store_card_list(store, TPM2_DRIVER_NAME, &recs, &n);
     if (rv != CKR_OK) {
-        fprintf(stderr, "tessera: cannot read the store %s\n", settings.store_path);
-        return exit_for(rv);
+        fprintf(stderr, "tessera: cannot read the store %s\n", tool_settings.store_path);
+        return tool_exit_for(rv);
     }
-    if (json)
+    if (tool_json)
         putchar('[');
     else if (n)
         printf("%-4s %-16s %-32s %-10s %-10s %s\n", "SLOT", "SERIAL", "LABEL", "USER PIN", "SO PIN", "POLICY");
@@ -232,9 +301,9 @@ static int cmd_vsc_list(void)
         char user[32];
         snprintf(user, sizeof(user), "%s %d/%d", r->user_pin_set ? pin_state(r->user_tries_left, r->user_tries_max) : "unset",
                  r->user_tries_left, r->user_tries_max);
-        if (json) {
+        if (tool_json) {
             printf("%s{\"slot\":%d,\"serial\":\"%s\",\"label\":", i ? "," : "", r->slot_index, r->serial);
-            json_str(r->label);
+            tool_json_str(r->label);
             printf(",\"user_pin_set\":%s,\"user_tries_left\":%d,\"user_tries_max\":%d,\"so_tries_left\":%d,"
                    "\"so_tries_max\":%d,\"policy\":\"%s\"}",
                    r->user_pin_set ? "true" : "false", r->user_tries_left, r->user_tries_max, r->so_tries_left,
@@ -244,7 +313,7 @@ static int cmd_vsc_list(void)
                    r->so_tries_left, r->so_tries_max, r->policy);
         tess_card_rec_clear(&recs[i]);
     }
-    if (json)
+    if (tool_json)
         puts("]");
     free(recs);
     return EX_OK;
@@ -270,7 +339,7 @@ static int cmd_vsc_delete(int argc, char **argv)
         case 's': serial = optarg; break;
         case 'n': slot = atoi(optarg); break;
         case 'y': yes = true; break;
-        default: usage(stderr); return EX_USAGE;
+        default: tool_usage(stderr); return EX_USAGE;
         }
     }
     if ((!serial && slot < 0) || !yes) {
@@ -284,8 +353,8 @@ static int cmd_vsc_delete(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         if (rc == EX_NOTFOUND && ((serial && !strcmp(serial, recs[i].serial)) || recs[i].slot_index == slot)) {
             CK_RV rv = tpm2_vsc_delete(recs[i].id);
-            rc = exit_for(rv);
-            if (rv == CKR_OK && !json)
+            rc = tool_exit_for(rv);
+            if (rv == CKR_OK && !tool_json)
                 printf("deleted virtual card %s \"%s\" (slot %d) and its keys\n", recs[i].serial, recs[i].label,
                        recs[i].slot_index);
         }
@@ -311,23 +380,23 @@ static int cmd_tpm_status(void)
         free(recs);
     }
     bool ready = rv == CKR_OK && !st.in_lockout && !st.owner_auth_set;
-    if (json) {
+    if (tool_json) {
         printf("{\"tcti\":");
-        json_str(settings.tcti);
+        tool_json_str(tool_settings.tcti);
         printf(",\"present\":%s,\"ready\":%s,\"why\":", st.reachable ? "true" : "false", ready ? "true" : "false");
-        json_str(st.why);
+        tool_json_str(st.why);
         printf(",\"manufacturer\":");
-        json_str(st.manufacturer);
+        tool_json_str(st.manufacturer);
         printf(",\"vendor\":");
-        json_str(st.vendor);
+        tool_json_str(st.vendor);
         printf(",\"firmware\":\"%u.%u.%u.%u\",\"in_lockout\":%s,\"lockout_counter\":%u,"
                "\"max_tries\":%u,\"recovery_time\":%u,\"lockout_recovery\":%u,\"vsc_count\":%zu,\"vsc_max\":%d}\n",
                st.fw1 >> 16, st.fw1 & 0xffff, st.fw2 >> 16, st.fw2 & 0xffff,
                st.in_lockout ? "true" : "false", st.lockout_counter, st.max_tries, st.recovery_time,
-               st.lockout_recovery, n, settings.max_vsc);
+               st.lockout_recovery, n, tool_settings.max_vsc);
         return rv == CKR_OK ? EX_OK : EX_NOTPM;
     }
-    printf("TPM connection:   %s\n", settings.tcti);
+    printf("TPM connection:   %s\n", tool_settings.tcti);
     if (!st.reachable) {
         printf("present:          no (%s)\n", st.why);
         return EX_NOTPM;
@@ -341,11 +410,11 @@ static int cmd_tpm_status(void)
            "                  lockout-auth retry after %u s\n",
            st.in_lockout ? "LOCKED OUT" : "not locked out", st.lockout_counter, st.max_tries, st.recovery_time,
            st.lockout_recovery);
-    printf("virtual cards:    %zu of %d\n", n, settings.max_vsc);
-    if (st.max_tries <= (uint32_t)settings.user_retries)
+    printf("virtual cards:    %zu of %d\n", n, tool_settings.max_vsc);
+    if (st.max_tries <= (uint32_t)tool_settings.user_retries)
         printf("advice:           the TPM locks out before a card's own PIN counter (%d) does;\n"
                "                  run 'tessera tpm da --windows' to use 32 tries, one forgiven per 10 minutes\n",
-               settings.user_retries);
+               tool_settings.user_retries);
     return rv == CKR_OK ? EX_OK : EX_NOTPM;
 }
 
@@ -369,23 +438,23 @@ static int cmd_tpm_da(int argc, char **argv)
         case 'r': recovery = atol(optarg); break;
         case 'l': lockout = atol(optarg); break;
         case 'c': clear = true; break;
-        default: usage(stderr); return EX_USAGE;
+        default: tool_usage(stderr); return EX_USAGE;
         }
     }
     if (clear) {
         rv = tpm2_clear_da_lockout();
         if (rv == CKR_OK)
             puts("dictionary-attack lockout cleared");
-        return exit_for(rv);
+        return tool_exit_for(rv);
     }
     if (tries < 1 || recovery < 1 || lockout < 0) {
         fprintf(stderr, "tessera: tpm da needs --windows, or --max-tries (>=1), --recovery (>=1: 0 would switch\n"
                         "         dictionary-attack protection off) and --lockout-recovery\n");
         return EX_USAGE;
     }
-    if (tries <= settings.user_retries)
+    if (tries <= tool_settings.user_retries)
         fprintf(stderr, "tessera: warning: %ld tries is not above the cards' own limit of %d\n", tries,
-                settings.user_retries);
+                tool_settings.user_retries);
     rv = tpm2_set_da((uint32_t)tries, (uint32_t)recovery, (uint32_t)lockout);
     if (rv == CKR_OK)
         printf("TPM locks out after %ld failures, forgives one every %ld s; lockout-auth retry after %ld s\n", tries,
@@ -393,197 +462,7 @@ static int cmd_tpm_da(int argc, char **argv)
     else
         fprintf(stderr, "tessera: could not change the dictionary-attack settings (is the lockout hierarchy's "
                         "password set, or the TPM in lockout?)\n");
-    return exit_for(rv);
-}
-
-static int unhex(const char *hex, uint8_t *out, size_t max, size_t *len)
-{
-    size_t n = 0;
-    for (const char *p = hex; *p;) {
-        unsigned v;
-        if (*p == ' ' || *p == '\n' || *p == ':' || *p == '\t' || *p == '\r') {
-            p++;
-            continue;
-        }
-        if (n == max || sscanf(p, "%2x", &v) != 1 || !isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]))
-            return -1;
-        out[n++] = (uint8_t)v;
-        p += 2;
-    }
-    *len = n;
-    return 0;
-}
-
-/* The master key from a file that only its owner can read: hex text. */
-static int read_master(const char *path, uint8_t *key, size_t max, size_t *len)
-{
-    char text[512];
-    struct stat st;
-    FILE *f = fopen(path, "r");
-    int rc = -1;
-    if (!f) {
-        fprintf(stderr, "tessera: cannot read %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fileno(f), &st) || (st.st_mode & 077)) {
-        fprintf(stderr, "tessera: %s is readable by others (mode %03o): a master key file must be 0600\n", path,
-                (unsigned)(st.st_mode & 0777));
-        goto out;
-    }
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    text[n] = '\0';
-    if (unhex(text, key, max, len) || *len < 16) {
-        fprintf(stderr, "tessera: %s must hold the master key as hex (16 to 64 bytes)\n", path);
-        goto out;
-    }
-    rc = 0;
-out:
-    tess_wipe(text, sizeof(text));
-    fclose(f);
-    return rc;
-}
-
-/* A card's admin key, given directly or diversified from the master key. */
-static int admin_key(const char *hex, const char *master_file, const char *serial, enum tess_prf prf,
-                     enum tess_key_alg alg, uint8_t *key, size_t *len)
-{
-    uint8_t master[64];
-    size_t mlen = 0;
-    int rc = EX_USAGE;
-    if (hex) {
-        if (unhex(hex, key, *len, len) || *len != tess_key_alg_len(alg)) {
-            fprintf(stderr, "tessera: the admin key must be %zu bytes of hex\n", tess_key_alg_len(alg));
-            return EX_USAGE;
-        }
-        return EX_OK;
-    }
-    if (!master_file || !serial) {
-        fprintf(stderr, "tessera: give --admin-key, or --master-file and --serial\n");
-        return EX_USAGE;
-    }
-    if (read_master(master_file, master, sizeof(master), &mlen))
-        goto out;
-    CK_RV rv = tess_admin_key_diversify(prf, master, mlen, serial, alg, key, len);
-    if (rv == CKR_KEY_SIZE_RANGE)
-        fprintf(stderr, "tessera: a %s master key must be %s bytes\n", prf == TESS_PRF_CMAC_AES128 ? "CMAC-AES128" : "CMAC-AES256",
-                prf == TESS_PRF_CMAC_AES128 ? "16" : "32");
-    rc = rv == CKR_OK ? EX_OK : EX_FAIL;
-out:
-    tess_wipe(master, sizeof(master));
-    return rc;
-}
-
-static int cmd_admin_key_derive(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        { "master-file", required_argument, 0, 'm' }, { "serial", required_argument, 0, 's' },
-        { "alg", required_argument, 0, 'a' },         { "prf", required_argument, 0, 'p' }, { 0, 0, 0, 0 },
-    };
-    const char *master = NULL, *serial = NULL;
-    enum tess_key_alg alg = TESS_KEY_3DES;
-    enum tess_prf prf = TESS_PRF_CMAC_AES256;
-    uint8_t key[32];
-    size_t len = sizeof(key);
-    char hex[65];
-    int c, rc;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': master = optarg; break;
-        case 's': serial = optarg; break;
-        case 'a': if (tess_key_alg_parse(optarg, &alg)) { usage(stderr); return EX_USAGE; } break;
-        case 'p': if (tess_prf_parse(optarg, &prf)) { usage(stderr); return EX_USAGE; } break;
-        default: usage(stderr); return EX_USAGE;
-        }
-    }
-    if (!master || !serial) {
-        fprintf(stderr, "tessera: admin-key derive needs --master-file and --serial\n");
-        return EX_USAGE;
-    }
-    rc = admin_key(NULL, master, serial, prf, alg, key, &len);
-    if (rc == EX_OK) {
-        tess_hex(hex, key, len);
-        if (json) {
-            printf("{\"serial\":");
-            json_str(serial);
-            printf(",\"admin_key\":\"%s\"}\n", hex);
-        } else {
-            puts(hex);
-        }
-    }
-    tess_wipe(key, sizeof(key));
-    tess_wipe(hex, sizeof(hex));
-    return rc;
-}
-
-static int cmd_unblock_response(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        { "challenge", required_argument, 0, 'c' }, { "admin-key", required_argument, 0, 'k' },
-        { "master-file", required_argument, 0, 'm' }, { "serial", required_argument, 0, 's' },
-        { "prf", required_argument, 0, 'p' }, { 0, 0, 0, 0 },
-    };
-    const char *challenge = NULL, *hex = NULL, *master = NULL, *serial = NULL;
-    enum tess_prf prf = TESS_PRF_CMAC_AES256;
-    uint8_t key[24], chal[8], resp[8];
-    size_t klen = sizeof(key), clen = 0;
-    char code[TESS_CODE_MAX], rhex[2 * sizeof(resp) + 1];
-    int c, n = 0, rc;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': challenge = optarg; break;
-        case 'k': hex = optarg; break;
-        case 'm': master = optarg; break;
-        case 's': serial = optarg; break;
-        case 'p': if (tess_prf_parse(optarg, &prf)) { usage(stderr); return EX_USAGE; } break;
-        default: usage(stderr); return EX_USAGE;
-        }
-    }
-    if (!challenge) {
-        fprintf(stderr, "tessera: unblock response needs --challenge\n");
-        return EX_USAGE;
-    }
-    /* The code the user reads out, or the 16 hex digits Windows shows. */
-    switch (tess_code_parse(challenge, chal, sizeof(chal))) {
-    case TESS_CODE_OK:
-        break;
-    case TESS_CODE_MISTYPED:
-        fprintf(stderr, "tessera: the challenge was mistyped (its check symbol does not match): ask for it again\n");
-        return EX_USAGE;
-    default:
-        if (unhex(challenge, chal, sizeof(chal), &clen) || clen != sizeof(chal)) {
-            fprintf(stderr, "tessera: '%s' is neither a challenge code nor 16 hex digits\n", challenge);
-            return EX_USAGE;
-        }
-    }
-    rc = admin_key(hex, master, serial, prf, TESS_KEY_3DES, key, &klen);
-    if (rc != EX_OK)
-        goto out;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (!ctx || !EVP_EncryptInit_ex(ctx, EVP_des_ede3_ecb(), NULL, key, NULL) || !EVP_CIPHER_CTX_set_padding(ctx, 0) ||
-        !EVP_EncryptUpdate(ctx, resp, &n, chal, sizeof(chal)) || n != sizeof(resp)) {
-        EVP_CIPHER_CTX_free(ctx);
-        rc = EX_FAIL;
-        goto out;
-    }
-    EVP_CIPHER_CTX_free(ctx);
-    tess_code_format(resp, sizeof(resp), code, sizeof(code));
-    if (json) {
-        tess_hex(rhex, resp, sizeof(resp));
-        printf("{\"response\":\"%s\",\"response_hex\":\"%s\"}\n", code, rhex);
-    } else {
-        printf("%s\n", code);
-    }
-out:
-    /* The response unblocks the card once: nothing of it stays behind. */
-    tess_wipe(key, sizeof(key));
-    tess_wipe(resp, sizeof(resp));
-    tess_wipe(code, sizeof(code));
-    tess_wipe(rhex, sizeof(rhex));
-    return rc;
+    return tool_exit_for(rv);
 }
 
 int main(int argc, char **argv)
@@ -592,25 +471,25 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc > 1 && !strcmp(argv[1], "--json")) {
-        json = true;
+        tool_json = true;
         argv++;
         argc--;
     }
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
+        tool_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EX_USAGE : EX_OK;
     }
     if (!strcmp(argv[1], "--version")) {
         puts(PACKAGE_STRING);
         return EX_OK;
     }
-    if (tess_settings_load(&settings, err, sizeof(err))) {
+    if (tess_settings_load(&tool_settings, err, sizeof(err))) {
         fprintf(stderr, "tessera: %s\n", err);
         return EX_USAGE;
     }
     if (tess_log_level() < TESS_LOG_WARN && !getenv("TESSERA_LOG"))
         tess_log_set_level(TESS_LOG_ERROR);
-    tpm2_set_settings(&settings);
+    tpm2_set_settings(&tool_settings);
 
     const char *noun = argv[1], *verb = argc > 2 ? argv[2] : "";
     if (!strcmp(noun, "vsc") && !strcmp(verb, "create"))
@@ -625,10 +504,20 @@ int main(int argc, char **argv)
         rc = cmd_tpm_da(argc - 2, argv + 2);
     else if (!strcmp(noun, "admin-key") && !strcmp(verb, "derive"))
         rc = cmd_admin_key_derive(argc - 2, argv + 2);
+    else if (!strcmp(noun, "admin-key") && !strcmp(verb, "set"))
+        rc = cmd_admin_key_set(argc - 2, argv + 2);
+    else if (!strcmp(noun, "admin-key") && !strcmp(verb, "rotate"))
+        rc = cmd_admin_key_rotate(argc - 2, argv + 2);
+    else if (!strcmp(noun, "unblock") && !strcmp(verb, "challenge"))
+        rc = cmd_unblock_challenge(argc - 2, argv + 2);
     else if (!strcmp(noun, "unblock") && !strcmp(verb, "response"))
         rc = cmd_unblock_response(argc - 2, argv + 2);
+    else if (!strcmp(noun, "unblock") && !strcmp(verb, "complete"))
+        rc = cmd_unblock_complete(argc - 2, argv + 2);
+    else if (!strcmp(noun, "card") && !strcmp(verb, "info"))
+        rc = cmd_card_info(argc - 2, argv + 2);
     else {
-        usage(stderr);
+        tool_usage(stderr);
         rc = EX_USAGE;
     }
     tpm2_conn_close(false);

@@ -76,4 +76,36 @@ done
 t_ok "store intact after killed PIN changes" integrity
 t_ok "the PIN still works" p -l -p 123456 -O
 t_ok "a fresh key still fits in the TPM" p -l -p 123456 --keypairgen --key-type EC:prime256v1 --label last
+
+# Unblock and admin-key rotation killed midway: the card ends with the old
+# PIN or the new one, the old admin key or the new one, never without.
+printf '123456\n' > "$WORK/pin"
+challenge() { $TOOL --json unblock challenge --serial "$serial" | sed -n 's/.*"challenge":"\([^"]*\)".*/\1/p'; }
+t_ok "a card with an admin key" $TOOL --json vsc create --label Admin --so-pin 12345678 --pin 123456 \
+    --admin-key default
+serial=$(sed -n 's/.*"serial":"\([^"]*\)".*/\1/p' "$WORK/last.out")
+for delay in 0.005 0.01 0.02 0.04 0.08; do
+    resp=$($TOOL unblock response --challenge "$(challenge)" --admin-key default)
+    kill_after "$delay" $TOOL unblock complete --serial "$serial" --response "$resp" --pin-file "$WORK/pin"
+done
+t_ok "store intact after killed unblocks" integrity
+t_ok "the PIN works" p11tool --token-label Admin -l -p 123456 -O
+resp=$($TOOL unblock response --challenge "$(challenge)" --admin-key default)
+t_ok "and a new challenge's response still unblocks" \
+    $TOOL unblock complete --serial "$serial" --response "$resp" --pin-file "$WORK/pin"
+new=00112233445566778899aabbccddeeff0011223344556677
+for delay in 0.005 0.01 0.02 0.04 0.08; do
+    kill_after "$delay" $TOOL admin-key rotate --serial "$serial" --old-admin-key default --admin-key "$new"
+    kill_after "$delay" $TOOL admin-key rotate --serial "$serial" --old-admin-key "$new" --admin-key default
+done
+t_ok "store intact after killed rotations" integrity
+key_works() {   # the card answers one of the two keys
+    local k
+    for k in default "$new"; do
+        resp=$($TOOL unblock response --challenge "$(challenge)" --admin-key "$k")
+        $TOOL unblock complete --serial "$serial" --response "$resp" --pin-file "$WORK/pin" && { echo "key $k"; return 0; }
+    done
+    return 1
+}
+t_ok "the card answers the old key or the new one" key_works
 t_done

@@ -118,7 +118,8 @@ int main(void)
         uint8_t in[8] = { 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef }, back[8];
         char code[TESS_CODE_MAX], typo[TESS_CODE_MAX];
         ok(tess_code_format(in, 8, code, sizeof(code)) == 0, "an 8-byte challenge as a code: %s", code);
-        ok(strlen(code) == 18, "13 digits in groups of four, then the check symbol: %zu characters", strlen(code));
+        ok(strlen(code) == 17, "13 digits in groups of four, the check symbol ending the last: %zu characters",
+           strlen(code));
         ok(tess_code_parse(code, back, 8) == TESS_CODE_OK && !memcmp(in, back, 8), "reads back");
         char lower[TESS_CODE_MAX];
         size_t j = 0;
@@ -129,7 +130,7 @@ int main(void)
         ok(tess_code_parse(lower, back, 8) == TESS_CODE_OK && !memcmp(in, back, 8),
            "lower case without separators reads back too");
         int caught = 0, tried = 0;
-        for (size_t i = 0; i < strlen(code) - 2; i++) {
+        for (size_t i = 0; i < strlen(code) - 1; i++) {
             if (code[i] == '-')
                 continue;
             strcpy(typo, code);
@@ -141,7 +142,37 @@ int main(void)
         }
         ok(caught == tried, "every single-symbol typo is caught as mistyped (%d of %d)", caught, tried);
         ok(tess_code_parse("1234", back, 8) == TESS_CODE_BAD, "a short code is not a code");
-        ok(tess_code_parse("!!!!-!!!!-!!!!-!-0", back, 8) == TESS_CODE_BAD, "nor is junk");
+        ok(tess_code_parse("!!!!-!!!!-!!!!-!0", back, 8) == TESS_CODE_BAD, "nor is junk");
+        uint8_t in16[16] = { 0 };
+        ok(tess_code_format(in16, 16, code, sizeof(code)) == 0 && strlen(code) == 6 * 5 + 3,
+           "a 16-byte challenge: 26 digits and the check in 7 groups: %s", code);
+    }
+
+    /* Challenge/response with an admin key */
+    {
+        static const uint8_t chal[8] = { 0xa8, 0x92, 0xd7, 0x56, 0x01, 0x61, 0x7c, 0x5d };
+        static const uint8_t want[8] = { 0xb0, 0xa1, 0x67, 0x47, 0x47, 0xf4, 0xeb, 0x87 };
+        static const uint8_t kcv_want[3] = { 0xb0, 0x73, 0xdc };
+        uint8_t resp[16], kcv[3];
+        ok(tess_admin_response(TESS_KEY_3DES, tess_admin_default_key, 24, chal, 8, resp) == CKR_OK &&
+               !memcmp(resp, want, 8),
+           "3DES response to A892D75601617C5D under the default key is B0A1674747F4EB87 (Windows VSC)");
+        ok(tess_admin_kcv(TESS_KEY_3DES, tess_admin_default_key, 24, kcv) == CKR_OK && !memcmp(kcv, kcv_want, 3),
+           "the default key's check value is B073DC (tpmvscmgr's KCV)");
+        /* FIPS-197 appendix C.1 */
+        uint8_t aes_key[16], pt[16];
+        static const uint8_t ct[16] = { 0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30,
+                                        0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a };
+        for (int i = 0; i < 16; i++) {
+            aes_key[i] = (uint8_t)i;
+            pt[i] = (uint8_t)(i * 0x11);
+        }
+        ok(tess_admin_response(TESS_KEY_AES128, aes_key, 16, pt, 16, resp) == CKR_OK && !memcmp(resp, ct, 16),
+           "AES-128 response is the block encrypted (FIPS-197 C.1)");
+        ok(tess_admin_response(TESS_KEY_AES128, aes_key, 16, pt, 8, resp) == CKR_ARGUMENTS_BAD,
+           "a challenge of the wrong length is refused");
+        ok(tess_admin_response(TESS_KEY_3DES, aes_key, 16, chal, 8, resp) == CKR_ARGUMENTS_BAD,
+           "a key of the wrong length is refused");
     }
 
     return done_testing();

@@ -218,7 +218,35 @@ static void test_objects(struct tess_store *s, int64_t card_a, int64_t card_b)
     /* foreign_keys must be on, or objects could be orphaned. */
     ok(add_object(s, 424242, "orphan", NULL, NULL) != CKR_OK, "an object for a missing card is refused");
 
+    /* A card's admin state: absent, written, read back, replaced. */
+    struct tess_admin_rec adm = { 0 }, adm2 = { 0 };
+    is_rv(tess_store_admin_get(s, card_a, &adm), CKR_OK, "admin state of a card without one");
+    ok(!adm.present, "  is absent");
+    uint8_t blob[3] = { 1, 2, 3 };
+    adm.card_id = card_a;
+    adm.tries_left = 4;
+    adm.tries_max = 5;
+    adm.data = malloc(3);
+    memcpy(adm.data, blob, 3);
+    adm.data_len = 3;
+    is_rv(tess_store_admin_put(s, &adm), CKR_OK, "admin state written");
+    is_rv(tess_store_admin_get(s, card_a, &adm2), CKR_OK, "admin state read");
+    ok(adm2.present && adm2.tries_left == 4 && adm2.tries_max == 5 && adm2.data_len == 3 &&
+           !memcmp(adm2.data, blob, 3), "  as written");
+    tess_admin_rec_clear(&adm2);
+    adm.tries_left = 2;
+    is_rv(tess_store_admin_put(s, &adm), CKR_OK, "admin state replaced");
+    tess_store_admin_get(s, card_a, &adm2);
+    ok(adm2.tries_left == 2, "  one row per card");
+    tess_admin_rec_clear(&adm2);
+    adm.card_id = 424242;
+    ok(tess_store_admin_put(s, &adm) != CKR_OK, "admin state for a missing card is refused");
+    tess_admin_rec_clear(&adm);
+
     is_rv(tess_store_card_delete(s, card_a), CKR_OK, "delete card A");
+    tess_store_admin_get(s, card_a, &adm2);
+    ok(!adm2.present, "deleting a card deletes its admin state");
+    tess_admin_rec_clear(&adm2);
     struct tess_card_rec got;
     is_rv(tess_store_card_get(s, card_a, &got), CKR_TOKEN_NOT_PRESENT, "deleted card is gone");
     ok(count_objects(s, card_a) == 0, "deleting a card cascades to its objects");

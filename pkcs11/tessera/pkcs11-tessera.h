@@ -1,0 +1,119 @@
+/* Tessera Management: the vendor interface of tessera-pkcs11.so.
+ *
+ * Standard PKCS#11 consumers never see it. A management tool asks for it by
+ * name through PKCS#11 3.0:
+ *
+ *     CK_INTERFACE_PTR iface;
+ *     C_GetInterface((CK_UTF8CHAR_PTR)TESSERA_INTERFACE_NAME, NULL, &iface, 0);
+ *     CK_TESSERA_FUNCTION_LIST_PTR t = iface->pFunctionList;
+ *
+ * and uses it next to the standard function list, with the same slots and
+ * sessions: C_Initialize first, C_OpenSession for a session handle. The
+ * first member of the list is its version; a tool checks the major version
+ * (a new major may change functions; a new minor only adds them at the end).
+ * doc/tessera-management.md describes each function; doc/examples/ holds a
+ * complete program.
+ *
+ * Include a PKCS#11 3.0 pkcs11.h (for CK_INTERFACE) before this header, or
+ * let it include p11-kit's. */
+#ifndef TESSERA_PKCS11_TESSERA_H
+#define TESSERA_PKCS11_TESSERA_H
+
+#ifndef CKR_OK
+#include <p11-kit/pkcs11.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TESSERA_INTERFACE_NAME "Tessera Management"
+#define TESSERA_INTERFACE_VERSION_MAJOR 1
+#define TESSERA_INTERFACE_VERSION_MINOR 0
+
+/* ---- return values beyond the standard's ---- */
+#define CKR_TESSERA_BASE (CKR_VENDOR_DEFINED | 0x54450000UL)
+/* The card has no admin key Tessera can check a response against (a TPM
+ * card re-initialised with C_InitToken, before an SO sets one). */
+#define CKR_TESSERA_NO_ADMIN_KEY (CKR_TESSERA_BASE + 1)
+/* No challenge is waiting for this response: ask for a challenge first. A
+ * challenge answers once; its response is refused afterwards. */
+#define CKR_TESSERA_NO_CHALLENGE (CKR_TESSERA_BASE + 2)
+/* The response is not the one the admin key gives for the challenge. The
+ * challenge is spent; ask for a new one. */
+#define CKR_TESSERA_RESPONSE_INCORRECT (CKR_TESSERA_BASE + 3)
+/* Too many wrong responses: challenge/response is locked on this card until
+ * its SO sets the admin key again. */
+#define CKR_TESSERA_UNBLOCK_LOCKED (CKR_TESSERA_BASE + 4)
+/* The card has used up the challenges it was given when its admin key was
+ * last set; the SO (or a response to a challenge) must set it again. */
+#define CKR_TESSERA_NO_CHALLENGES_LEFT (CKR_TESSERA_BASE + 5)
+
+/* ---- card types ---- */
+#define CKT_TESSERA_TPM_VSC 1UL     /* a TPM 2.0 virtual smart card */
+#define CKT_TESSERA_PIV 2UL         /* a PIV card in a PC/SC reader */
+
+/* ---- CK_TESSERA_CARD_INFO.flags ---- */
+#define CKF_TESSERA_ADMIN_KEY_SET 0x00000001UL     /* an admin key is set and known to the card */
+#define CKF_TESSERA_ADMIN_KEY_DEFAULT 0x00000002UL /* ... and it is the well-known default key */
+#define CKF_TESSERA_CHALLENGE_PENDING 0x00000004UL /* a challenge was given and not answered */
+#define CKF_TESSERA_UNBLOCK_LOCKED 0x00000008UL    /* too many wrong responses */
+
+/* ---- T_GetChallenge flags ---- */
+#define CKF_TESSERA_NEW_CHALLENGE 0x00000001UL     /* discard a pending challenge, give the next */
+
+typedef struct CK_TESSERA_CARD_INFO {
+    CK_ULONG cardType;                 /* CKT_TESSERA_* */
+    CK_UTF8CHAR serialNumber[32];      /* the card's serial, blank padded: the
+                                          admin key is diversified from it */
+    CK_KEY_TYPE adminKeyType;          /* CKK_DES3, CKK_AES; CK_UNAVAILABLE_INFORMATION if unknown */
+    CK_ULONG adminKeyLen;              /* bytes: 24 for 3DES, 16/24/32 for AES */
+    CK_BYTE adminKeyCheck[3];          /* KCV: first 3 bytes of a zero block
+                                          encrypted under the key; 0 if unknown */
+    CK_ULONG challengeLen;             /* bytes in a challenge and in its response */
+    CK_ULONG challengesLeft;           /* CK_UNAVAILABLE_INFORMATION when the card has no limit */
+    CK_ULONG unblockTriesLeft;         /* wrong responses still allowed */
+    CK_ULONG unblockTriesMax;
+    CK_FLAGS flags;                    /* CKF_TESSERA_* */
+} CK_TESSERA_CARD_INFO;
+typedef CK_TESSERA_CARD_INFO *CK_TESSERA_CARD_INFO_PTR;
+
+typedef struct CK_TESSERA_FUNCTION_LIST CK_TESSERA_FUNCTION_LIST;
+typedef CK_TESSERA_FUNCTION_LIST *CK_TESSERA_FUNCTION_LIST_PTR;
+
+struct CK_TESSERA_FUNCTION_LIST {
+    CK_VERSION version;
+
+    /* What the card in slotID says about its administration. */
+    CK_RV (*T_GetCardInfo)(CK_SLOT_ID slotID, CK_TESSERA_CARD_INFO_PTR pInfo);
+
+    /* A one-time challenge from the card (challengeLen bytes). While one is
+     * pending the same one is returned, unless flags has
+     * CKF_TESSERA_NEW_CHALLENGE. Any session; nobody need be logged in.
+     * pChallenge NULL: the length only (standard buffer rules). */
+    CK_RV (*T_GetChallenge)(CK_SESSION_HANDLE hSession, CK_FLAGS flags, CK_BYTE_PTR pChallenge,
+                            CK_ULONG_PTR pulChallengeLen);
+
+    /* Unblock the user PIN: the response to the pending challenge, computed
+     * from the card's admin key (E(K, challenge), one block, ECB), and the
+     * new PIN, which must meet the card's PIN policy (checked before the
+     * response is spent). R/W session, nobody logged in. The user PIN's
+     * retry counter is reset. */
+    CK_RV (*T_UnblockPIN)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen,
+                          CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewPinLen);
+
+    /* Set a new admin key (keyType CKK_DES3 with 24 bytes, or CKK_AES with 16,
+     * 24 or 32). Authorised either by pResponse, the response to the pending
+     * challenge under the current key (any R/W session), or,
+     * with pResponse NULL, by the SO logged in on an R/W session. The card
+     * changes from the old key to the new one in one step: it never has a
+     * key nobody knows. Resets the unblock retry counter. */
+    CK_RV (*T_SetAdminKey)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen,
+                           CK_KEY_TYPE keyType, CK_BYTE_PTR pKey, CK_ULONG ulKeyLen);
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
