@@ -1,6 +1,7 @@
 #include "config.h"
 #include "kdf.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -97,6 +98,42 @@ int tess_prf_parse(const char *name, enum tess_prf *prf)
     return 0;
 }
 
+CK_RV tess_kbkdf_external(tess_prf_fn prf, void *ctx, size_t block_len, const uint8_t *label, size_t label_len,
+                          const uint8_t *context, size_t context_len, uint8_t *out, size_t out_len)
+{
+    size_t in_len = 4 + label_len + 1 + context_len + 4, done = 0;
+    uint8_t *in = malloc(in_len), block[64];
+    uint32_t bits = (uint32_t)(out_len * 8);
+    CK_RV rv = CKR_OK;
+
+    if (!in)
+        return CKR_HOST_MEMORY;
+    if (block_len == 0 || block_len > sizeof(block)) {
+        free(in);
+        return CKR_ARGUMENTS_BAD;
+    }
+    memcpy(in + 4, label, label_len);
+    in[4 + label_len] = 0x00;
+    memcpy(in + 5 + label_len, context, context_len);
+    for (int b = 0; b < 4; b++)
+        in[in_len - 4 + b] = (uint8_t)(bits >> (24 - 8 * b));
+    for (uint32_t i = 1; done < out_len && rv == CKR_OK; i++) {
+        for (int b = 0; b < 4; b++)
+            in[b] = (uint8_t)(i >> (24 - 8 * b));
+        rv = prf(ctx, in, in_len, block);
+        if (rv == CKR_OK) {
+            size_t n = out_len - done < block_len ? out_len - done : block_len;
+            memcpy(out + done, block, n);
+            done += n;
+        }
+    }
+    tess_wipe(block, sizeof(block));
+    free(in);
+    if (rv != CKR_OK)
+        tess_wipe(out, out_len);
+    return rv;
+}
+
 void tess_des_fix_parity(uint8_t *key, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
@@ -119,6 +156,23 @@ CK_RV tess_admin_key_diversify(enum tess_prf prf, const uint8_t *master, size_t 
         return CKR_KEY_SIZE_RANGE;
     rv = tess_kbkdf(prf, master, master_len, (const uint8_t *)admin_label, sizeof(admin_label) - 1,
                     (const uint8_t *)serial, strlen(serial), out, len);
+    if (rv != CKR_OK)
+        return rv;
+    if (alg == TESS_KEY_3DES)
+        tess_des_fix_parity(out, len);
+    *out_len = len;
+    return CKR_OK;
+}
+
+CK_RV tess_admin_key_diversify_external(tess_prf_fn prf, void *ctx, size_t block_len, const char *serial,
+                                        enum tess_key_alg alg, uint8_t *out, size_t *out_len)
+{
+    size_t len = tess_key_alg_len(alg);
+    CK_RV rv;
+    if (!len || *out_len < len || !serial || !*serial)
+        return CKR_ARGUMENTS_BAD;
+    rv = tess_kbkdf_external(prf, ctx, block_len, (const uint8_t *)admin_label, sizeof(admin_label) - 1,
+                             (const uint8_t *)serial, strlen(serial), out, len);
     if (rv != CKR_OK)
         return rv;
     if (alg == TESS_KEY_3DES)

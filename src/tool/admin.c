@@ -19,7 +19,9 @@
 
 #define KEY_SOURCE_OPTIONS                                                                                       \
     { "admin-key", required_argument, 0, 'k' }, { "master-file", required_argument, 0, 'm' },                 \
-        { "prf", required_argument, 0, 'p' }, { "alg", required_argument, 0, 'a' }
+        { "master-uri", required_argument, 0, 'u' }, { "hsm-module", required_argument, 0, 'H' },             \
+        { "hsm-pin-file", required_argument, 0, 'q' }, { "prf", required_argument, 0, 'p' },                  \
+        { "alg", required_argument, 0, 'a' }
 
 /* One of the key-source options above into ks; -1 for another option. */
 static int key_source_opt(struct tool_key_source *ks, int c, const char *arg)
@@ -32,6 +34,9 @@ static int key_source_opt(struct tool_key_source *ks, int c, const char *arg)
             ks->hex = arg;
         return 0;
     case 'm': ks->master_file = arg; return 0;
+    case 'u': ks->master_uri = arg; return 0;
+    case 'H': ks->hsm_module = arg; return 0;
+    case 'q': ks->hsm_pin_file = arg; return 0;
     case 'p': return tess_prf_parse(arg, &ks->prf) ? 1 : 0;
     case 'a': return tess_key_alg_parse(arg, &ks->alg) ? 1 : 0;
     default: return -1;
@@ -40,7 +45,7 @@ static int key_source_opt(struct tool_key_source *ks, int c, const char *arg)
 
 bool tool_key_source_given(const struct tool_key_source *ks)
 {
-    return ks->hex || ks->use_default || ks->master_file;
+    return ks->hex || ks->use_default || ks->master_file || ks->master_uri;
 }
 
 /* The master key from a file that only its owner can read: hex text. */
@@ -94,10 +99,12 @@ int tool_key_source_key(const struct tool_key_source *ks, const char *serial, ui
         }
         return EX_OK;
     }
-    if (!ks->master_file || !serial) {
-        fprintf(stderr, "tessera: give --admin-key HEX|default, or --master-file F\n");
+    if ((!ks->master_file && !ks->master_uri) || !serial) {
+        fprintf(stderr, "tessera: give --admin-key HEX|default, --master-file F or --master-uri URI\n");
         return EX_USAGE;
     }
+    if (ks->master_uri)
+        return tool_hsm_diversify(ks, serial, key, len);
     rc = read_master(ks->master_file, master, sizeof(master), &mlen);
     if (rc == EX_OK) {
         *len = 32;
@@ -167,10 +174,7 @@ static int card_opt(struct card_args *ca, int c, const char *arg)
 
 int cmd_admin_key_derive(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "master-file", required_argument, 0, 'm' }, { "serial", required_argument, 0, 's' },
-        { "alg", required_argument, 0, 'a' }, { "prf", required_argument, 0, 'p' }, { 0, 0, 0, 0 },
-    };
+    static const struct option opts[] = { { "serial", required_argument, 0, 's' }, KEY_SOURCE_OPTIONS, { 0, 0, 0, 0 } };
     struct tool_key_source ks = TOOL_KEY_SOURCE_INIT;
     const char *serial = NULL;
     uint8_t key[32];
@@ -187,8 +191,8 @@ int cmd_admin_key_derive(int argc, char **argv)
             return EX_USAGE;
         }
     }
-    if (!ks.master_file || !serial) {
-        fprintf(stderr, "tessera: admin-key derive needs --master-file and --serial\n");
+    if ((!ks.master_file && !ks.master_uri) || ks.hex || ks.use_default || !serial) {
+        fprintf(stderr, "tessera: admin-key derive needs --master-file or --master-uri, and --serial\n");
         return EX_USAGE;
     }
     rc = tool_key_source_key(&ks, serial, key, &len);
@@ -231,9 +235,9 @@ int cmd_unblock_response(int argc, char **argv)
             return EX_USAGE;
         }
     }
-    if (!challenge || !tool_key_source_given(&ks) || (ks.master_file && !serial)) {
-        fprintf(stderr, "tessera: unblock response needs --challenge, and --admin-key, or --master-file with "
-                        "--serial\n");
+    if (!challenge || !tool_key_source_given(&ks) || ((ks.master_file || ks.master_uri) && !serial)) {
+        fprintf(stderr, "tessera: unblock response needs --challenge, and --admin-key, or --master-file or "
+                        "--master-uri with --serial\n");
         return EX_USAGE;
     }
     blk = tess_admin_block_len(ks.alg);
@@ -522,6 +526,7 @@ int cmd_admin_key_rotate(int argc, char **argv)
     static const struct option opts[] = {
         CARD_OPTIONS, KEY_SOURCE_OPTIONS,
         { "old-admin-key", required_argument, 0, 'K' }, { "old-master-file", required_argument, 0, 'M' },
+        { "old-master-uri", required_argument, 0, 'V' },
         { "old-prf", required_argument, 0, 'R' }, { "old-alg", required_argument, 0, 'A' }, { 0, 0, 0, 0 },
     };
     struct card_args ca = { -1, NULL };
@@ -542,6 +547,9 @@ int cmd_admin_key_rotate(int argc, char **argv)
         switch (c) {
         case 'K': bad = key_source_opt(&old, 'k', optarg); break;
         case 'M': bad = key_source_opt(&old, 'm', optarg); break;
+        case 'V':
+            bad = key_source_opt(&old, 'u', optarg);
+            break;
         case 'R': bad = key_source_opt(&old, 'p', optarg); break;
         case 'A': bad = key_source_opt(&old, 'a', optarg); break;
         case 'n': case 's': bad = card_opt(&ca, c, optarg); break;
@@ -552,9 +560,13 @@ int cmd_admin_key_rotate(int argc, char **argv)
             return EX_USAGE;
         }
     }
+    /* One HSM serves both master keys unless told otherwise. */
+    old.hsm_module = ks.hsm_module;
+    old.hsm_pin_file = ks.hsm_pin_file;
     if (!tool_key_source_given(&ks) || !tool_key_source_given(&old)) {
-        fprintf(stderr, "tessera: admin-key rotate needs the current key (--old-admin-key HEX|default or "
-                        "--old-master-file F) and the new one (--admin-key or --master-file)\n");
+        fprintf(stderr, "tessera: admin-key rotate needs the current key (--old-admin-key HEX|default, "
+                        "--old-master-file F or --old-master-uri URI) and the new one (--admin-key, --master-file "
+                        "or --master-uri)\n");
         return EX_USAGE;
     }
     rc = tool_p11_open(&p);

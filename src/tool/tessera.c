@@ -36,7 +36,8 @@ void tool_usage(FILE *f)
           "             [--slot N] [--pin-min N] [--pin-max N]\n"
           "             [--pin-digits R] [--pin-uppercase R] [--pin-lowercase R] [--pin-special R]\n"
           "                 R is optional, mandatory or forbidden\n"
-          "             [--admin-key HEX|default | --master-file F [--prf P]] [--admin-alg A]\n"
+          "             [--admin-key HEX|default | (--master-file F | --master-uri U) [--prf P]]\n"
+          "             [--admin-alg A]\n"
           "  vsc list\n"
           "  vsc delete (--serial S | --slot N) --yes\n"
           "  tpm status\n"
@@ -45,14 +46,16 @@ void tool_usage(FILE *f)
           "Card administration (CARD is --slot N or --serial S)\n"
           "  card info CARD\n"
           "  unblock challenge CARD [--new]            the user's side: a one-time challenge to read out\n"
-          "  unblock response --challenge CODE (--admin-key HEX|default | --master-file F --serial S)\n"
+          "  unblock response --challenge CODE (--admin-key HEX|default | MASTER --serial S)\n"
           "                   [--prf P] [--alg A]      the helpdesk's side: no card or TPM needed\n"
           "  unblock complete CARD --response CODE [--pin-file F]\n"
-          "  admin-key derive --master-file F --serial S [--prf P] [--alg A]\n"
-          "  admin-key set CARD [--so-pin-file F] (--admin-key HEX|default | --master-file F) [--prf P] [--alg A]\n"
-          "  admin-key rotate CARD (--old-admin-key HEX|default | --old-master-file F [--old-prf P])\n"
-          "                   [--old-alg A] (--admin-key HEX | --master-file F) [--prf P] [--alg A]\n"
+          "  admin-key derive MASTER --serial S [--prf P] [--alg A]\n"
+          "  admin-key set CARD [--so-pin-file F] (--admin-key HEX|default | MASTER) [--prf P] [--alg A]\n"
+          "  admin-key rotate CARD (--old-admin-key HEX|default | --old-master-file F | --old-master-uri U)\n"
+          "                   [--old-prf P] [--old-alg A] (--admin-key HEX | MASTER) [--prf P] [--alg A]\n"
           "\n"
+          "  MASTER: --master-file F (hex, mode 0600), or --master-uri 'pkcs11:token=...;object=...' (a key\n"
+          "          in an HSM, which computes the KDF) [--hsm-module SO] [--hsm-pin-file F]\n"
           "  P: cmac-aes256 (default), cmac-aes128, hmac-sha256   A: 3des (default), aes128, aes192, aes256\n"
           "Settings: TESSERA_HOME (config + store), TESSERA_TCTI (TPM connection).\n",
           f);
@@ -158,6 +161,8 @@ static int cmd_vsc_create(int argc, char **argv)
         { "pin-lowercase", required_argument, 0, 5 }, { "pin-special", required_argument, 0, 6 },
         { "admin-key", required_argument, 0, 7 },     { "master-file", required_argument, 0, 8 },
         { "prf", required_argument, 0, 9 },           { "admin-alg", required_argument, 0, 10 },
+        { "master-uri", required_argument, 0, 11 },   { "hsm-module", required_argument, 0, 12 },
+        { "hsm-pin-file", required_argument, 0, 13 },
         { 0, 0, 0, 0 },
     };
     static const char *policy_fields[] = { "", "min_length", "max_length", "digits", "uppercase", "lowercase", "special" };
@@ -199,6 +204,9 @@ static int cmd_vsc_create(int argc, char **argv)
                 ks.hex = optarg;
             break;
         case 8: ks.master_file = optarg; break;
+        case 11: ks.master_uri = optarg; break;
+        case 12: ks.hsm_module = optarg; break;
+        case 13: ks.hsm_pin_file = optarg; break;
         case 9: if (tess_prf_parse(optarg, &ks.prf)) { tool_usage(stderr); goto out; } break;
         case 10: if (tess_key_alg_parse(optarg, &ks.alg)) { tool_usage(stderr); goto out; } break;
         default: tool_usage(stderr); goto out;
@@ -228,7 +236,7 @@ static int cmd_vsc_create(int argc, char **argv)
         goto out;
     }
     struct tpm2_vsc *v = NULL;
-    if (tpm2_vsc_open(id, &v) == CKR_OK && ks.master_file) {
+    if (tpm2_vsc_open(id, &v) == CKR_OK && (ks.master_file || ks.master_uri)) {
         struct tool_p11 p11;
         CK_TESSERA_CARD_INFO info;
         CK_SLOT_ID found;

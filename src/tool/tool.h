@@ -34,19 +34,26 @@ int tool_read_secret(const char *file, const char *prompt, char *out, size_t out
 /* Hex digits (spaces, colons, newlines ignored) into at most max bytes. */
 int tool_unhex(const char *hex, uint8_t *out, size_t max, size_t *len);
 
-/* Where an admin key comes from: --admin-key HEX|default, or --master-file
- * F (diversified by the card's serial with --prf), of algorithm --alg. */
+/* Where an admin key comes from: --admin-key HEX|default, or a master key
+ * (--master-file F, or --master-uri URI in an HSM) diversified by the
+ * card's serial with --prf; of algorithm --alg. */
 struct tool_key_source {
     const char *hex;
     bool use_default;
     const char *master_file;
+    const char *master_uri;
+    const char *hsm_module;      /* when the URI has no module-path */
+    const char *hsm_pin_file;    /* when the URI has no pin-value or pin-source */
     enum tess_prf prf;
     enum tess_key_alg alg;
 };
-#define TOOL_KEY_SOURCE_INIT { NULL, false, NULL, TESS_PRF_CMAC_AES256, TESS_KEY_3DES }
+#define TOOL_KEY_SOURCE_INIT { NULL, false, NULL, NULL, NULL, NULL, TESS_PRF_CMAC_AES256, TESS_KEY_3DES }
 bool tool_key_source_given(const struct tool_key_source *ks);
 /* The key for the card with this serial, into key (32 bytes). */
 int tool_key_source_key(const struct tool_key_source *ks, const char *serial, uint8_t *key, size_t *len);
+
+/* hsm.c: a card's key diversified from a master key inside an HSM. */
+int tool_hsm_diversify(const struct tool_key_source *ks, const char *serial, uint8_t *key, size_t *len);
 
 /* client.c: the tool as a client of the module's interfaces. */
 struct tool_p11 {

@@ -5,6 +5,9 @@
 
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
 #include "../../src/code.h"
 #include "../../src/kdf.h"
 #include "../tap.h"
@@ -36,6 +39,33 @@ static int popcount8(uint8_t b)
         b >>= 1;
     }
     return n;
+}
+
+/* A software PRF through EVP_MAC, standing in for an HSM's. */
+struct mac_prf {
+    const char *mac, *cipher, *digest;
+    const uint8_t *key;
+    size_t key_len;
+};
+
+static CK_RV mac_prf(void *ctx, const uint8_t *in, size_t len, uint8_t *out)
+{
+    struct mac_prf *m = ctx;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, m->mac, NULL);
+    EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[2] = { OSSL_PARAM_END, OSSL_PARAM_END };
+    size_t outl = 0;
+    CK_RV rv = CKR_FUNCTION_FAILED;
+    if (m->cipher)
+        params[0] = OSSL_PARAM_construct_utf8_string("cipher", (char *)m->cipher, 0);
+    else if (m->digest)
+        params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)m->digest, 0);
+    if (c && EVP_MAC_init(c, m->key, m->key_len, params) && EVP_MAC_update(c, in, len) &&
+        EVP_MAC_final(c, out, &outl, 64))
+        rv = CKR_OK;
+    EVP_MAC_CTX_free(c);
+    EVP_MAC_free(mac);
+    return rv;
 }
 
 int main(void)
@@ -111,6 +141,30 @@ int main(void)
         uint8_t k[3] = { 0x00, 0xff, 0x12 };
         tess_des_fix_parity(k, 3);
         ok(k[0] == 0x01 && k[1] == 0xfe && k[2] == 0x13, "DES parity: 00->01, ff->fe, 12->13");
+    }
+
+    /* The external-PRF form (an HSM's) gives the same bytes as OpenSSL's KBKDF. */
+    {
+        uint8_t master[32], a[24], b[24];
+        size_t la = sizeof(a), lb = sizeof(b);
+        for (int i = 0; i < 32; i++)
+            master[i] = (uint8_t)(0xa0 + i);
+        struct mac_prf cmac = { "CMAC", "AES-256-CBC", NULL, master, 32 };
+        ok(tess_admin_key_diversify(TESS_PRF_CMAC_AES256, master, 32, "0123abcd", TESS_KEY_3DES, a, &la) == CKR_OK &&
+               tess_admin_key_diversify_external(mac_prf, &cmac, 16, "0123abcd", TESS_KEY_3DES, b, &lb) == CKR_OK &&
+               la == lb && !memcmp(a, b, la),
+           "diversify with an external CMAC-AES256 PRF = with the key in hand (two blocks)");
+        struct mac_prf hmac = { "HMAC", NULL, "SHA256", master, 32 };
+        la = lb = 32;
+        uint8_t c[32], d[32];
+        ok(tess_admin_key_diversify(TESS_PRF_HMAC_SHA256, master, 32, "card-7", TESS_KEY_AES256, c, &la) == CKR_OK &&
+               tess_admin_key_diversify_external(mac_prf, &hmac, 32, "card-7", TESS_KEY_AES256, d, &lb) == CKR_OK &&
+               !memcmp(c, d, 32),
+           "and with an external HMAC-SHA-256 PRF");
+        struct mac_prf broken = { "NOPE", NULL, NULL, master, 32 };
+        lb = 24;
+        ok(tess_admin_key_diversify_external(mac_prf, &broken, 16, "x", TESS_KEY_3DES, b, &lb) != CKR_OK,
+           "a failing PRF fails the derivation");
     }
 
     /* Phone codes */
