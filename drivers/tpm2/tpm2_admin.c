@@ -254,9 +254,11 @@ CK_RV tpm2_admin_challenge(struct tpm2_vsc *v, bool fresh, uint8_t *out, size_t 
         changed = true;
     }
     if (b->count == 0) {
+        /* Keep the discard (if any): the old challenge stays thrown away. */
         rv = changed ? save(store, &rec, b) : CKR_OK;
-        if (rv == CKR_OK)
-            rv = tess_store_commit(store);
+        if (rv != CKR_OK)
+            goto out;
+        rv = tess_store_commit(store);
         if (rv == CKR_OK)
             rv = CKR_TESSERA_NO_CHALLENGES_LEFT;
         goto done;
@@ -271,8 +273,9 @@ CK_RV tpm2_admin_challenge(struct tpm2_vsc *v, bool fresh, uint8_t *out, size_t 
         changed = true;
     }
     rv = changed ? save(store, &rec, b) : CKR_OK;
-    if (rv == CKR_OK)
-        rv = tess_store_commit(store);
+    if (rv != CKR_OK)
+        goto out;
+    rv = tess_store_commit(store);
     if (rv == CKR_OK) {
         memcpy(out, b->e[0].challenge, b->e[0].len);
         *len = b->e[0].len;

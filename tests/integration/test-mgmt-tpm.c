@@ -239,6 +239,19 @@ int main(void)
     is_rv(p11_login(s, CKU_USER, USER_PIN), CKR_OK, "  and the PIN set with it logs in");
     p11->C_Logout(s);
 
+    /* Challenges thrown away unanswered run the stock out; the SO refills it. */
+    int given = 0;
+    while (given < 10 && (rv = challenge(s, CKF_TESSERA_NEW_CHALLENGE, chal, &clen)) == CKR_OK)
+        given++;
+    ok(rv == CKR_TESSERA_NO_CHALLENGES_LEFT && given == 5, "5 challenges thrown away, then none left (0x%lx)",
+       (unsigned long)rv);
+    ok(info_of(a).challengesLeft == 0 && !(info_of(a).flags & CKF_TESSERA_CHALLENGE_PENDING),
+       "  card info says so");
+    p11_login(s, CKU_SO, SO_PIN);
+    is_rv(t->T_SetAdminKey(s, NULL, 0, CKK_AES, (CK_BYTE_PTR)aes, 16), CKR_OK, "the SO sets the key again");
+    p11->C_Logout(s);
+    ok(info_of(a).challengesLeft == 5, "  and the card has 5 challenges again");
+
     /* Re-initialising the card forgets its admin key (its challenges hold
      * the old card secret). */
     p11->C_CloseSession(s);
