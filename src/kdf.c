@@ -144,6 +144,17 @@ void tess_des_fix_parity(uint8_t *key, size_t len)
     }
 }
 
+/* Either form of diversification: the KDF's len bytes become the key. */
+static CK_RV admin_key_done(CK_RV rv, enum tess_key_alg alg, uint8_t *out, size_t len, size_t *out_len)
+{
+    if (rv != CKR_OK)
+        return rv;
+    if (alg == TESS_KEY_3DES)
+        tess_des_fix_parity(out, len);
+    *out_len = len;
+    return CKR_OK;
+}
+
 CK_RV tess_admin_key_diversify(enum tess_prf prf, const uint8_t *master, size_t master_len, const char *serial,
                                enum tess_key_alg alg, uint8_t *out, size_t *out_len)
 {
@@ -156,12 +167,7 @@ CK_RV tess_admin_key_diversify(enum tess_prf prf, const uint8_t *master, size_t 
         return CKR_KEY_SIZE_RANGE;
     rv = tess_kbkdf(prf, master, master_len, (const uint8_t *)admin_label, sizeof(admin_label) - 1,
                     (const uint8_t *)serial, strlen(serial), out, len);
-    if (rv != CKR_OK)
-        return rv;
-    if (alg == TESS_KEY_3DES)
-        tess_des_fix_parity(out, len);
-    *out_len = len;
-    return CKR_OK;
+    return admin_key_done(rv, alg, out, len, out_len);
 }
 
 CK_RV tess_admin_key_diversify_external(tess_prf_fn prf, void *ctx, size_t block_len, const char *serial,
@@ -173,12 +179,7 @@ CK_RV tess_admin_key_diversify_external(tess_prf_fn prf, void *ctx, size_t block
         return CKR_ARGUMENTS_BAD;
     rv = tess_kbkdf_external(prf, ctx, block_len, (const uint8_t *)admin_label, sizeof(admin_label) - 1,
                              (const uint8_t *)serial, strlen(serial), out, len);
-    if (rv != CKR_OK)
-        return rv;
-    if (alg == TESS_KEY_3DES)
-        tess_des_fix_parity(out, len);
-    *out_len = len;
-    return CKR_OK;
+    return admin_key_done(rv, alg, out, len, out_len);
 }
 
 const uint8_t tess_admin_default_key[24] = {

@@ -172,6 +172,13 @@ static int card_opt(struct card_args *ca, int c, const char *arg)
     return -1;
 }
 
+/* Initialise the module and find the card the arguments name. */
+static int open_card(struct tool_p11 *p, const struct card_args *ca, CK_SLOT_ID *slot, CK_TESSERA_CARD_INFO *info)
+{
+    int rc = tool_p11_open(p);
+    return rc == EX_OK ? tool_p11_find(p, ca->slot, ca->serial, slot, info) : rc;
+}
+
 int cmd_admin_key_derive(int argc, char **argv)
 {
     static const struct option opts[] = { { "serial", required_argument, 0, 's' }, KEY_SOURCE_OPTIONS, { 0, 0, 0, 0 } };
@@ -292,9 +299,7 @@ int cmd_card_info(int argc, char **argv)
             return EX_USAGE;
         }
     }
-    rc = tool_p11_open(&p);
-    if (rc == EX_OK)
-        rc = tool_p11_find(&p, ca.slot, ca.serial, &slot, &info);
+    rc = open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     tool_card_serial(&info, serial, sizeof(serial));
@@ -365,9 +370,7 @@ int cmd_unblock_challenge(int argc, char **argv)
             return EX_USAGE;
         }
     }
-    rc = tool_p11_open(&p);
-    if (rc == EX_OK)
-        rc = tool_p11_find(&p, ca.slot, ca.serial, &slot, &info);
+    rc = open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     CK_RV rv = p.f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h);
@@ -425,9 +428,7 @@ int cmd_unblock_complete(int argc, char **argv)
         fprintf(stderr, "tessera: unblock complete needs --response (the helpdesk's answer)\n");
         return EX_USAGE;
     }
-    rc = tool_p11_open(&p);
-    if (rc == EX_OK)
-        rc = tool_p11_find(&p, ca.slot, ca.serial, &slot, &info);
+    rc = open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     if (!(info.flags & CKF_TESSERA_ADMIN_KEY_SET) || !info.challengeLen) {
@@ -499,9 +500,7 @@ int cmd_admin_key_set(int argc, char **argv)
         fprintf(stderr, "tessera: admin-key set needs --admin-key HEX|default or --master-file F\n");
         return EX_USAGE;
     }
-    rc = tool_p11_open(&p);
-    if (rc == EX_OK)
-        rc = tool_p11_find(&p, ca.slot, ca.serial, &slot, &info);
+    rc = open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     if (tool_read_secret(so_file, "SO PIN (administrator)", so_pin, sizeof(so_pin))) {
@@ -569,9 +568,7 @@ int cmd_admin_key_rotate(int argc, char **argv)
                         "or --master-uri)\n");
         return EX_USAGE;
     }
-    rc = tool_p11_open(&p);
-    if (rc == EX_OK)
-        rc = tool_p11_find(&p, ca.slot, ca.serial, &slot, &info);
+    rc = open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     tool_card_serial(&info, serial, sizeof(serial));
