@@ -593,7 +593,7 @@ int cmd_admin_key_rotate(int argc, char **argv)
     }
     CK_RV rv = p.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
     if (rv == CKR_OK)
-        rv = p.t->T_GetChallenge(h, CKF_TESSERA_NEW_CHALLENGE, chal, &clen);
+        rv = p.t->T_GetChallenge(h, 0, chal, &clen);   /* the pending one: nothing thrown away */
     if (rv == CKR_OK && tess_admin_response(old.alg, okey, olen, chal, clen, resp) != CKR_OK)
         rv = CKR_FUNCTION_FAILED;
     if (rv == CKR_OK)
