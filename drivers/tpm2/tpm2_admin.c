@@ -225,32 +225,45 @@ CK_RV tpm2_admin_get_state(struct tpm2_vsc *v, struct tpm2_admin_state *st)
     return rv;
 }
 
+/* Open a write transaction on the card's admin state, refusing a card whose
+ * unblock is locked. On failure nothing is left open. */
+static CK_RV begin_unlocked(struct tpm2_vsc *v, struct tess_store **store, struct tess_admin_rec *rec,
+                            struct admin_blob *b)
+{
+    CK_RV rv = tpm2_store(store, false);
+    if (rv == CKR_OK)
+        rv = tess_store_begin(*store);
+    if (rv != CKR_OK)
+        return rv;
+    rv = load(*store, v->rec.id, rec, b);
+    if (rv == CKR_OK && rec->tries_left <= 0)
+        rv = CKR_TESSERA_UNBLOCK_LOCKED;
+    if (rv != CKR_OK)
+        tess_store_rollback(*store);
+    return rv;
+}
+
+/* Entry 0 (the pending challenge) goes, with its seal. */
+static void drop_first(struct admin_blob *b)
+{
+    memmove(&b->e[0], &b->e[1], (size_t)(b->count - 1) * sizeof(b->e[0]));
+    b->count--;
+    b->pending = false;
+}
+
 CK_RV tpm2_admin_challenge(struct tpm2_vsc *v, bool fresh, uint8_t *out, size_t *len)
 {
     struct tess_store *store;
     struct tess_admin_rec rec = { 0 };
     struct admin_blob *b = calloc(1, sizeof(*b));
     bool changed = false;
-    CK_RV rv = b ? tpm2_store(&store, false) : CKR_HOST_MEMORY;
+    CK_RV rv = b ? begin_unlocked(v, &store, &rec, b) : CKR_HOST_MEMORY;
 
     if (rv != CKR_OK)
         goto done;
-    rv = tess_store_begin(store);
-    if (rv != CKR_OK)
-        goto done;
-    rv = load(store, v->rec.id, &rec, b);
-    if (rv != CKR_OK)
-        goto out;
-    if (rec.tries_left <= 0) {
-        rv = CKR_TESSERA_UNBLOCK_LOCKED;
-        goto out;
-    }
     if (b->pending && fresh) {
-        /* The old challenge is thrown away with its seal: its response can
-         * never be used. */
-        memmove(&b->e[0], &b->e[1], (size_t)(b->count - 1) * sizeof(b->e[0]));
-        b->count--;
-        b->pending = false;
+        /* The old challenge is thrown away: its response can never be used. */
+        drop_first(b);
         changed = true;
     }
     if (b->count == 0) {
@@ -304,29 +317,21 @@ static CK_RV prove(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, struct 
     uint8_t sealed[SEALED_MAX];
     TPM2B_AUTH auth;
     size_t klen;
-    CK_RV rv = b ? tpm2_store(&store, false) : CKR_HOST_MEMORY;
+    CK_RV rv = b ? begin_unlocked(v, &store, &rec, b) : CKR_HOST_MEMORY;
 
     memset(&entry, 0, sizeof(entry));
     if (rv != CKR_OK)
         goto done;
-    rv = tess_store_begin(store);
-    if (rv != CKR_OK)
-        goto done;
-    rv = load(store, v->rec.id, &rec, b);
-    if (rv == CKR_OK && rec.tries_left <= 0)
-        rv = CKR_TESSERA_UNBLOCK_LOCKED;
-    if (rv == CKR_OK && !b->pending)
+    if (!b->pending)
         rv = CKR_TESSERA_NO_CHALLENGE;
-    if (rv == CKR_OK && rlen != b->e[0].len)
+    else if (rlen != b->e[0].len)
         rv = CKR_ARGUMENTS_BAD;   /* not a response of this card's kind: costs nothing */
     if (rv != CKR_OK) {
         tess_store_rollback(store);
         goto done;
     }
     entry = b->e[0];
-    memmove(&b->e[0], &b->e[1], (size_t)(b->count - 1) * sizeof(b->e[0]));
-    b->count--;
-    b->pending = false;
+    drop_first(b);
     rec.tries_left--;
     rv = save(store, &rec, b);
     if (rv == CKR_OK)
