@@ -19,10 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "../src/kdf.h"
 #include "../src/token.h"
 
-#define TESS_DRIVER_ABI 2
+#define TESS_DRIVER_ABI 3
 
 struct tess_settings;
 
@@ -94,6 +96,11 @@ struct tess_driver {
      * CKA_EC_POINT) to both and persists them together when spec->token. */
     CK_RV (*generate_key_pair)(struct tess_token *tok, const struct tess_keygen_spec *spec,
                                struct tess_object *pub, struct tess_object *priv);
+    /* import_key receives a private key the core checked (C_CreateObject);
+     * priv holds the caller's attributes with the secret ones already wiped.
+     * The driver moves the key into the device, keeps no copy of it, and
+     * persists priv when token is set. */
+    CK_RV (*import_key)(struct tess_token *tok, EVP_PKEY *key, struct tess_object *priv, bool token);
     CK_RV (*rsa_sign_pkcs1)(struct tess_token *tok, struct tess_object *key, CK_MECHANISM_TYPE hash,
                             const uint8_t *digest, size_t digest_len, uint8_t *sig, size_t *sig_len);
     CK_RV (*rsa_raw)(struct tess_token *tok, struct tess_object *key, const uint8_t *in, size_t in_len,

@@ -7,6 +7,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/rand.h>
 
+#include "../src/keyimport.h"
 #include "../src/log.h"
 #include "../src/mech.h"
 #include "../src/util.h"
@@ -194,6 +195,79 @@ out:
     tess_object_free(s ? s->tok : NULL, pub);
     tess_object_free(s ? s->tok : NULL, priv);
     tess_leave();
+    return rv;
+}
+
+/* C_CreateObject of a private key: its secret parts leave the template at
+ * once (tess_import_take_private) and go into the device (import_key). What
+ * the object says of itself follows: sensitive and not extractable from now
+ * on, but neither made here (CKA_LOCAL) nor always sensitive. */
+CK_RV tess_create_private_key(struct tess_session *s, struct tess_object *o, CK_OBJECT_HANDLE_PTR out)
+{
+    struct tess_object *pub = NULL;
+    EVP_PKEY *pk = NULL;
+    CK_ULONG kt = 0;
+    bool token;
+    CK_RV rv = tess_import_take_private(&o->attrs, &pk);
+    if (rv != CKR_OK)
+        goto out;
+    if (!tess_user_logged_in(s->tok)) {
+        rv = CKR_USER_NOT_LOGGED_IN;
+        goto out;
+    }
+    if (!s->tok->driver->import_key) {
+        rv = CKR_FUNCTION_NOT_SUPPORTED;
+        goto out;
+    }
+    tess_attrs_get_ulong(&o->attrs, CKA_KEY_TYPE, &kt);
+    bool rsa = kt == CKK_RSA;
+    rv = common_key_attrs(&o->attrs, CKO_PRIVATE_KEY, kt, CK_UNAVAILABLE_INFORMATION);
+    if (rv == CKR_OK)
+        rv = tess_attrs_default_bool(&o->attrs, CKA_PRIVATE, true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_default_bool(&o->attrs, CKA_SIGN, true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_default_bool(&o->attrs, CKA_DECRYPT, rsa);
+    if (rv == CKR_OK)
+        rv = tess_attrs_default_bool(&o->attrs, CKA_UNWRAP, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_default_bool(&o->attrs, CKA_SIGN_RECOVER, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_default_bool(&o->attrs, CKA_ALWAYS_AUTHENTICATE, false);
+    if (rv == CKR_OK)
+        rv = fixed_private_attrs(&o->attrs);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_LOCAL, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_ALWAYS_SENSITIVE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_NEVER_EXTRACTABLE, false);
+    /* CKA_ID as for a generated pair: SHA-1 of the public key unless given. */
+    if (rv == CKR_OK)
+        rv = (pub = tess_object_new()) ? tess_pkey_public_attrs(pk, &pub->attrs) : CKR_HOST_MEMORY;
+    if (rv == CKR_OK)
+        rv = tess_keygen_complete(pub, o);
+    if (rv != CKR_OK)
+        goto out;
+    token = tess_attrs_get_bool(&o->attrs, CKA_TOKEN, false);
+    if (token && !(s->flags & CKF_RW_SESSION)) {
+        rv = CKR_SESSION_READ_ONLY;
+        goto out;
+    }
+    rv = tess_token_objects(tess_slot_of_token(s->tok), false);
+    if (rv == CKR_OK)
+        rv = s->tok->driver->import_key(s->tok, pk, o, token);
+    if (rv != CKR_OK)
+        goto out;
+    o->token_object = token;
+    if (!token)
+        o->owner = s->handle;
+    rv = tess_token_add_object(s->tok, o);
+    if (rv == CKR_OK)
+        *out = o->handle;
+out:
+    EVP_PKEY_free(pk);
+    tess_object_free(s->tok, pub);
     return rv;
 }
 

@@ -97,6 +97,8 @@ struct tess_slot *tess_slot_of_token(const struct tess_token *tok);
 struct tess_object *tess_object_get(struct tess_session *s, CK_OBJECT_HANDLE h);
 bool tess_object_visible(const struct tess_token *tok, const struct tess_object *o);
 bool tess_user_logged_in(const struct tess_token *tok);
+/* C_CreateObject of a CKO_PRIVATE_KEY (keys.c); o stays the caller's on error. */
+CK_RV tess_create_private_key(struct tess_session *s, struct tess_object *o, CK_OBJECT_HANDLE_PTR out);
 
 void tess_op_reset(struct tess_op *op);
 void tess_session_free_ops(struct tess_session *s);

@@ -215,11 +215,10 @@ static CK_RV apply_defaults(struct tess_attrs *a)
         }
         return rv;
     }
-    case CKO_PRIVATE_KEY:
     case CKO_SECRET_KEY:
-        /* Keys are made inside the device (C_GenerateKeyPair, C_DeriveKey);
-         * importing key material is the management interface's job. */
-        TESS_WARN("C_CreateObject: importing private or secret keys is not supported");
+        /* Secret keys are derived inside the device (C_DeriveKey); private
+         * keys take their own path (tess_create_private_key). */
+        TESS_WARN("C_CreateObject: importing secret keys is not supported");
         return CKR_TEMPLATE_INCONSISTENT;
     default:
         return CKR_ATTRIBUTE_VALUE_INVALID;
@@ -264,6 +263,7 @@ CK_RV tess_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
 {
     struct tess_session *s;
     struct tess_object *o = NULL;
+    CK_ULONG cls = 0;
     CK_RV rv = tess_enter_session(h, &s);
     if (rv != CKR_OK)
         return rv;
@@ -277,6 +277,13 @@ CK_RV tess_C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
         goto out;
     }
     rv = tess_attrs_merge_template(&o->attrs, tmpl, count);
+    if (rv == CKR_OK && tess_attrs_get_ulong(&o->attrs, CKA_CLASS, &cls) && cls == CKO_PRIVATE_KEY) {
+        rv = tess_create_private_key(s, o, out);
+        if (rv != CKR_OK)
+            tess_object_free(s->tok, o);   /* the driver may have attached its key */
+        o = NULL;
+        goto out;
+    }
     if (rv == CKR_OK)
         rv = apply_defaults(&o->attrs);
     if (rv == CKR_OK)

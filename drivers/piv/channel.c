@@ -197,12 +197,12 @@ static CK_RV transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, 
         rlen = sizeof(r);
         rv = exchange(ch, apdu, n, r, &rlen);
         if (rv != CKR_OK)
-            return rv;
+            goto out;
         *sw = (uint16_t)(r[rlen - 2] << 8 | r[rlen - 1]);
         off += piece;
         last_n = n;
         if (!last && *sw != 0x9000)
-            return CKR_OK;   /* the card refused a piece: that is the answer */
+            goto out;   /* the card refused a piece: that is the answer */
     } while (off < len);
 
     for (int retries = 0;; retries++) {
@@ -212,17 +212,21 @@ static CK_RV transmit(struct channel *ch, uint8_t cla, uint8_t ins, uint8_t p1, 
             rlen = sizeof(r);
             rv = exchange(ch, apdu, last_n, r, &rlen);
             if (rv != CKR_OK)
-                return rv;
+                goto out;
             *sw = (uint16_t)(r[rlen - 2] << 8 | r[rlen - 1]);
             continue;
         }
         break;
     }
     if (resp && buf_append(resp, r, rlen - 2))
-        return CKR_HOST_MEMORY;
+        rv = CKR_HOST_MEMORY;
+    else if (whole)
+        rv = channel_continue(ch, resp, sw);
+out:
+    /* Commands carry PINs and imported keys, responses decrypted data. */
     tess_wipe(r, sizeof(r));
     tess_wipe(apdu, sizeof(apdu));
-    return whole ? channel_continue(ch, resp, sw) : CKR_OK;
+    return rv;
 }
 
 CK_RV channel_continue(struct channel *ch, struct buf *resp, uint16_t *sw)

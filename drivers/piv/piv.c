@@ -310,6 +310,30 @@ out:
     return rv;
 }
 
+CK_RV piv_metadata(struct channel *ch, uint8_t key_ref, struct buf *out)
+{
+    uint16_t sw = 0;
+    CK_RV rv = channel_transmit(ch, 0x00, 0xf7, 0x00, key_ref, NULL, 0, out, &sw);
+    if (rv == CKR_OK && (sw == 0x6d00 || sw == 0x6a81 || sw == 0x6e00))
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    return rv == CKR_OK ? sw_to_rv(sw, "GET METADATA") : rv;
+}
+
+CK_RV piv_import_key(struct channel *ch, uint8_t key_ref, uint8_t alg, const uint8_t *parts, size_t len)
+{
+    struct buf resp = { 0 };
+    uint16_t sw = 0;
+    CK_RV rv = channel_transmit(ch, 0x00, 0xfe, alg, key_ref, parts, len, &resp, &sw);
+    if (rv == CKR_OK && sw == 0x6d00) {
+        TESS_ERR("piv: this card does not take keys from outside (no YubiKey import command)");
+        rv = CKR_FUNCTION_NOT_SUPPORTED;
+    } else if (rv == CKR_OK) {
+        rv = sw_to_rv(sw, "IMPORT ASYMMETRIC KEY");
+    }
+    buf_free(&resp);
+    return rv;
+}
+
 CK_RV piv_private_op(struct channel *ch, uint8_t alg, uint8_t key_ref, uint8_t what, const uint8_t *in, size_t len,
                      struct buf *out)
 {

@@ -62,6 +62,13 @@ CK_RV piv_reset_retry_counter(struct channel *ch, const uint8_t *puk, size_t puk
 CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t key_len);
 /* Generate a key on the card: the 7F49 public key template's contents. */
 CK_RV piv_generate(struct channel *ch, uint8_t key_ref, uint8_t alg, struct buf *pub);
+/* The YubiKey metadata of a key or PIN reference (INS F7): 01 algorithm,
+ * 05 default value ... CKR_FUNCTION_NOT_SUPPORTED on a card without it. */
+CK_RV piv_metadata(struct channel *ch, uint8_t key_ref, struct buf *out);
+/* Put a key from outside into a slot (the YubiKey extension, INS FE; needs
+ * the management key). parts: RSA 01 p, 02 q, 03 dp, 04 dq, 05 qinv, each
+ * half the modulus long; EC 06 the private scalar, the field long. */
+CK_RV piv_import_key(struct channel *ch, uint8_t key_ref, uint8_t alg, const uint8_t *parts, size_t len);
 /* GENERAL AUTHENTICATE with a private key: 81 challenge (sign, decrypt) or
  * 85 exponentiation (ECDH); out is the 82 response. */
 CK_RV piv_private_op(struct channel *ch, uint8_t alg, uint8_t key_ref, uint8_t what, const uint8_t *in, size_t len,

@@ -10,9 +10,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 
+#include "../../src/keyimport.h"
 #include "../../src/log.h"
 #include "../../src/mech.h"
 #include "../../src/settings.h"
@@ -563,24 +566,124 @@ static CK_RV mgmt_auth(struct piv_token *t)
     return rv;
 }
 
+/* The slot a key template names by CKA_ID (on either half). */
+static const struct piv_slot_info *slot_named(const struct tess_object *pub, const struct tess_object *priv,
+                                              const char *what)
+{
+    const CK_ATTRIBUTE *id = tess_attrs_get(&priv->attrs, CKA_ID);
+    const struct piv_slot_info *slot;
+    if ((!id || !id->ulValueLen) && pub)
+        id = tess_attrs_get(&pub->attrs, CKA_ID);
+    slot = id ? piv_slot_by_id(id->pValue, id->ulValueLen) : NULL;
+    if (!slot)
+        TESS_ERR("piv: %s needs CKA_ID 01 (9A), 02 (9C), 03 (9D), 04 (9E) or 05..18 (retired)", what);
+    return slot;
+}
+
+/* A slot has a new key (generated or imported): the caller's objects get
+ * its public material and the names piv_objects_for_pubkey gives them once
+ * loaded from the card; the token's object list is rebuilt from the card
+ * (and this key) at the next load. */
+static CK_RV adopt_key(struct piv_token *t, const struct piv_slot_info *slot, uint8_t alg,
+                       const struct tess_attrs *material, struct tess_object *pub, struct tess_object *priv)
+{
+    bool ec = alg == PIV_ALG_ECC256 || alg == PIV_ALG_ECC384;
+    char label[64];
+    CK_RV rv = pub ? tess_attrs_copy(&pub->attrs, material) : CKR_OK;
+    for (size_t i = 0; i < material->n && rv == CKR_OK; i++)
+        if (material->v[i].type != CKA_EC_POINT && material->v[i].type != CKA_MODULUS_BITS)
+            rv = tess_attrs_set(&priv->attrs, material->v[i].type, material->v[i].pValue, material->v[i].ulValueLen);
+    if (rv != CKR_OK)
+        return rv;
+    struct piv_key *key = calloc(1, sizeof(*key));
+    if (!key)
+        return CKR_HOST_MEMORY;
+    key->key_ref = slot->key_ref;
+    key->alg = alg;
+    priv->drv = key;
+    priv->uid = ((uint64_t)slot->key_ref << 2) | 2;
+    snprintf(label, sizeof(label), "%s key", slot->name);
+    rv = tess_attrs_set(&priv->attrs, CKA_ID, &slot->id, 1);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set(&priv->attrs, CKA_LABEL, label, strlen(label));
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&priv->attrs, CKA_DERIVE, ec && slot->key_ref != PIV_KEY_SIGN);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&priv->attrs, CKA_MODIFIABLE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&priv->attrs, CKA_ALWAYS_AUTHENTICATE, slot->key_ref == PIV_KEY_SIGN);
+    if (rv == CKR_OK && pub) {
+        pub->uid = ((uint64_t)slot->key_ref << 2) | 1;
+        rv = tess_attrs_set(&pub->attrs, CKA_ID, &slot->id, 1);
+        if (rv == CKR_OK)
+            rv = tess_attrs_set(&pub->attrs, CKA_LABEL, label, strlen(label));
+        if (rv == CKR_OK)
+            rv = tess_attrs_set_bool(&pub->attrs, CKA_MODIFIABLE, false);
+    }
+    remember_pubkey(t, slot->key_ref, material);
+    return rv;
+}
+
+/* After a new key went into a slot: a certificate left there would name the
+ * old key, so it goes. */
+static void clear_old_cert(struct piv_token *t, const struct piv_slot_info *slot)
+{
+    if (piv_put_data(&t->ch, slot->cert_tag, NULL, 0) != CKR_OK)
+        TESS_WARN("piv: could not clear the old certificate of slot %02X", slot->key_ref);
+}
+
+static enum tess_key_alg mgmt_alg_of(uint8_t piv_alg)
+{
+    switch (piv_alg) {
+    case PIV_ALG_AES128: return TESS_KEY_AES128;
+    case PIV_ALG_AES192: return TESS_KEY_AES192;
+    case PIV_ALG_AES256: return TESS_KEY_AES256;
+    default: return TESS_KEY_3DES;
+    }
+}
+
+/* What T_GetCardInfo shows of a PIV card: its 9B management key is its
+ * admin key (a PIV card always has one). Algorithm and "still the factory
+ * key" come from the card when it tells (YubiKey metadata), else from
+ * tessera.conf. No offline unblock on PIV cards yet: no challenges. */
+static CK_RV drv_admin_info(struct tess_token *tok, struct tess_admin_info *info)
+{
+    struct piv_token *t = tok->drv;
+    struct buf meta = { 0 };
+    struct tlv alg, dflt;
+    tess_key_alg_parse(piv.settings.piv_mgmt_alg, &info->alg);
+    info->key_default = !piv.settings.piv_mgmt_key[0];
+    CK_RV rv = card_begin(t);
+    if (rv != CKR_OK)
+        return gone(tok, rv);
+    if (piv_metadata(&t->ch, PIV_KEY_MGMT, &meta) == CKR_OK) {
+        if (tlv_find(meta.p, meta.len, 0x01, &alg) && alg.len == 1)
+            info->alg = mgmt_alg_of(alg.value[0]);
+        if (tlv_find(meta.p, meta.len, 0x05, &dflt) && dflt.len == 1)
+            info->key_default = dflt.value[0] == 1;
+    }
+    channel_end(&t->ch);
+    buf_free(&meta);
+    info->card_type = CKT_TESSERA_PIV;
+    info->key_set = true;
+    info->challenge_len = 0;
+    info->challenges_left = -1;
+    info->tries_left = info->tries_max = -1;
+    return CKR_OK;
+}
+
 static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_keygen_spec *spec,
                                    struct tess_object *pub, struct tess_object *priv)
 {
     struct piv_token *t = tok->drv;
-    const CK_ATTRIBUTE *id = tess_attrs_get(&priv->attrs, CKA_ID);
-    const struct piv_slot_info *slot;
+    const struct piv_slot_info *slot = slot_named(pub, priv, "C_GenerateKeyPair");
     struct buf tmpl = { 0 };
     struct tess_attrs material = { 0 };
     uint8_t alg;
     CK_RV rv;
 
-    if (!id || !id->ulValueLen)
-        id = tess_attrs_get(&pub->attrs, CKA_ID);
-    slot = id ? piv_slot_by_id(id->pValue, id->ulValueLen) : NULL;
-    if (!slot) {
-        TESS_ERR("piv: C_GenerateKeyPair needs CKA_ID 01 (9A), 02 (9C), 03 (9D), 04 (9E) or 05..18 (retired)");
+    if (!slot)
         return CKR_TEMPLATE_INCOMPLETE;
-    }
     if (!spec->token)
         return CKR_TEMPLATE_INCONSISTENT;   /* a card key is always a token object */
     if (spec->key_type == CKK_RSA)
@@ -595,56 +698,90 @@ static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_key
     if (rv != CKR_OK)
         return gone(tok, rv);
     rv = piv_generate(&t->ch, slot->key_ref, alg, &tmpl);
-    /* A certificate left in the slot would name the old key: clear it. */
-    if (rv == CKR_OK && piv_put_data(&t->ch, slot->cert_tag, NULL, 0) != CKR_OK)
-        TESS_WARN("piv: could not clear the old certificate of slot %02X", slot->key_ref);
+    if (rv == CKR_OK)
+        clear_old_cert(t, slot);
     channel_end(&t->ch);
     if (rv == CKR_OK)
         rv = piv_pub_from_7f49(alg, tmpl.p, tmpl.len, &material);
     buf_free(&tmpl);
-    if (rv != CKR_OK) {
-        tess_attrs_free(&material);
-        return gone(tok, rv);
-    }
-    /* The caller's objects get the public material; the token's object list
-     * is rebuilt from the card (and this key) at the next load. */
-    rv = tess_attrs_copy(&pub->attrs, &material);
-    for (size_t i = 0; i < material.n && rv == CKR_OK; i++)
-        if (material.v[i].type != CKA_EC_POINT && material.v[i].type != CKA_MODULUS_BITS)
-            rv = tess_attrs_set(&priv->attrs, material.v[i].type, material.v[i].pValue, material.v[i].ulValueLen);
-    struct piv_key *key = calloc(1, sizeof(*key));
-    if (!key)
-        rv = CKR_HOST_MEMORY;
-    if (rv == CKR_OK) {
-        key->key_ref = slot->key_ref;
-        key->alg = alg;
-        priv->drv = key;
-        pub->uid = ((uint64_t)slot->key_ref << 2) | 1;
-        priv->uid = ((uint64_t)slot->key_ref << 2) | 2;
-        /* As piv_objects_for_pubkey shows them once loaded from the card. */
-        char label[64];
-        snprintf(label, sizeof(label), "%s key", slot->name);
-        rv = tess_attrs_set(&pub->attrs, CKA_ID, &slot->id, 1);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set(&priv->attrs, CKA_ID, &slot->id, 1);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set(&pub->attrs, CKA_LABEL, label, strlen(label));
-        if (rv == CKR_OK)
-            rv = tess_attrs_set(&priv->attrs, CKA_LABEL, label, strlen(label));
-        if (rv == CKR_OK)
-            rv = tess_attrs_set_bool(&priv->attrs, CKA_DERIVE, spec->key_type == CKK_EC && slot->key_ref != PIV_KEY_SIGN);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set_bool(&pub->attrs, CKA_MODIFIABLE, false);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set_bool(&priv->attrs, CKA_MODIFIABLE, false);
-        if (rv == CKR_OK)
-            rv = tess_attrs_set_bool(&priv->attrs, CKA_ALWAYS_AUTHENTICATE, slot->key_ref == PIV_KEY_SIGN);
-        remember_pubkey(t, slot->key_ref, &material);
-    } else {
-        free(key);
-    }
+    if (rv == CKR_OK)
+        rv = adopt_key(t, slot, alg, &material, pub, priv);
     tess_attrs_free(&material);
-    return rv;
+    return gone(tok, rv);
+}
+
+static bool put_part(struct buf *b, uint8_t tag, EVP_PKEY *pk, const char *name, size_t len)
+{
+    uint8_t hdr[4], v[256];
+    BIGNUM *bn = NULL;
+    bool ok = len <= sizeof(v) && EVP_PKEY_get_bn_param(pk, name, &bn) && BN_bn2binpad(bn, v, (int)len) == (int)len &&
+              !buf_append(b, hdr, tlv_header(hdr, tag, len)) && !buf_append(b, v, len);
+    OPENSSL_cleanse(v, sizeof(v));
+    BN_clear_free(bn);
+    return ok;
+}
+
+/* The key's parts as the import command wants them, and the card's name
+ * for its algorithm (0: not one a PIV card keeps). */
+static uint8_t import_parts(EVP_PKEY *pk, struct buf *parts)
+{
+    if (EVP_PKEY_is_a(pk, "RSA")) {
+        if (EVP_PKEY_get_bits(pk) != 2048)
+            return 0;
+        bool ok = put_part(parts, 0x01, pk, OSSL_PKEY_PARAM_RSA_FACTOR1, 128) &&
+                  put_part(parts, 0x02, pk, OSSL_PKEY_PARAM_RSA_FACTOR2, 128) &&
+                  put_part(parts, 0x03, pk, OSSL_PKEY_PARAM_RSA_EXPONENT1, 128) &&
+                  put_part(parts, 0x04, pk, OSSL_PKEY_PARAM_RSA_EXPONENT2, 128) &&
+                  put_part(parts, 0x05, pk, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, 128);
+        return ok ? PIV_ALG_RSA2048 : 0;
+    }
+    char group[64];
+    if (!EVP_PKEY_is_a(pk, "EC") ||
+        !EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL))
+        return 0;
+    int nid = OBJ_sn2nid(group);
+    if (nid == NID_X9_62_prime256v1)
+        return put_part(parts, 0x06, pk, OSSL_PKEY_PARAM_PRIV_KEY, 32) ? PIV_ALG_ECC256 : 0;
+    if (nid == NID_secp384r1)
+        return put_part(parts, 0x06, pk, OSSL_PKEY_PARAM_PRIV_KEY, 48) ? PIV_ALG_ECC384 : 0;
+    return 0;
+}
+
+static CK_RV drv_import_key(struct tess_token *tok, EVP_PKEY *pk, struct tess_object *priv, bool token)
+{
+    struct piv_token *t = tok->drv;
+    const struct piv_slot_info *slot = slot_named(NULL, priv, "C_CreateObject of a private key");
+    struct buf parts = { 0 };
+    struct tess_attrs material = { 0 };
+    uint8_t alg;
+    CK_RV rv;
+
+    if (!slot)
+        return CKR_TEMPLATE_INCOMPLETE;
+    if (!token)
+        return CKR_TEMPLATE_INCONSISTENT;
+    alg = import_parts(pk, &parts);
+    if (!alg) {
+        TESS_ERR("piv: a PIV card keeps RSA 2048 and EC P-256/P-384 keys only");
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+        goto out;
+    }
+    rv = tess_pkey_public_attrs(pk, &material);
+    if (rv != CKR_OK)
+        goto out;
+    rv = admin_begin(t);
+    if (rv != CKR_OK)
+        goto out;
+    rv = piv_import_key(&t->ch, slot->key_ref, alg, parts.p, parts.len);
+    if (rv == CKR_OK)
+        clear_old_cert(t, slot);
+    channel_end(&t->ch);
+    if (rv == CKR_OK)
+        rv = adopt_key(t, slot, alg, &material, NULL, priv);
+out:
+    buf_free(&parts);
+    tess_attrs_free(&material);
+    return gone(tok, rv);
 }
 
 static CK_RV drv_store_object(struct tess_token *tok, struct tess_object *obj)
@@ -809,7 +946,9 @@ const struct tess_driver tess_piv_driver = {
     .init_pin = drv_init_pin,
     .set_pin = drv_set_pin,
     .generate_key_pair = drv_generate_key_pair,
+    .import_key = drv_import_key,
     .rsa_raw = drv_rsa_raw,
     .ecdsa_sign = drv_ecdsa,
     .ecdh = drv_ecdh,
+    .admin_info = drv_admin_info,
 };

@@ -12,6 +12,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
+#include "../../src/keyimport.h"
 #include "../../src/log.h"
 #include "../../src/mech.h"
 #include "../../src/util.h"
@@ -45,48 +46,20 @@ static uint64_t uid_of(uint8_t key_ref, int kind)
     return ((uint64_t)key_ref << 2) | (uint64_t)kind;
 }
 
+/* A certificate's public key; the card makes P-256 and P-384 keys only. */
 static CK_RV pub_from_pkey(EVP_PKEY *pk, struct tess_attrs *out)
 {
-    CK_RV rv = CKR_DEVICE_ERROR;
-    if (EVP_PKEY_is_a(pk, "RSA")) {
-        BIGNUM *n = NULL, *e = NULL;
-        uint8_t nb[1024], eb[16];
-        if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n) && EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) &&
-            BN_num_bytes(n) <= (int)sizeof(nb) && BN_num_bytes(e) <= (int)sizeof(eb)) {
-            int nl = BN_bn2bin(n, nb), el = BN_bn2bin(e, eb);
-            rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_RSA);
-            if (rv == CKR_OK)
-                rv = tess_attrs_set(out, CKA_MODULUS, nb, (CK_ULONG)nl);
-            if (rv == CKR_OK)
-                rv = tess_attrs_set(out, CKA_PUBLIC_EXPONENT, eb, (CK_ULONG)el);
-            if (rv == CKR_OK)
-                rv = tess_attrs_set_ulong(out, CKA_MODULUS_BITS, (CK_ULONG)BN_num_bits(n));
-        }
-        BN_free(n);
-        BN_free(e);
-        return rv;
+    const CK_ATTRIBUTE *params;
+    int nid;
+    if (tess_pkey_public_attrs(pk, out) != CKR_OK)
+        return CKR_DEVICE_ERROR;
+    params = tess_attrs_get(out, CKA_EC_PARAMS);
+    nid = params ? tess_ec_params_nid(params->pValue, params->ulValueLen) : NID_undef;
+    if (params && nid != NID_X9_62_prime256v1 && nid != NID_secp384r1) {
+        TESS_WARN("piv: a certificate on the card has a curve Tessera does not use (%s)", OBJ_nid2sn(nid));
+        return CKR_CURVE_NOT_SUPPORTED;
     }
-    if (EVP_PKEY_is_a(pk, "EC")) {
-        char group[64];
-        uint8_t pt[133];
-        size_t ptlen = 0;
-        if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) ||
-            !EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen))
-            return CKR_DEVICE_ERROR;
-        int nid = OBJ_sn2nid(group);
-        if (nid != NID_X9_62_prime256v1 && nid != NID_secp384r1) {
-            TESS_WARN("piv: a certificate on the card has a curve Tessera does not use (%s)", group);
-            return CKR_CURVE_NOT_SUPPORTED;
-        }
-        rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
-        if (rv == CKR_OK)
-            rv = nid == NID_secp384r1 ? tess_attrs_set(out, CKA_EC_PARAMS, piv_p384_oid, sizeof(piv_p384_oid))
-                                      : tess_attrs_set(out, CKA_EC_PARAMS, piv_p256_oid, sizeof(piv_p256_oid));
-        if (rv == CKR_OK)
-            rv = piv_ec_point_attr(out, pt, ptlen);
-        return rv;
-    }
-    return CKR_DEVICE_ERROR;
+    return CKR_OK;
 }
 
 static CK_RV add(struct tess_token *tok, struct tess_object *o)

@@ -167,6 +167,8 @@ struct tpm2_key {
 };
 
 CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec, struct tpm2_key **out);
+/* A key from outside into this TPM (it cannot leave again). */
+CK_RV tpm2_key_import(struct tpm2_vsc *v, EVP_PKEY *pk, struct tpm2_key **out);
 CK_RV tpm2_key_encode(const struct tpm2_key *k, uint8_t **out, size_t *outlen);
 CK_RV tpm2_key_decode(const uint8_t *in, size_t len, struct tpm2_key **out);
 void tpm2_key_free(struct tpm2_key *k);

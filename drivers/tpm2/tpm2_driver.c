@@ -456,6 +456,27 @@ static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_key
     return rv;
 }
 
+static CK_RV drv_import_key(struct tess_token *tok, EVP_PKEY *key, struct tess_object *priv, bool token)
+{
+    struct tpm2_token *t = tok->drv;
+    struct tpm2_key *k = NULL;
+    struct tess_store *store = NULL;
+    CK_RV rv;
+
+    if (!t->vsc || !t->vsc->secret)
+        return CKR_USER_NOT_LOGGED_IN;
+    rv = tpm2_key_import(t->vsc, key, &k);
+    if (rv != CKR_OK)
+        return rv;
+    priv->drv = k;   /* owned by priv from here on */
+    if (!token)
+        return CKR_OK;
+    rv = tpm2_store(&store, false);
+    if (rv == CKR_OK)
+        rv = insert_object(store, t->vsc, priv);
+    return rv;
+}
+
 static CK_RV drv_rsa_sign(struct tess_token *tok, struct tess_object *key, CK_MECHANISM_TYPE hash,
                           const uint8_t *digest, size_t dlen, uint8_t *sig, size_t *siglen)
 {
@@ -594,6 +615,7 @@ const struct tess_driver tess_tpm2_driver = {
     .init_pin = drv_init_pin,
     .set_pin = drv_set_pin,
     .generate_key_pair = drv_generate_key_pair,
+    .import_key = drv_import_key,
     .rsa_sign_pkcs1 = drv_rsa_sign,
     .rsa_raw = drv_rsa_raw,
     .ecdsa_sign = drv_ecdsa,

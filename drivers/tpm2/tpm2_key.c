@@ -1,14 +1,17 @@
-/* Keys inside the TPM: generation, loading (kept loaded between operations),
+/* Keys inside the TPM: generation, import, loading (kept loaded between operations),
  * and the raw private operations the core asks for. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/obj_mac.h>
+#include <openssl/objects.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <tss2/tss2_mu.h>
 
 #include "../../src/log.h"
@@ -46,6 +49,52 @@ static TPMI_ECC_CURVE curve_of(int nid)
     }
 }
 
+/* The public template both made and imported keys share. Sign and decrypt
+ * with a NULL scheme: the core chooses the padding per operation (PKCS#1,
+ * PSS, OAEP with any label, raw), as PKCS#11 expects. noDA: the authValue is
+ * a 256-bit derived secret, not a PIN; the PIN's dictionary-attack
+ * protection sits on the seal that yields it. */
+static CK_RV key_template(CK_KEY_TYPE type, CK_ULONG modulus_bits, int curve_nid, TPMT_PUBLIC *pa)
+{
+    pa->nameAlg = TPM2_ALG_SHA256;
+    pa->objectAttributes = TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT;
+    if (type == CKK_RSA) {
+        if (modulus_bits != 2048 && modulus_bits != 3072)
+            return CKR_KEY_SIZE_RANGE;
+        pa->type = TPM2_ALG_RSA;
+        pa->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
+        pa->parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
+        pa->parameters.rsaDetail.keyBits = (TPMI_RSA_KEY_BITS)modulus_bits;
+        pa->parameters.rsaDetail.exponent = 0;
+        return CKR_OK;
+    }
+    if (type == CKK_EC) {
+        TPMI_ECC_CURVE curve = curve_of(curve_nid);
+        if (curve == TPM2_ECC_NONE)
+            return CKR_CURVE_NOT_SUPPORTED;
+        pa->type = TPM2_ALG_ECC;
+        pa->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+        pa->parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
+        pa->parameters.eccDetail.curveID = curve;
+        pa->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+        return CKR_OK;
+    }
+    return CKR_MECHANISM_INVALID;
+}
+
+static struct tpm2_key *key_new(void)
+{
+    struct tpm2_key *k = calloc(1, sizeof(*k));
+    if (!k)
+        return NULL;
+    k->handle = ESYS_TR_NONE;
+    if (RAND_bytes(k->uuid, TPM2_UUID_LEN) != 1) {
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
 CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec, struct tpm2_key **out)
 {
     ESYS_CONTEXT *esys;
@@ -61,44 +110,15 @@ CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec,
     CK_RV rv;
     TSS2_RC rc;
 
-    TPMT_PUBLIC *pa = &tmpl.publicArea;
-    pa->nameAlg = TPM2_ALG_SHA256;
-    /* Sign and decrypt with a NULL scheme: the core chooses the padding per
-     * operation (PKCS#1, PSS, OAEP with any label, raw), as PKCS#11 expects.
-     * noDA: the authValue is a 256-bit derived secret, not a PIN; the PIN's
-     * dictionary-attack protection sits on the seal that yields it. */
-    pa->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                           TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT |
-                           TPMA_OBJECT_DECRYPT;
-    if (spec->key_type == CKK_RSA) {
-        if (spec->modulus_bits != 2048 && spec->modulus_bits != 3072)
-            return CKR_KEY_SIZE_RANGE;
-        pa->type = TPM2_ALG_RSA;
-        pa->parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
-        pa->parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
-        pa->parameters.rsaDetail.keyBits = (TPMI_RSA_KEY_BITS)spec->modulus_bits;
-        pa->parameters.rsaDetail.exponent = 0;
-    } else if (spec->key_type == CKK_EC) {
-        TPMI_ECC_CURVE curve = curve_of(spec->curve_nid);
-        if (curve == TPM2_ECC_NONE)
-            return CKR_CURVE_NOT_SUPPORTED;
-        pa->type = TPM2_ALG_ECC;
-        pa->parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
-        pa->parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
-        pa->parameters.eccDetail.curveID = curve;
-        pa->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-    } else {
-        return CKR_MECHANISM_INVALID;
-    }
-
-    k = calloc(1, sizeof(*k));
+    rv = key_template(spec->key_type, spec->modulus_bits, spec->curve_nid, &tmpl.publicArea);
+    if (rv != CKR_OK)
+        return rv;
+    /* Made here, never outside: this TPM only. */
+    tmpl.publicArea.objectAttributes |=
+        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+    k = key_new();
     if (!k)
         return CKR_HOST_MEMORY;
-    k->handle = ESYS_TR_NONE;
-    if (RAND_bytes(k->uuid, TPM2_UUID_LEN) != 1) {
-        rv = CKR_FUNCTION_FAILED;
-        goto out;
-    }
     rv = key_auth(v->secret, k, &sens.sensitive.userAuth);
     if (rv == CKR_OK)
         rv = tpm2_conn_get(&esys);
@@ -129,6 +149,177 @@ CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec,
 out:
     tess_wipe(&sens, sizeof(sens));
     Esys_Free(pub);
+    Esys_Free(priv);
+    free(k);
+    return rv;
+}
+
+static bool bn_param(EVP_PKEY *pk, const char *name, uint8_t *out, size_t len)
+{
+    BIGNUM *bn = NULL;
+    bool ok = EVP_PKEY_get_bn_param(pk, name, &bn) && BN_bn2binpad(bn, out, (int)len) == (int)len;
+    BN_clear_free(bn);
+    return ok;
+}
+
+/* The TPM's two halves of an outside key: public area and sensitive area. */
+static CK_RV import_areas(EVP_PKEY *pk, TPMT_PUBLIC *pa, TPMT_SENSITIVE *sa)
+{
+    CK_RV rv;
+    if (EVP_PKEY_is_a(pk, "RSA")) {
+        BIGNUM *e = NULL;
+        size_t nlen = (size_t)EVP_PKEY_get_bits(pk) / 8;
+        rv = key_template(CKK_RSA, (CK_ULONG)EVP_PKEY_get_bits(pk), 0, pa);
+        if (rv != CKR_OK)
+            return rv;
+        if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) || BN_num_bits(e) > 32) {
+            BN_free(e);
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+        uint32_t ev = (uint32_t)BN_get_word(e);
+        BN_free(e);
+        pa->parameters.rsaDetail.exponent = ev == 65537 ? 0 : ev;
+        pa->unique.rsa.size = (UINT16)nlen;
+        sa->sensitiveType = TPM2_ALG_RSA;
+        sa->sensitive.rsa.size = (UINT16)(nlen / 2);   /* one prime: the TPM finds the rest */
+        if (!bn_param(pk, OSSL_PKEY_PARAM_RSA_N, pa->unique.rsa.buffer, nlen) ||
+            !bn_param(pk, OSSL_PKEY_PARAM_RSA_FACTOR1, sa->sensitive.rsa.buffer, nlen / 2))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        return CKR_OK;
+    }
+    if (EVP_PKEY_is_a(pk, "EC")) {
+        char group[64];
+        int nid;
+        size_t flen;
+        if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        nid = OBJ_sn2nid(group);
+        rv = key_template(CKK_EC, 0, nid, pa);
+        if (rv != CKR_OK)
+            return rv;
+        flen = nid == NID_secp384r1 ? 48 : 32;
+        pa->unique.ecc.x.size = pa->unique.ecc.y.size = (UINT16)flen;
+        sa->sensitiveType = TPM2_ALG_ECC;
+        sa->sensitive.ecc.size = (UINT16)flen;
+        if (!bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, pa->unique.ecc.x.buffer, flen) ||
+            !bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, pa->unique.ecc.y.buffer, flen) ||
+            !bn_param(pk, OSSL_PKEY_PARAM_PRIV_KEY, sa->sensitive.ecc.buffer, flen))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        return CKR_OK;
+    }
+    return CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
+/* TPM 2.0 Part 1, 23.3.2.3, the inner duplication wrapper:
+ * dup = AES-CFB(key, IV 0, TPM2B_DIGEST(H(sens | name)) | sens), where sens
+ * is the marshalled TPM2B_SENSITIVE and name = nameAlg | H(public area). */
+static CK_RV inner_wrap(const TPM2B_PUBLIC *pub, const TPM2B_SENSITIVE *sens, TPM2B_DATA *key, TPM2B_PRIVATE *dup)
+{
+    uint8_t pub_bytes[sizeof(TPMT_PUBLIC)], name[2 + SHA256_DIGEST_LENGTH];
+    uint8_t plain[2 + SHA256_DIGEST_LENGTH + sizeof(TPM2B_SENSITIVE)];
+    size_t pub_len = 0, sens_len = 0;
+    unsigned int dlen = 0;
+    EVP_CIPHER_CTX *c = NULL;
+    EVP_MD_CTX *md = NULL;
+    int n1 = 0, n2 = 0;
+    CK_RV rv = CKR_FUNCTION_FAILED;
+
+    if (Tss2_MU_TPMT_PUBLIC_Marshal(&pub->publicArea, pub_bytes, sizeof(pub_bytes), &pub_len) ||
+        Tss2_MU_TPM2B_SENSITIVE_Marshal(sens, plain + 2 + SHA256_DIGEST_LENGTH, sizeof(TPM2B_SENSITIVE), &sens_len))
+        goto out;
+    name[0] = TPM2_ALG_SHA256 >> 8;
+    name[1] = TPM2_ALG_SHA256 & 0xff;
+    if (!EVP_Digest(pub_bytes, pub_len, name + 2, NULL, EVP_sha256(), NULL))
+        goto out;
+    plain[0] = 0;
+    plain[1] = SHA256_DIGEST_LENGTH;
+    md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(md, plain + 2 + SHA256_DIGEST_LENGTH, sens_len) ||
+        !EVP_DigestUpdate(md, name, sizeof(name)) || !EVP_DigestFinal_ex(md, plain + 2, &dlen))
+        goto out;
+    key->size = 16;
+    if (RAND_bytes(key->buffer, key->size) != 1)
+        goto out;
+    static const uint8_t iv[16];
+    size_t total = 2 + SHA256_DIGEST_LENGTH + sens_len;
+    c = EVP_CIPHER_CTX_new();
+    if (!c || total > sizeof(dup->buffer) || !EVP_EncryptInit_ex(c, EVP_aes_128_cfb128(), NULL, key->buffer, iv) ||
+        !EVP_EncryptUpdate(c, dup->buffer, &n1, plain, (int)total) || !EVP_EncryptFinal_ex(c, dup->buffer + n1, &n2))
+        goto out;
+    dup->size = (UINT16)(n1 + n2);
+    rv = CKR_OK;
+out:
+    OPENSSL_cleanse(plain, sizeof(plain));
+    EVP_CIPHER_CTX_free(c);
+    EVP_MD_CTX_free(md);
+    return rv;
+}
+
+/* A key from outside (C_CreateObject, a PKCS#12). The TPM takes one only as
+ * a duplicate (TPM2_Import), which must have fixedTPM and fixedParent clear;
+ * but duplicating it again needs the DUP role, which always needs a policy,
+ * and an empty authPolicy is one no session can meet: the key cannot leave
+ * this TPM. The private part travels under the inner wrapper, whose key is
+ * the command's first parameter and so encrypted by the salted session: an
+ * eavesdropper on the TPM bus sees neither. */
+CK_RV tpm2_key_import(struct tpm2_vsc *v, EVP_PKEY *pk, struct tpm2_key **out)
+{
+    ESYS_CONTEXT *esys;
+    ESYS_TR primary, enc;
+    TPM2B_PUBLIC pub = { 0 };
+    TPM2B_SENSITIVE sens = { 0 };
+    TPM2B_DATA wrap_key = { 0 };
+    TPM2B_PRIVATE dup = { 0 };
+    TPM2B_ENCRYPTED_SECRET no_seed = { 0 };
+    TPMT_SYM_DEF_OBJECT sym = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB };
+    TPM2B_PRIVATE *priv = NULL;
+    struct tpm2_key *k = key_new();
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+    CK_RV rv;
+
+    if (!k)
+        return CKR_HOST_MEMORY;
+    rv = import_areas(pk, &pub.publicArea, &sens.sensitiveArea);
+    if (rv == CKR_KEY_SIZE_RANGE || rv == CKR_CURVE_NOT_SUPPORTED) {
+        TESS_ERR("tpm: a virtual card keeps RSA 2048/3072 and EC P-256/P-384 keys only");
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    if (rv == CKR_OK)
+        rv = key_auth(v->secret, k, &sens.sensitiveArea.authValue);
+    sens.sensitiveArea.seedValue.size = SHA256_DIGEST_LENGTH;   /* obfuscation value */
+    if (rv == CKR_OK && RAND_bytes(sens.sensitiveArea.seedValue.buffer, SHA256_DIGEST_LENGTH) != 1)
+        rv = CKR_FUNCTION_FAILED;
+    if (rv == CKR_OK)
+        rv = inner_wrap(&pub, &sens, &wrap_key, &dup);
+    if (rv == CKR_OK)
+        rv = tpm2_conn_get(&esys);
+    if (rv == CKR_OK)
+        rv = tpm2_primary(esys, &primary);
+    if (rv != CKR_OK)
+        goto out;
+    for (int attempt = 0; attempt < TPM2_SESSION_ATTEMPTS; attempt++) {
+        rv = tpm2_param_session(esys, primary, ESYS_TR_NONE, TPMA_SESSION_DECRYPT, &enc);
+        if (rv != CKR_OK)
+            goto out;
+        rc = Esys_Import(esys, primary, enc != ESYS_TR_NONE ? enc : ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                         &wrap_key, &pub, &dup, &no_seed, &sym, &priv);
+        tpm2_session_end(esys, enc);
+        if (!tpm2_session_mismatch(enc, rc))
+            break;
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        rv = tpm2_rv(rc, "import key");
+        goto out;
+    }
+    k->pub = pub;
+    k->priv = *priv;
+    *out = k;
+    k = NULL;
+out:
+    tess_wipe(&sens, sizeof(sens));
+    tess_wipe(&wrap_key, sizeof(wrap_key));
+    tess_wipe(&dup, sizeof(dup));
     Esys_Free(priv);
     free(k);
     return rv;

@@ -119,18 +119,6 @@ int tool_key_source_key(const struct tool_key_source *ks, const char *serial, ui
     return rc;
 }
 
-static int report(CK_RV rv, const char *what)
-{
-    const char *why = tool_rv_text(rv);
-    if (rv == CKR_OK)
-        return EX_OK;
-    if (why)
-        fprintf(stderr, "tessera: %s: %s\n", what, why);
-    else
-        fprintf(stderr, "tessera: %s: error 0x%lx (see TESSERA_LOG=debug)\n", what, (unsigned long)rv);
-    return tool_exit_for(rv);
-}
-
 /* A code read out over the phone (or the hex Windows tools show) into
  * exactly len bytes; a typo is caught before anything reaches the card. */
 static int read_code(const char *text, const char *what, uint8_t *out, size_t len)
@@ -149,34 +137,6 @@ static int read_code(const char *text, const char *what, uint8_t *out, size_t le
                 what, len, 2 * len);
         return EX_USAGE;
     }
-}
-
-struct card_args {
-    long slot;
-    const char *serial;
-};
-
-#define CARD_OPTIONS { "slot", required_argument, 0, 'n' }, { "serial", required_argument, 0, 's' }
-
-static int card_opt(struct card_args *ca, int c, const char *arg)
-{
-    if (c == 'n') {
-        char *end;
-        ca->slot = strtol(arg, &end, 10);
-        return *end || ca->slot < 0 ? 1 : 0;
-    }
-    if (c == 's') {
-        ca->serial = arg;
-        return 0;
-    }
-    return -1;
-}
-
-/* Initialise the module and find the card the arguments name. */
-static int open_card(struct tool_p11 *p, const struct card_args *ca, CK_SLOT_ID *slot, CK_TESSERA_CARD_INFO *info)
-{
-    int rc = tool_p11_open(p);
-    return rc == EX_OK ? tool_p11_find(p, ca->slot, ca->serial, slot, info) : rc;
 }
 
 int cmd_admin_key_derive(int argc, char **argv)
@@ -284,8 +244,8 @@ static const char *alg_name(const CK_TESSERA_CARD_INFO *info)
 
 int cmd_card_info(int argc, char **argv)
 {
-    static const struct option opts[] = { CARD_OPTIONS, { 0, 0, 0, 0 } };
-    struct card_args ca = { -1, NULL };
+    static const struct option opts[] = { TOOL_CARD_OPTIONS, { 0, 0, 0, 0 } };
+    struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
     struct tool_p11 p;
     CK_TESSERA_CARD_INFO info;
     CK_SLOT_ID slot;
@@ -294,12 +254,12 @@ int cmd_card_info(int argc, char **argv)
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (card_opt(&ca, c, optarg)) {
+        if (tool_card_opt(&ca, c, optarg)) {
             tool_usage(stderr);
             return EX_USAGE;
         }
     }
-    rc = open_card(&p, &ca, &slot, &info);
+    rc = tool_open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     tool_card_serial(&info, serial, sizeof(serial));
@@ -349,8 +309,8 @@ out:
 
 int cmd_unblock_challenge(int argc, char **argv)
 {
-    static const struct option opts[] = { CARD_OPTIONS, { "new", no_argument, 0, 'N' }, { 0, 0, 0, 0 } };
-    struct card_args ca = { -1, NULL };
+    static const struct option opts[] = { TOOL_CARD_OPTIONS, { "new", no_argument, 0, 'N' }, { 0, 0, 0, 0 } };
+    struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
     struct tool_p11 p;
     CK_TESSERA_CARD_INFO info;
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
@@ -365,18 +325,18 @@ int cmd_unblock_challenge(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'N')
             flags |= CKF_TESSERA_NEW_CHALLENGE;
-        else if (card_opt(&ca, c, optarg)) {
+        else if (tool_card_opt(&ca, c, optarg)) {
             tool_usage(stderr);
             return EX_USAGE;
         }
     }
-    rc = open_card(&p, &ca, &slot, &info);
+    rc = tool_open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     CK_RV rv = p.f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h);
     if (rv == CKR_OK)
         rv = p.t->T_GetChallenge(h, flags, chal, &len);
-    rc = report(rv, "no challenge");
+    rc = tool_report(rv, "no challenge");
     if (rc != EX_OK)
         goto out;
     tool_card_serial(&info, serial, sizeof(serial));
@@ -400,10 +360,10 @@ out:
 int cmd_unblock_complete(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CARD_OPTIONS, { "response", required_argument, 0, 'r' }, { "pin-file", required_argument, 0, 'P' },
+        TOOL_CARD_OPTIONS, { "response", required_argument, 0, 'r' }, { "pin-file", required_argument, 0, 'P' },
         { 0, 0, 0, 0 },
     };
-    struct card_args ca = { -1, NULL };
+    struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
     struct tool_p11 p;
     CK_TESSERA_CARD_INFO info;
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
@@ -419,7 +379,7 @@ int cmd_unblock_complete(int argc, char **argv)
             response = optarg;
         else if (c == 'P')
             pin_file = optarg;
-        else if (card_opt(&ca, c, optarg)) {
+        else if (tool_card_opt(&ca, c, optarg)) {
             tool_usage(stderr);
             return EX_USAGE;
         }
@@ -428,11 +388,11 @@ int cmd_unblock_complete(int argc, char **argv)
         fprintf(stderr, "tessera: unblock complete needs --response (the helpdesk's answer)\n");
         return EX_USAGE;
     }
-    rc = open_card(&p, &ca, &slot, &info);
+    rc = tool_open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     if (!(info.flags & CKF_TESSERA_ADMIN_KEY_SET) || !info.challengeLen) {
-        rc = report(CKR_TESSERA_NO_ADMIN_KEY, "cannot unblock");
+        rc = tool_report(CKR_TESSERA_NO_ADMIN_KEY, "cannot unblock");
         goto out;
     }
     rc = read_code(response, "response", resp, info.challengeLen);
@@ -456,7 +416,7 @@ int cmd_unblock_complete(int argc, char **argv)
     CK_RV rv = p.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
     if (rv == CKR_OK)
         rv = p.t->T_UnblockPIN(h, resp, info.challengeLen, (CK_UTF8CHAR_PTR)pin, strlen(pin));
-    rc = report(rv, "not unblocked");
+    rc = tool_report(rv, "not unblocked");
     if (rc == EX_OK) {
         if (tool_json)
             puts("{\"unblocked\":true}");
@@ -476,9 +436,9 @@ out:
 int cmd_admin_key_set(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CARD_OPTIONS, KEY_SOURCE_OPTIONS, { "so-pin-file", required_argument, 0, 'S' }, { 0, 0, 0, 0 },
+        TOOL_CARD_OPTIONS, KEY_SOURCE_OPTIONS, { "so-pin-file", required_argument, 0, 'S' }, { 0, 0, 0, 0 },
     };
-    struct card_args ca = { -1, NULL };
+    struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
     struct tool_key_source ks = TOOL_KEY_SOURCE_INIT;
     struct tool_p11 p;
     CK_TESSERA_CARD_INFO info;
@@ -491,7 +451,7 @@ int cmd_admin_key_set(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'S')
             so_file = optarg;
-        else if (card_opt(&ca, c, optarg) > 0 || (c != 'n' && c != 's' && key_source_opt(&ks, c, optarg))) {
+        else if (tool_card_opt(&ca, c, optarg) > 0 || (c != 'n' && c != 's' && key_source_opt(&ks, c, optarg))) {
             tool_usage(stderr);
             return EX_USAGE;
         }
@@ -500,7 +460,7 @@ int cmd_admin_key_set(int argc, char **argv)
         fprintf(stderr, "tessera: admin-key set needs --admin-key HEX|default or --master-file F\n");
         return EX_USAGE;
     }
-    rc = open_card(&p, &ca, &slot, &info);
+    rc = tool_open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     if (tool_read_secret(so_file, "SO PIN (administrator)", so_pin, sizeof(so_pin))) {
@@ -523,12 +483,12 @@ out:
 int cmd_admin_key_rotate(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CARD_OPTIONS, KEY_SOURCE_OPTIONS,
+        TOOL_CARD_OPTIONS, KEY_SOURCE_OPTIONS,
         { "old-admin-key", required_argument, 0, 'K' }, { "old-master-file", required_argument, 0, 'M' },
         { "old-master-uri", required_argument, 0, 'V' },
         { "old-prf", required_argument, 0, 'R' }, { "old-alg", required_argument, 0, 'A' }, { 0, 0, 0, 0 },
     };
-    struct card_args ca = { -1, NULL };
+    struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
     struct tool_key_source ks = TOOL_KEY_SOURCE_INIT, old = TOOL_KEY_SOURCE_INIT;
     struct tool_p11 p;
     CK_TESSERA_CARD_INFO info;
@@ -551,7 +511,7 @@ int cmd_admin_key_rotate(int argc, char **argv)
             break;
         case 'R': bad = key_source_opt(&old, 'p', optarg); break;
         case 'A': bad = key_source_opt(&old, 'a', optarg); break;
-        case 'n': case 's': bad = card_opt(&ca, c, optarg); break;
+        case 'n': case 's': bad = tool_card_opt(&ca, c, optarg); break;
         default: bad = key_source_opt(&ks, c, optarg); break;
         }
         if (bad) {
@@ -568,12 +528,12 @@ int cmd_admin_key_rotate(int argc, char **argv)
                         "or --master-uri)\n");
         return EX_USAGE;
     }
-    rc = open_card(&p, &ca, &slot, &info);
+    rc = tool_open_card(&p, &ca, &slot, &info);
     if (rc != EX_OK)
         goto out;
     tool_card_serial(&info, serial, sizeof(serial));
     if (!(info.flags & CKF_TESSERA_ADMIN_KEY_SET)) {
-        rc = report(CKR_TESSERA_NO_ADMIN_KEY, "cannot rotate");
+        rc = tool_report(CKR_TESSERA_NO_ADMIN_KEY, "cannot rotate");
         goto out;
     }
     rc = tool_key_source_key(&old, serial, okey, &olen);
@@ -598,7 +558,7 @@ int cmd_admin_key_rotate(int argc, char **argv)
         rv = CKR_FUNCTION_FAILED;
     if (rv == CKR_OK)
         rv = p.t->T_SetAdminKey(h, resp, clen, ks.alg == TESS_KEY_3DES ? CKK_DES3 : CKK_AES, nkey, nlen);
-    rc = report(rv, "admin key not changed");
+    rc = tool_report(rv, "admin key not changed");
     if (rc == EX_OK && !tool_json)
         printf("admin key of card %s rotated\n", serial);
 out:

@@ -5,9 +5,11 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../drivers/tpm2/tpm2.h"
+#include "../attrs.h"
 #include "../util.h"
 #include "tool.h"
 
@@ -40,6 +42,18 @@ const char *tool_rv_text(CK_RV rv)
         return "the card has no challenges left: its SO must set the admin key again";
     default: return NULL;
     }
+}
+
+int tool_report(CK_RV rv, const char *what)
+{
+    const char *why = tool_rv_text(rv);
+    if (rv == CKR_OK)
+        return EX_OK;
+    if (why)
+        fprintf(stderr, "tessera: %s: %s\n", what, why);
+    else
+        fprintf(stderr, "tessera: %s: error 0x%lx (see TESSERA_LOG=debug)\n", what, (unsigned long)rv);
+    return tool_exit_for(rv);
 }
 
 int tool_p11_open(struct tool_p11 *p)
@@ -115,6 +129,88 @@ int tool_p11_find(struct tool_p11 *p, long slot, const char *serial, CK_SLOT_ID 
     else
         fprintf(stderr, "tessera: no manageable card in slot %ld\n", slot);
     return EX_NOTFOUND;
+}
+
+int tool_card_opt(struct tool_card_args *ca, int c, const char *arg)
+{
+    if (c == 'n') {
+        char *end;
+        ca->slot = strtol(arg, &end, 10);
+        return *end || ca->slot < 0 ? 1 : 0;
+    }
+    if (c == 's') {
+        ca->serial = arg;
+        return 0;
+    }
+    return -1;
+}
+
+int tool_open_card(struct tool_p11 *p, const struct tool_card_args *ca, CK_SLOT_ID *slot, CK_TESSERA_CARD_INFO *info)
+{
+    int rc = tool_p11_open(p);
+    return rc == EX_OK ? tool_p11_find(p, ca->slot, ca->serial, slot, info) : rc;
+}
+
+int tool_usage_error(const char *msg)
+{
+    fprintf(stderr, "tessera: %s\n", msg);
+    return EX_USAGE;
+}
+
+int tool_card_login(struct tool_card_session *cs, const struct tool_card_args *ca, const char *pin_file)
+{
+    CK_RV rv;
+    int rc = tool_open_card(&cs->p, ca, &cs->slot, &cs->info);
+    if (rc != EX_OK)
+        return rc;
+    rv = cs->p.f->C_OpenSession(cs->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &cs->h);
+    if (rv != CKR_OK)
+        return tool_report(rv, "no session with the card");
+    if (tool_read_secret(pin_file, "User PIN", cs->pin, sizeof(cs->pin)))
+        return EX_USAGE;
+    rv = cs->p.f->C_Login(cs->h, CKU_USER, (CK_UTF8CHAR_PTR)cs->pin, (CK_ULONG)strlen(cs->pin));
+    return rv == CKR_OK ? EX_OK : tool_report(rv, "login refused");
+}
+
+void tool_card_logout(struct tool_card_session *cs)
+{
+    tess_wipe(cs->pin, sizeof(cs->pin));
+    tool_p11_close(&cs->p);
+}
+
+/* One attribute of an object, appended to a (absent ones are skipped). */
+void tool_fetch_attr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+                       struct tess_attrs *a)
+{
+    CK_ATTRIBUTE q = { type, NULL, 0 };
+    if (p->f->C_GetAttributeValue(h, o, &q, 1) != CKR_OK || q.ulValueLen == CK_UNAVAILABLE_INFORMATION)
+        return;
+    q.pValue = malloc(q.ulValueLen ? q.ulValueLen : 1);
+    if (q.pValue && p->f->C_GetAttributeValue(h, o, &q, 1) == CKR_OK)
+        tess_attrs_set(a, type, q.pValue, q.ulValueLen);
+    free(q.pValue);
+}
+
+CK_ULONG tool_find_objects(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const uint8_t *id,
+                             CK_ULONG idlen, CK_OBJECT_HANDLE *out, CK_ULONG max)
+{
+    CK_ATTRIBUTE t[2] = { { CKA_CLASS, &cls, sizeof(cls) }, { CKA_ID, (void *)id, idlen } };
+    CK_ULONG n = 0;
+    if (p->f->C_FindObjectsInit(h, t, id ? 2 : 1) != CKR_OK)
+        return 0;
+    p->f->C_FindObjects(h, out, max, &n);
+    p->f->C_FindObjectsFinal(h);
+    return n;
+}
+
+void tool_print_id(const char *what, const uint8_t *id, CK_ULONG idlen)
+{
+    char hex[2 * TOOL_MAX_ID + 1];
+    tess_hex(hex, id, idlen);
+    if (tool_json)
+        printf("{\"%s\":\"%s\"}\n", what, hex);
+    else
+        printf("%s: id %s\n", what, hex);
 }
 
 int tool_set_admin_key_as_so(struct tool_p11 *p, CK_SLOT_ID slot, const char *so_pin, const struct tool_key_source *ks,

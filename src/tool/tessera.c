@@ -54,6 +54,13 @@ void tool_usage(FILE *f)
           "  admin-key rotate CARD (--old-admin-key HEX|default | --old-master-file F | --old-master-uri U)\n"
           "                   [--old-prf P] [--old-alg A] (--admin-key HEX | MASTER) [--prf P] [--alg A]\n"
           "\n"
+          "Keys and certificates (the user PIN from --pin-file F or the terminal)\n"
+          "  key generate CARD [--type rsa2048|rsa3072|p256|p384] [--id HEX] [--label L]\n"
+          "                   [--csr FILE --subject /CN=...]  a key made on the card, and a request it signed\n"
+          "  cert load CARD [--label L] CERT         next to the card's key with the same public key\n"
+          "  cert import-ca CARD CERT...\n"
+          "  key import CARD --p12 FILE [--p12-pass-file F] [--id HEX] [--label L]\n"
+          "\n"
           "  MASTER: --master-file F (hex, mode 0600), or --master-uri 'pkcs11:token=...;object=...' (a key\n"
           "          in an HSM, which computes the KDF) [--hsm-module SO] [--hsm-pin-file F]\n"
           "  P: cmac-aes256 (default), cmac-aes128, hmac-sha256   A: 3des (default), aes128, aes192, aes256\n"
@@ -522,6 +529,14 @@ int main(int argc, char **argv)
         rc = cmd_unblock_response(argc - 2, argv + 2);
     else if (!strcmp(noun, "unblock") && !strcmp(verb, "complete"))
         rc = cmd_unblock_complete(argc - 2, argv + 2);
+    else if (!strcmp(noun, "cert") && !strcmp(verb, "load"))
+        rc = cmd_cert_load(argc - 2, argv + 2);
+    else if (!strcmp(noun, "cert") && !strcmp(verb, "import-ca"))
+        rc = cmd_cert_import_ca(argc - 2, argv + 2);
+    else if (!strcmp(noun, "key") && !strcmp(verb, "import"))
+        rc = cmd_key_import(argc - 2, argv + 2);
+    else if (!strcmp(noun, "key") && !strcmp(verb, "generate"))
+        rc = cmd_key_generate(argc - 2, argv + 2);
     else if (!strcmp(noun, "card") && !strcmp(verb, "info"))
         rc = cmd_card_info(argc - 2, argv + 2);
     else {

@@ -63,14 +63,59 @@ struct tool_p11 {
 };
 int tool_p11_open(struct tool_p11 *p);
 void tool_p11_close(struct tool_p11 *p);
+/* --slot N | --serial S: which card a verb works on. */
+struct tool_card_args {
+    long slot;
+    const char *serial;
+};
+#define TOOL_CARD_ARGS_INIT { -1, NULL }
+#define TOOL_CARD_OPTIONS { "slot", required_argument, 0, 'n' }, { "serial", required_argument, 0, 's' }
+/* One of the card options into ca: 0 taken, 1 bad value, -1 another option. */
+int tool_card_opt(struct tool_card_args *ca, int c, const char *arg);
+/* Initialise the module and find the card the arguments name. */
+int tool_open_card(struct tool_p11 *p, const struct tool_card_args *ca, CK_SLOT_ID *slot, CK_TESSERA_CARD_INFO *info);
 /* The card named by slot id (slot >= 0) or serial; its info when found. */
 int tool_p11_find(struct tool_p11 *p, long slot, const char *serial, CK_SLOT_ID *out, CK_TESSERA_CARD_INFO *info);
 /* The card's serial from its info, unpadded. */
 void tool_card_serial(const CK_TESSERA_CARD_INFO *info, char *out, size_t outlen);
 const char *tool_rv_text(CK_RV rv);
+/* Say on stderr why `what` failed; the exit code for rv (EX_OK for CKR_OK). */
+int tool_report(CK_RV rv, const char *what);
 /* Log the SO in on a new R/W session on slot and set the admin key. */
 int tool_set_admin_key_as_so(struct tool_p11 *p, CK_SLOT_ID slot, const char *so_pin, const struct tool_key_source *ks,
                              const char *serial);
+
+/* Say msg (a usage line) on stderr; EX_USAGE. */
+int tool_usage_error(const char *msg);
+/* A card with its user logged in on a R/W session: the verbs that write
+ * keys and certificates. The PIN (from --pin-file or the terminal) stays in
+ * pin while the session is open, for a key that wants it again. */
+struct tool_card_session {
+    struct tool_p11 p;
+    CK_TESSERA_CARD_INFO info;
+    CK_SLOT_ID slot;
+    CK_SESSION_HANDLE h;
+    char pin[256];
+};
+int tool_card_login(struct tool_card_session *cs, const struct tool_card_args *ca, const char *pin_file);
+/* Wipe the PIN, finalize the module (safe after a failed tool_card_login). */
+void tool_card_logout(struct tool_card_session *cs);
+struct tess_attrs;
+/* Append one attribute of object o to a (skipped when the object has none). */
+void tool_fetch_attr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+                     struct tess_attrs *a);
+/* Objects of a class (and CKA_ID, when id is given); how many went to out. */
+CK_ULONG tool_find_objects(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const uint8_t *id,
+                           CK_ULONG idlen, CK_OBJECT_HANDLE *out, CK_ULONG max);
+#define TOOL_MAX_ID 64
+/* "WHAT: id HEX", or {"WHAT":"HEX"} with --json. */
+void tool_print_id(const char *what, const uint8_t *id, CK_ULONG idlen);
+
+/* certs.c, csr.c: certificates and keys onto a card. */
+int cmd_cert_load(int argc, char **argv);
+int cmd_cert_import_ca(int argc, char **argv);
+int cmd_key_import(int argc, char **argv);
+int cmd_key_generate(int argc, char **argv);
 
 /* admin.c: admin keys, unblock, card information. */
 int cmd_admin_key_derive(int argc, char **argv);

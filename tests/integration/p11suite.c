@@ -437,7 +437,8 @@ void test_objects(CK_SESSION_HANDLE s, struct keypair *kp, const char *cert_id)
     CK_OBJECT_CLASS pk = CKO_PRIVATE_KEY;
     CK_ATTRIBUTE imp[] = { { CKA_CLASS, &pk, sizeof(pk) }, { CKA_TOKEN, &yes, 1 } };
     CK_OBJECT_HANDLE h;
-    is_rv(p11->C_CreateObject(s, imp, 2, &h), CKR_TEMPLATE_INCONSISTENT, "private key import refused");
+    is_rv(p11->C_CreateObject(s, imp, 2, &h), CKR_TEMPLATE_INCOMPLETE,
+          "a private key without its parts is refused (import: test-pkcs11-import, test-key-import.sh)");
     OPENSSL_free(der);
     X509_free(x);
     EVP_PKEY_free(signer);
