@@ -34,8 +34,7 @@ static BIGNUM *attr_bn(const struct tess_attrs *a, CK_ATTRIBUTE_TYPE type)
     return bn;
 }
 
-/* dp, dq and qinv when the template leaves them out: d mod (p-1), d mod (q-1),
- * q^-1 mod p. */
+/* dp, dq and qinv: d mod (p-1), d mod (q-1), q^-1 mod p. */
 static bool crt_fill(const BIGNUM *d, const BIGNUM *p, const BIGNUM *q, BIGNUM **dp, BIGNUM **dq, BIGNUM **qinv)
 {
     BN_CTX *ctx = BN_CTX_secure_new();
@@ -64,7 +63,9 @@ static CK_RV rsa_params(const struct tess_attrs *a, OSSL_PARAM_BLD *bld, BIGNUM 
         OSSL_PKEY_PARAM_RSA_FACTOR1,   OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
         OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
     };
-    for (int i = 0; i < 8; i++)
+    /* The CRT parts are computed here, not taken: a card that uses them
+     * (PIV) must get ones that agree with the primes. */
+    for (int i = 0; i < 5; i++)
         bn[i] = attr_bn(a, types[i]);
     /* The device needs the primes (a TPM keeps one, a PIV card all five CRT
      * parts); a key given as (n, d) only cannot go to either. */

@@ -111,7 +111,7 @@ static int load_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_C
                      const char *label_opt, uint8_t *id, CK_ULONG *idlen)
 {
     CK_OBJECT_HANDLE old[16], added;
-    char label[128], key_label[128] = "";
+    char label[128] = "", key_label[128] = "";
     CK_ULONG nold;
     CK_RV rv;
 
