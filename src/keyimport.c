@@ -198,13 +198,13 @@ CK_RV tess_pkey_public_attrs(EVP_PKEY *pk, struct tess_attrs *out)
     }
     if (EVP_PKEY_is_a(pk, "EC")) {
         char group[64];
-        uint8_t pt[1 + 2 * 66], der[3 + sizeof(pt)], params[16];
+        uint8_t pt[1 + 2 * 66], params[16];
         size_t ptlen = 0;
         int nid;
         ASN1_OBJECT *oid;
         unsigned char *pp = params;
         if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) ||
-            !EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen) || ptlen > 127)
+            !EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen))
             return rv;
         nid = OBJ_sn2nid(group);
         if (nid == NID_undef)
@@ -213,15 +213,11 @@ CK_RV tess_pkey_public_attrs(EVP_PKEY *pk, struct tess_attrs *out)
         if (!oid || i2d_ASN1_OBJECT(oid, NULL) > (int)sizeof(params))
             return CKR_CURVE_NOT_SUPPORTED;
         int plen = i2d_ASN1_OBJECT(oid, &pp);
-        /* CKA_EC_POINT: the DER OCTET STRING holding the uncompressed point. */
-        der[0] = 0x04;
-        der[1] = (uint8_t)ptlen;
-        memcpy(der + 2, pt, ptlen);
         rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
         if (rv == CKR_OK)
             rv = tess_attrs_set(out, CKA_EC_PARAMS, params, (CK_ULONG)plen);
         if (rv == CKR_OK)
-            rv = tess_attrs_set(out, CKA_EC_POINT, der, (CK_ULONG)(2 + ptlen));
+            rv = tess_ec_point_attr(out, pt, ptlen);
     }
     return rv;
 }

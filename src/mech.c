@@ -275,6 +275,20 @@ CK_RV tess_ec_point_raw(const uint8_t *in, size_t len, size_t field_len, const u
     return CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
+CK_RV tess_ec_point_attr(struct tess_attrs *a, const uint8_t *point, size_t len)
+{
+    uint8_t der[3 + 1 + 2 * 66];
+    size_t hn = 0;
+    if (len > sizeof(der) - 3)
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    der[hn++] = 0x04;
+    if (len > 127)
+        der[hn++] = 0x81;
+    der[hn++] = (uint8_t)len;
+    memcpy(der + hn, point, len);
+    return tess_attrs_set(a, CKA_EC_POINT, der, (CK_ULONG)(hn + len));
+}
+
 CK_RV tess_ecdsa_rs_to_der(const uint8_t *rs, size_t len, uint8_t **der, size_t *derlen)
 {
     ECDSA_SIG *sig = NULL;

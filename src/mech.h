@@ -49,6 +49,8 @@ int tess_ec_params_nid(const uint8_t *der, size_t len);        /* NID or NID_und
 size_t tess_ec_field_len(int nid);
 /* A point given as raw 04|X|Y or as a DER OCTET STRING around it. */
 CK_RV tess_ec_point_raw(const uint8_t *in, size_t len, size_t field_len, const uint8_t **point, size_t *plen);
+/* CKA_EC_POINT from a raw 04|X|Y point: its DER OCTET STRING. */
+CK_RV tess_ec_point_attr(struct tess_attrs *a, const uint8_t *point, size_t len);
 /* r|s <-> DER ECDSA-Sig-Value */
 CK_RV tess_ecdsa_rs_to_der(const uint8_t *rs, size_t len, uint8_t **der, size_t *derlen);
 

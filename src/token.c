@@ -59,6 +59,15 @@ CK_RV tess_token_add_object(struct tess_token *tok, struct tess_object *obj)
         CK_RV rv = token_object_handle(tok, obj->uid, &obj->handle);
         if (rv != CKR_OK)
             return rv;
+        /* A device that rewrote an object in place (a PIV slot's certificate
+         * or key) reports the same uid: the new object takes the old one's
+         * handle and place, so one handle never stands for two objects.
+         * Operations hold handles, not objects: freeing the old one is safe. */
+        struct tess_object *replaced = tess_token_find_uid(tok, obj->uid);
+        if (replaced && replaced != obj) {
+            tess_token_unlink_object(tok, replaced);
+            tess_object_free(tok, replaced);
+        }
     } else if (!obj->handle) {
         obj->handle = tess_handle_next();
     }

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include "../../src/log.h"
+#include "../../src/mech.h"
 #include "../../src/util.h"
 #include "piv.h"
 
@@ -129,17 +130,6 @@ int piv_parse_guid(const uint8_t *obj, size_t len, uint8_t guid[8])
 const uint8_t piv_p256_oid[10] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
 const uint8_t piv_p384_oid[7] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
 
-CK_RV piv_ec_point_attr(struct tess_attrs *a, const uint8_t *pt, size_t len)
-{
-    uint8_t der[2 + 1 + 2 * 66 + 1];
-    size_t hn;
-    if (len > sizeof(der) - 3)
-        return CKR_DEVICE_ERROR;
-    hn = tlv_header(der, 0x04, len);
-    memcpy(der + hn, pt, len);
-    return tess_attrs_set(a, CKA_EC_POINT, der, hn + len);
-}
-
 CK_RV piv_pub_from_7f49(uint8_t alg, const uint8_t *tmpl, size_t len, struct tess_attrs *out)
 {
     struct tlv n, e, pt;
@@ -156,14 +146,14 @@ CK_RV piv_pub_from_7f49(uint8_t alg, const uint8_t *tmpl, size_t len, struct tes
             rv = tess_attrs_set_ulong(out, CKA_MODULUS_BITS, n.len * 8);
         return rv;
     }
-    if (!tlv_find(tmpl, len, 0x86, &pt))
+    if (!tlv_find(tmpl, len, 0x86, &pt) || pt.len > 1 + 2 * 66)
         return CKR_DEVICE_ERROR;
     rv = tess_attrs_set_ulong(out, CKA_KEY_TYPE, CKK_EC);
     if (rv == CKR_OK)
         rv = alg == PIV_ALG_ECC384 ? tess_attrs_set(out, CKA_EC_PARAMS, piv_p384_oid, sizeof(piv_p384_oid))
                                    : tess_attrs_set(out, CKA_EC_PARAMS, piv_p256_oid, sizeof(piv_p256_oid));
     if (rv == CKR_OK)
-        rv = piv_ec_point_attr(out, pt.value, pt.len);
+        rv = tess_ec_point_attr(out, pt.value, pt.len);
     return rv;
 }
 

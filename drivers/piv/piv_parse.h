@@ -27,9 +27,8 @@ int piv_parse_guid(const uint8_t *obj, size_t len, uint8_t guid[8]);
  * capabilities, compact-TLV tag 7, third byte bit 0x40)? */
 bool piv_parse_atr_ext_len(const uint8_t *atr, size_t len);
 
-/* Named-curve OIDs (CKA_EC_PARAMS) and the DER form of CKA_EC_POINT. */
+/* Named-curve OIDs (CKA_EC_PARAMS). */
 extern const uint8_t piv_p256_oid[10], piv_p384_oid[7];
-CK_RV piv_ec_point_attr(struct tess_attrs *a, const uint8_t *pt, size_t len);
 
 /* 7F49 public key template (81/82 RSA, 86 EC point) to PKCS#11 attributes. */
 CK_RV piv_pub_from_7f49(uint8_t alg, const uint8_t *tmpl, size_t len, struct tess_attrs *out);

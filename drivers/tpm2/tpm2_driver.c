@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../src/log.h"
+#include "../../src/mech.h"
 #include "../../src/util.h"
 #include "tpm2.h"
 
@@ -410,15 +411,14 @@ static CK_RV set_public_material(const struct tpm2_key *k, struct tess_object *p
             rv = tess_attrs_set_ulong(&pub->attrs, CKA_MODULUS_BITS, (CK_ULONG)pa->unique.rsa.size * 8);
         return rv;
     }
-    /* CKA_EC_POINT: DER OCTET STRING holding the uncompressed point. */
     size_t flen = pa->unique.ecc.x.size;
-    uint8_t der[2 + 1 + 2 * 66];
-    der[0] = 0x04;
-    der[1] = (uint8_t)(1 + 2 * flen);
-    der[2] = 0x04;
-    memcpy(der + 3, pa->unique.ecc.x.buffer, flen);
-    memcpy(der + 3 + flen, pa->unique.ecc.y.buffer, pa->unique.ecc.y.size);
-    return tess_attrs_set(&pub->attrs, CKA_EC_POINT, der, 3 + 2 * flen);
+    uint8_t pt[1 + 2 * 66];
+    if (flen > 66 || pa->unique.ecc.y.size != flen)
+        return CKR_DEVICE_ERROR;
+    pt[0] = 0x04;   /* uncompressed */
+    memcpy(pt + 1, pa->unique.ecc.x.buffer, flen);
+    memcpy(pt + 1 + flen, pa->unique.ecc.y.buffer, flen);
+    return tess_ec_point_attr(&pub->attrs, pt, 1 + 2 * flen);
 }
 
 static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_keygen_spec *spec,

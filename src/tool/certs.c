@@ -106,9 +106,9 @@ static CK_RV store_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const 
 
 /* The holder's certificate next to its key; older certificates of that key
  * go once the new one is stored (a PIV card overwrites its slot's in one
- * write, so there is nothing to remove there). */
-static int load_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info, X509 *x,
-                     const char *label_opt, uint8_t *id, CK_ULONG *idlen)
+ * write: the new certificate keeps the old handle, and is not removed). */
+static int load_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const char *label_opt, uint8_t *id,
+                     CK_ULONG *idlen)
 {
     CK_OBJECT_HANDLE old[16], added;
     char label[128] = "", key_label[128] = "";
@@ -130,7 +130,7 @@ static int load_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_C
     rv = store_cert(p, h, x, id, *idlen, label, 1, &added);
     if (rv != CKR_OK)
         return tool_report(rv, "the certificate was not stored");
-    for (CK_ULONG i = 0; i < nold && info->cardType != CKT_TESSERA_PIV; i++)
+    for (CK_ULONG i = 0; i < nold; i++)
         if (old[i] != added && p->f->C_DestroyObject(h, old[i]) != CKR_OK)
             fprintf(stderr, "tessera: warning: an older certificate of this key stays on the card\n");
     return EX_OK;
@@ -166,7 +166,7 @@ int cmd_cert_load(int argc, char **argv)
         return EX_USAGE;
     rc = tool_card_login(&cs, &ca, pin_file);
     if (rc == EX_OK)
-        rc = load_cert(&cs.p, cs.h, &cs.info, x, label, id, &idlen);
+        rc = load_cert(&cs.p, cs.h, x, label, id, &idlen);
     if (rc == EX_OK)
         tool_print_id("certificate loaded", id, idlen);
     X509_free(x);
