@@ -290,6 +290,29 @@ out:
     return rv;
 }
 
+CK_RV piv_set_mgmt_key(struct channel *ch, uint8_t alg, const uint8_t *key, size_t key_len)
+{
+    size_t bs = 0;
+    uint8_t cmd[3 + 32];
+    uint16_t sw = 0;
+    CK_RV rv;
+
+    if (!mgmt_cipher(alg, key_len, &bs))
+        return CKR_KEY_SIZE_RANGE;
+    cmd[0] = alg;
+    cmd[1] = PIV_KEY_MGMT;
+    cmd[2] = (uint8_t)key_len;
+    memcpy(cmd + 3, key, key_len);
+    /* P2 FF: no touch needed to use it. */
+    rv = channel_transmit(ch, 0x00, 0xff, 0xff, 0xff, cmd, 3 + key_len, NULL, &sw);
+    tess_wipe(cmd, sizeof(cmd));
+    if (rv == CKR_OK && sw == 0x6d00) {
+        TESS_ERR("piv: this card cannot change its management key (no YubiKey SET MANAGEMENT KEY command)");
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    }
+    return rv == CKR_OK ? sw_to_rv(sw, "SET MANAGEMENT KEY") : rv;
+}
+
 CK_RV piv_generate(struct channel *ch, uint8_t key_ref, uint8_t alg, struct buf *pub)
 {
     const uint8_t cmd[] = { 0xac, 0x03, 0x80, 0x01, alg };

@@ -30,6 +30,7 @@
 
 /* Data object tags */
 #define PIV_OBJ_CHUID 0x5fc102
+#define PIV_OBJ_PRINTED 0x5fc109     /* printed information: read with the PIN only */
 
 struct piv_slot_info {
     uint8_t key_ref;            /* 9A, 9C, 9D, 9E, 82..95 */
@@ -60,6 +61,9 @@ CK_RV piv_reset_retry_counter(struct channel *ch, const uint8_t *puk, size_t puk
 
 /* Mutual authentication with the 9B management key (3DES or AES). */
 CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t key_len);
+/* Replace the 9B management key (the YubiKey extension, INS FF; needs the
+ * current one proven). */
+CK_RV piv_set_mgmt_key(struct channel *ch, uint8_t alg, const uint8_t *key, size_t key_len);
 /* Generate a key on the card: the 7F49 public key template's contents. */
 CK_RV piv_generate(struct channel *ch, uint8_t key_ref, uint8_t alg, struct buf *pub);
 /* The YubiKey metadata of a key or PIN reference (INS F7): 01 algorithm,

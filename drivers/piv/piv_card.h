@@ -25,6 +25,29 @@ struct piv_key {
     uint8_t alg;                 /* PIV_ALG_RSA2048, PIV_ALG_ECC256 ... */
 };
 
+/* piv_driver.c: for the driver's other files. */
+const struct tess_settings *piv_settings(void);
+/* Exclusive use of the card with its PIV state restored (ends itself on
+ * failure); piv_token_end ends it. */
+CK_RV piv_token_begin(struct piv_token *t);
+void piv_token_end(struct piv_token *t);
+/* rv, after noting a card that answered it is gone. */
+CK_RV piv_token_gone(struct tess_token *tok, CK_RV rv);
+void piv_token_drop_puk(struct piv_token *t);
+
+/* piv_admin.c: the admin key and offline unblock (see there). */
+uint8_t piv_alg_of_key(enum tess_key_alg alg);
+enum tess_key_alg piv_key_alg_of(uint8_t piv_alg);
+/* Prove a 9B key to the card, inside piv_token_begin: the one the card
+ * keeps for its PIN holder when the PIN is verified, else tessera.conf's. */
+CK_RV piv_admin_auth(struct piv_token *t);
+CK_RV piv_admin_info(struct tess_token *tok, struct tess_admin_info *info);
+CK_RV piv_admin_challenge(struct tess_token *tok, bool fresh, uint8_t *out, size_t *len);
+CK_RV piv_admin_unblock(struct tess_token *tok, const uint8_t *resp, size_t rlen, const CK_UTF8CHAR *pin,
+                        CK_ULONG pin_len);
+CK_RV piv_admin_set_key(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
+                        const uint8_t *key, size_t key_len);
+
 /* piv_objects.c: the PKCS#11 objects of one slot of the card. */
 CK_RV piv_objects_for_cert(struct tess_token *tok, const struct piv_slot_info *slot, const uint8_t *der,
                            size_t len);

@@ -247,6 +247,16 @@ static CK_RV gone(struct tess_token *tok, CK_RV rv)
     return rv;
 }
 
+CK_RV piv_token_gone(struct tess_token *tok, CK_RV rv)
+{
+    return gone(tok, rv);
+}
+
+const struct tess_settings *piv_settings(void)
+{
+    return &piv.settings;
+}
+
 static CK_RV drv_token_info(struct tess_token *tok, CK_TOKEN_INFO *info)
 {
     struct piv_token *t = tok->drv;
@@ -434,8 +444,6 @@ static CK_RV restore(struct piv_token *t)
     return rv;
 }
 
-static CK_RV mgmt_auth(struct piv_token *t);
-
 /* Exclusive use of the card (a PC/SC transaction), with its PIV state
  * restored if someone else reset it meanwhile. Ends itself on failure. */
 static CK_RV card_begin(struct piv_token *t)
@@ -446,11 +454,26 @@ static CK_RV card_begin(struct piv_token *t)
     return rv;
 }
 
+CK_RV piv_token_begin(struct piv_token *t)
+{
+    return card_begin(t);
+}
+
+void piv_token_end(struct piv_token *t)
+{
+    channel_end(&t->ch);
+}
+
+void piv_token_drop_puk(struct piv_token *t)
+{
+    secret_drop(&t->puk, &t->puk_len);
+}
+
 /* The same with the management key proven: for changes to the card. */
 static CK_RV admin_begin(struct piv_token *t)
 {
     CK_RV rv = card_begin(t);
-    if (rv == CKR_OK && (rv = mgmt_auth(t)) != CKR_OK)
+    if (rv == CKR_OK && (rv = piv_admin_auth(t)) != CKR_OK)
         channel_end(&t->ch);
     return rv;
 }
@@ -527,45 +550,6 @@ static CK_RV drv_set_pin(struct tess_token *tok, CK_USER_TYPE who, const CK_UTF8
     return gone(tok, rv);
 }
 
-/* The management key from the configuration (factory default if unset). */
-static CK_RV mgmt_auth(struct piv_token *t)
-{
-    static const uint8_t factory[24] = { 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8 };
-    uint8_t key[32];
-    size_t len = 0;
-    uint8_t alg = PIV_ALG_3DES;
-    const char *hex = piv.settings.piv_mgmt_key, *a = piv.settings.piv_mgmt_alg;
-    CK_RV rv;
-
-    if (!strcmp(a, "aes128"))
-        alg = PIV_ALG_AES128;
-    else if (!strcmp(a, "aes192"))
-        alg = PIV_ALG_AES192;
-    else if (!strcmp(a, "aes256"))
-        alg = PIV_ALG_AES256;
-    if (!hex[0]) {
-        memcpy(key, factory, sizeof(factory));
-        len = sizeof(factory);
-    } else {
-        for (; hex[2 * len] && len < sizeof(key); len++) {
-            unsigned v;
-            if (sscanf(hex + 2 * len, "%2x", &v) != 1)
-                return CKR_GENERAL_ERROR;
-            key[len] = (uint8_t)v;
-        }
-    }
-    rv = piv_mgmt_auth(&t->ch, alg, key, len);
-    tess_wipe(key, sizeof(key));
-    /* A wrong key, or the right key for another algorithm: either way the
-     * card will not be changed, and the operator must know why. */
-    if (rv != CKR_OK && rv != CKR_DEVICE_REMOVED && rv != CKR_HOST_MEMORY) {
-        TESS_ERR("piv: the card refused the management key (%s; set piv_management_key and "
-                 "piv_management_alg in tessera.conf)", piv.settings.piv_mgmt_alg);
-        rv = CKR_FUNCTION_REJECTED;
-    }
-    return rv;
-}
-
 /* The slot a key template names by CKA_ID (on either half). */
 static const struct piv_slot_info *slot_named(const struct tess_object *pub, const struct tess_object *priv,
                                               const char *what)
@@ -630,46 +614,6 @@ static void clear_old_cert(struct piv_token *t, const struct piv_slot_info *slot
 {
     if (piv_put_data(&t->ch, slot->cert_tag, NULL, 0) != CKR_OK)
         TESS_WARN("piv: could not clear the old certificate of slot %02X", slot->key_ref);
-}
-
-static enum tess_key_alg mgmt_alg_of(uint8_t piv_alg)
-{
-    switch (piv_alg) {
-    case PIV_ALG_AES128: return TESS_KEY_AES128;
-    case PIV_ALG_AES192: return TESS_KEY_AES192;
-    case PIV_ALG_AES256: return TESS_KEY_AES256;
-    default: return TESS_KEY_3DES;
-    }
-}
-
-/* What T_GetCardInfo shows of a PIV card: its 9B management key is its
- * admin key (a PIV card always has one). Algorithm and "still the factory
- * key" come from the card when it tells (YubiKey metadata), else from
- * tessera.conf. No offline unblock on PIV cards yet: no challenges. */
-static CK_RV drv_admin_info(struct tess_token *tok, struct tess_admin_info *info)
-{
-    struct piv_token *t = tok->drv;
-    struct buf meta = { 0 };
-    struct tlv alg, dflt;
-    tess_key_alg_parse(piv.settings.piv_mgmt_alg, &info->alg);
-    info->key_default = !piv.settings.piv_mgmt_key[0];
-    CK_RV rv = card_begin(t);
-    if (rv != CKR_OK)
-        return gone(tok, rv);
-    if (piv_metadata(&t->ch, PIV_KEY_MGMT, &meta) == CKR_OK) {
-        if (tlv_find(meta.p, meta.len, 0x01, &alg) && alg.len == 1)
-            info->alg = mgmt_alg_of(alg.value[0]);
-        if (tlv_find(meta.p, meta.len, 0x05, &dflt) && dflt.len == 1)
-            info->key_default = dflt.value[0] == 1;
-    }
-    channel_end(&t->ch);
-    buf_free(&meta);
-    info->card_type = CKT_TESSERA_PIV;
-    info->key_set = true;
-    info->challenge_len = 0;
-    info->challenges_left = -1;
-    info->tries_left = info->tries_max = -1;
-    return CKR_OK;
 }
 
 static CK_RV drv_generate_key_pair(struct tess_token *tok, const struct tess_keygen_spec *spec,
@@ -950,5 +894,8 @@ const struct tess_driver tess_piv_driver = {
     .rsa_raw = drv_rsa_raw,
     .ecdsa_sign = drv_ecdsa,
     .ecdh = drv_ecdh,
-    .admin_info = drv_admin_info,
+    .admin_info = piv_admin_info,
+    .admin_challenge = piv_admin_challenge,
+    .unblock_pin = piv_admin_unblock,
+    .set_admin_key = piv_admin_set_key,
 };

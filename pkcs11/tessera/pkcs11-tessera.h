@@ -90,7 +90,9 @@ struct CK_TESSERA_FUNCTION_LIST {
     /* A one-time challenge from the card (challengeLen bytes). While one is
      * pending the same one is returned, unless flags has
      * CKF_TESSERA_NEW_CHALLENGE. Any session; nobody need be logged in.
-     * pChallenge NULL: the length only (standard buffer rules). */
+     * pChallenge NULL: the length only (standard buffer rules). A PIV card
+     * has one challenge at a time, replaced when answered rightly:
+     * CKF_TESSERA_NEW_CHALLENGE is CKR_FUNCTION_NOT_SUPPORTED there. */
     CK_RV (*T_GetChallenge)(CK_SESSION_HANDLE hSession, CK_FLAGS flags, CK_BYTE_PTR pChallenge,
                             CK_ULONG_PTR pulChallengeLen);
 
@@ -105,7 +107,8 @@ struct CK_TESSERA_FUNCTION_LIST {
     /* Set a new admin key (keyType CKK_DES3 with 24 bytes, or CKK_AES with 16,
      * 24 or 32). Authorised either by pResponse, the response to the pending
      * challenge under the current key (any R/W session), or,
-     * with pResponse NULL, by the SO logged in on an R/W session. The card
+     * with pResponse NULL, by the SO logged in on an R/W session (on a PIV
+     * card: the PUK, replacing the 9B key tessera.conf names). The card
      * changes from the old key to the new one in one step: it never has a
      * key nobody knows. Resets the unblock retry counter. */
     CK_RV (*T_SetAdminKey)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen,

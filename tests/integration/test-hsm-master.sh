@@ -4,22 +4,14 @@
 # card with it, the helpdesk answers with it, and a card moves from a file
 # master to an HSM master by rotation.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
-
-SOFTHSM=/usr/lib/softhsm/libsofthsm2.so
-[ -e "$SOFTHSM" ] || SOFTHSM=/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so
-mkdir -p "$WORK/hsm/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK/hsm/tokens" \
-    > "$WORK/hsm/softhsm2.conf"
-export SOFTHSM2_CONF="$WORK/hsm/softhsm2.conf"
-hsm() { client pkcs11-tool --module "$SOFTHSM" --token-label helpdesk "$@"; }
+. "$TESSERA_SRCDIR/tests/lib/hsm.sh"
 field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
 
 master_hex=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 ( umask 077; printf '%s\n' "$master_hex" > "$WORK/master.key"; printf '%s' "$master_hex" | xxd -r -p > "$WORK/master.bin"
-  echo 1234 > "$WORK/hsm.pin"; openssl rand 32 > "$WORK/hmac.bin" )
-t_ok "an HSM token for the helpdesk" softhsm2-util --init-token --free --label helpdesk --so-pin 12345678 --pin 1234
-t_ok "the master key written into it (AES-256, sensitive)" hsm -l -p 1234 --write-object "$WORK/master.bin" \
-    --type secrkey --key-type AES:32 --label master --id 01 --usage-sign --sensitive
+  openssl rand 32 > "$WORK/hmac.bin" )
+t_ok "an HSM token for the helpdesk" hsm_init
+t_ok "the master key written into it (AES-256, sensitive)" hsm_put_master "$WORK/master.bin"
 # pkcs11-tool 0.23 cannot write a generic secret; PyKCS11 can.
 put_hmac_key() {
     /usr/bin/python3 - "$SOFTHSM" "$WORK/hmac.bin" <<'PY'
@@ -39,8 +31,8 @@ t_fail "the HSM will not give the key's value out" hsm -l -p 1234 --read-object 
     -o "$WORK/leak.bin"
 rm -f "$WORK/master.bin"
 
-uri="pkcs11:token=helpdesk;object=master"
-H="--hsm-module $SOFTHSM --hsm-pin-file $WORK/hsm.pin"
+uri=$HSM_URI
+H=$HSM_OPTS
 from_file=$($TOOL admin-key derive --master-file "$WORK/master.key" --serial 0123456789abcdef)
 t_ok "a card's key derived inside the HSM" $TOOL admin-key derive --master-uri "$uri" $H --serial 0123456789abcdef
 t_is "  is the key derived from the same master in a file (CMAC-AES256)" "$(cat "$WORK/last.out")" "$from_file"

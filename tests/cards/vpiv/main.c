@@ -42,6 +42,7 @@ static void usage(FILE *f)
           "  --host HOST       vpcd's address (default 127.0.0.1)\n"
           "  --pid-file FILE   write the process id there\n"
           "  --reset           start from a factory-fresh card even if DIR has one\n"
+          "  --pull-after N    leave the reader after N commands (a pulled card)\n"
           "for a new card (fresh DIR, or --reset):\n"
           "  --pin PIN         user PIN (default 123456)\n"
           "  --puk PUK         PUK (default 12345678)\n"
@@ -108,7 +109,7 @@ static void remove_pid_file(const char *path)
 }
 
 /* Serves one connection to vpcd until it drops or a stop is requested. */
-static void serve(struct vpiv_card *c, int fd, const struct vpcd_wait *w, uint8_t *msg)
+static void serve(struct vpiv_card *c, int fd, const struct vpcd_wait *w, uint8_t *msg, unsigned long *pull_after)
 {
     size_t n;
     struct vbuf r = { 0 };
@@ -139,6 +140,13 @@ static void serve(struct vpiv_card *c, int fd, const struct vpcd_wait *w, uint8_
         OPENSSL_cleanse(msg, n);
         if (vpcd_send(fd, r.data, r.len) < 0)
             break;
+        /* --pull-after: the card leaves the reader after this many commands,
+         * to test what a pulled card leaves behind at every step. */
+        if (*pull_after && --*pull_after == 0) {
+            vlog(c, "pulled out (--pull-after)");
+            stop_requested = 1;
+            break;
+        }
     }
 out:
     vbuf_free(&r);
@@ -150,7 +158,7 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1", *port = NULL, *pid_file = NULL, *alg_name = NULL;
     uint8_t mgmt[32], *msg = NULL;
     size_t n;
-    unsigned long serial;
+    unsigned long serial, pull_after = 0;
     char *end;
     struct factory_opts fo = { .mgmt_alg = -1 };
     struct vpiv_card c = { 0 };
@@ -164,7 +172,8 @@ int main(int argc, char **argv)
         { "mgmt-key", required_argument, NULL, 'k' }, { "mgmt-alg", required_argument, NULL, 'a' },
         { "serial", required_argument, NULL, 'S' },   { "atr", required_argument, NULL, 'A' },
         { "reset", no_argument, NULL, 'r' },          { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 }
+        { "pull-after", required_argument, NULL, 'X' }, { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
     };
 
     memcpy(c.atr, default_atr, sizeof(default_atr));
@@ -205,6 +214,14 @@ int main(int argc, char **argv)
             }
             break;
         case 'r': reset = 1; break;
+        case 'X':
+            errno = 0;
+            pull_after = strtoul(optarg, &end, 10);
+            if (errno || *end || !pull_after) {
+                fprintf(stderr, "vpiv: --pull-after: a number of commands expected\n");
+                goto out;
+            }
+            break;
         case 'v': c.verbose = 1; break;
         case 'h': usage(stdout); rc = 0; goto out;
         default: usage(stderr); goto out;
@@ -274,7 +291,7 @@ int main(int argc, char **argv)
         if (fd < 0)
             break;
         vlog(&c, "connected");
-        serve(&c, fd, &w, msg);
+        serve(&c, fd, &w, msg, &pull_after);
         close(fd);
         /* The reader went away: for the card, a removal. */
         card_reset(&c);
