@@ -284,7 +284,7 @@ static CK_RV entry_open(const char *serial, const struct admin_obj *o, const uin
     CK_RV rv;
 
     if (rlen != tess_admin_block_len(o->alg))
-        return CKR_TESSERA_RESPONSE_INCORRECT;
+        return CKR_ARGUMENTS_BAD;   /* not a response to this card's challenge: costs nothing */
     rv = seal_params(serial, o, &o->e[0], resp, rlen, key, aad, &aad_len);
     if (rv == CKR_OK && (tess_aead_open(key, aad, aad_len, o->e[0].sealed, SEALED_LEN, plain) ||
                          !secret_decode(plain, s)))

@@ -5,8 +5,8 @@
 # its PUK; its 9B key becomes the diversified admin key (checked with
 # yubico-piv-tool), its PUK a secret nobody is told; wrong responses are
 # counted by the card's PUK counter; a response answers once; rotation to
-# another master; and a card pulled out at every step of an unblock leaves a
-# card the next right response unblocks.
+# another master; and a card pulled out at every step of an unblock or a
+# rotation leaves a card the next right response unblocks.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/cards.sh"
 . "$TESSERA_SRCDIR/tests/lib/hsm.sh"
@@ -125,6 +125,42 @@ t_ok "the flow was pulled at each of its steps ($pulled_n)" test "$pulled_n" -ge
 t_is "  and each time the next right response unblocked the card" "$pulled_ok" "$pulled_n"
 t_ok "  the PUK counter is full" test "$(tries)" = 3
 t_ok "  and the 9B key is still the new master's" Y -k"$key2" -a set-ccc
+
+# ---- a card pulled out at every step of an admin-key rotation ----
+# Rotate between two masters, pulling the card after 1, 2, 3 ... commands.
+# Put back, the card's check value names one of the two keys; that key's
+# 9B authentication works and its master's response unblocks (finishing the
+# change); the next round rotates from there.
+( umask 077; openssl rand -hex 32 > "$WORK/master3.key" )
+key3=$($TOOL admin-key derive --master-file "$WORK/master3.key" --serial "$serial")
+cur=master2; rot_n=0; rot_ok=0
+for n in $(seq 1 60); do
+    if [ $cur = master2 ]; then to=master3; else to=master2; fi
+    card_stop && card_start vpiv "$VPCD_PORT0" --pull-after "$n" || break
+    if $TOOL admin-key rotate --slot 256 --old-master-file "$WORK/$cur.key" --master-file "$WORK/$to.key" \
+        >/dev/null 2>&1; then
+        cur=$to
+        break   # not pulled before the end
+    fi
+    card_gone && card_start vpiv "$VPCD_PORT0" || break
+    rot_n=$((rot_n + 1))
+    kcv=$($TOOL --json card info --slot 256 | field kcv)
+    if [ "$kcv" = "$(kcv_of "$key2")" ]; then now=master2; k=$key2; else now=master3; k=$key3; fi
+    c=$($TOOL --json unblock challenge --slot 256 | field challenge)
+    r=$($TOOL unblock response --challenge "$c" --master-file "$WORK/$now.key" --serial "$serial")
+    if [ "$kcv" = "$(kcv_of "$k")" ] && $TOOL unblock complete --slot 256 --response "$r" --pin-file "$WORK/pin" \
+        > "$WORK/pull.out" 2>&1 && Y -k"$k" -a set-ccc >/dev/null 2>&1; then
+        rot_ok=$((rot_ok + 1))
+    else
+        echo "# rotation pulled after $n commands: card says $kcv; $(cat "$WORK/pull.out")"
+    fi
+    cur=$now
+done
+card_stop; card_start vpiv "$VPCD_PORT0"
+t_ok "a rotation was pulled at each of its steps ($rot_n)" test "$rot_n" -ge 15 -a "$rot_n" -lt 60
+t_is "  each time the card had one of the two keys, and its master's response unblocked it" "$rot_ok" "$rot_n"
+if [ $cur = master3 ]; then key2=$key3; cp "$WORK/master3.key" "$WORK/master2.key"; fi
+t_ok "  the PIN logs in" pp -l -p 123456 -I
 
 # ---- wrong responses lock unblock ----
 chal=$($TOOL --json unblock challenge --slot 256 | field challenge)
