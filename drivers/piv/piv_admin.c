@@ -466,10 +466,10 @@ static CK_RV configured_key(struct admin_key *k)
     if (tess_key_alg_parse(piv_settings()->piv_mgmt_alg, &k->alg))
         k->alg = TESS_KEY_3DES;
     if (!hex[0]) {
-        k->alg = TESS_KEY_3DES;
+        /* The factory bytes: a 3DES key, or AES-192 on a YubiKey 5.7. */
         memcpy(k->k, tess_admin_default_key, 24);
         k->len = 24;
-        return CKR_OK;
+        return k->len == tess_key_alg_len(k->alg) ? CKR_OK : CKR_GENERAL_ERROR;
     }
     for (; hex[2 * k->len] && k->len < KEY_MAX; k->len++) {
         unsigned v;
@@ -575,8 +575,8 @@ CK_RV piv_admin_info(struct tess_token *tok, struct tess_admin_info *info)
     if (rv == CKR_TESSERA_NO_ADMIN_KEY) {
         /* Not administered by Tessera yet: no challenges; the check value
          * only when the card says it has the factory key. */
-        if (info->key_default)
-            rv = tess_admin_kcv(TESS_KEY_3DES, tess_admin_default_key, 24, info->kcv);
+        if (info->key_default && tess_key_alg_len(info->alg) == 24)
+            rv = tess_admin_kcv(info->alg, tess_admin_default_key, 24, info->kcv);
         else
             rv = CKR_OK;
         goto out;
