@@ -22,9 +22,10 @@
 #include <openssl/types.h>
 
 #include "../src/kdf.h"
+#include "../src/pin_policy.h"
 #include "../src/token.h"
 
-#define TESS_DRIVER_ABI 3
+#define TESS_DRIVER_ABI 4
 
 struct tess_settings;
 
@@ -54,6 +55,19 @@ struct tess_admin_info {
     long challenges_left;        /* -1: the card sets no limit */
     bool pending;                /* a challenge waits for its response */
     int tries_left, tries_max;   /* wrong responses; -1: the card does not say */
+};
+
+/* T_InitCard's parameters, checked by the core (lengths, policy coherent,
+ * key length for its algorithm). NULL / 0: not given. */
+struct tess_card_init {
+    const char *label;
+    const CK_UTF8CHAR *so_pin; CK_ULONG so_len;          /* authority, or a new card's SO PIN */
+    const CK_UTF8CHAR *new_so_pin; CK_ULONG new_so_len;
+    const CK_UTF8CHAR *user_pin; CK_ULONG user_len;
+    const struct tess_pin_policy *policy;
+    int user_tries, so_tries;
+    enum tess_key_alg admin_alg;
+    const uint8_t *admin_key; size_t admin_key_len;
 };
 
 struct tess_driver {
@@ -121,6 +135,12 @@ struct tess_driver {
                          CK_ULONG len);
     CK_RV (*set_admin_key)(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
                            const uint8_t *key, size_t key_len);
+    /* init_card: no session is open on tok. erase_card: authorised by resp,
+     * or (resp NULL) by tok->login == CKU_SO, or by nothing when the card has
+     * no authority left; the core ends every session on tok afterwards and
+     * opens the slot afresh. */
+    CK_RV (*init_card)(struct tess_token *tok, const struct tess_card_init *p);
+    CK_RV (*erase_card)(struct tess_token *tok, const uint8_t *resp, size_t rlen);
 };
 
 /* The drivers built into this module, in slot order. */

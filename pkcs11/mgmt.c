@@ -183,10 +183,128 @@ out:
     return rv;
 }
 
+/* CK_TESSERA_INIT to the driver's form; refuses what no card could take. */
+static CK_RV init_params(const CK_TESSERA_INIT *in, struct tess_card_init *p, struct tess_pin_policy *policy,
+                         char label[33])
+{
+    static const CK_ULONG max_tries = 255;   /* a PIV card counts in a byte */
+    char err[128];
+    CK_RV rv;
+
+    memset(p, 0, sizeof(*p));
+    if ((!in->pLabel && in->ulLabelLen) || in->ulLabelLen > 32 || !in->pSoPin || !in->ulSoPinLen ||
+        (!in->pNewSoPin && in->ulNewSoPinLen) || (!in->pUserPin && in->ulUserPinLen) ||
+        in->ulUserPinTries > max_tries || in->ulSoPinTries > max_tries || (!in->pAdminKey && in->ulAdminKeyLen))
+        return CKR_ARGUMENTS_BAD;
+    if (in->pLabel) {
+        memcpy(label, in->pLabel, in->ulLabelLen);
+        label[in->ulLabelLen] = '\0';
+        if (strlen(label) != in->ulLabelLen)
+            return CKR_ARGUMENTS_BAD;
+        p->label = label;
+    }
+    if (in->pPinPolicy) {
+        const CK_TESSERA_PIN_POLICY *pp = in->pPinPolicy;
+        const CK_ULONG rules[TESS_PIN_NCLASSES] = { pp->digits, pp->uppercase, pp->lowercase, pp->special };
+        if (pp->ulMinLen > TESS_PIN_MAX_LEN || pp->ulMaxLen > TESS_PIN_MAX_LEN)
+            return CKR_ARGUMENTS_BAD;
+        policy->min_len = (int)pp->ulMinLen;
+        policy->max_len = (int)pp->ulMaxLen;
+        for (int i = 0; i < TESS_PIN_NCLASSES; i++) {
+            if (rules[i] > CKV_TESSERA_PIN_CHARS_FORBIDDEN)
+                return CKR_ARGUMENTS_BAD;
+            policy->rule[i] = (enum tess_pin_class_rule)rules[i];
+        }
+        if (tess_pin_policy_validate(policy, err, sizeof(err))) {
+            TESS_ERR("T_InitCard: %s", err);
+            return CKR_ARGUMENTS_BAD;
+        }
+        p->policy = policy;
+    }
+    if (in->pAdminKey) {
+        rv = key_alg(in->adminKeyType, in->ulAdminKeyLen, &p->admin_alg);
+        if (rv != CKR_OK)
+            return rv;
+        p->admin_key = in->pAdminKey;
+        p->admin_key_len = in->ulAdminKeyLen;
+    }
+    p->so_pin = in->pSoPin;
+    p->so_len = in->ulSoPinLen;
+    p->new_so_pin = in->pNewSoPin;
+    p->new_so_len = in->ulNewSoPinLen;
+    p->user_pin = in->pUserPin;
+    p->user_len = in->ulUserPinLen;
+    p->user_tries = (int)in->ulUserPinTries;
+    p->so_tries = (int)in->ulSoPinTries;
+    return CKR_OK;
+}
+
+static CK_RV T_InitCard(CK_SLOT_ID slot_id, CK_TESSERA_INIT_PTR in)
+{
+    struct tess_slot *slot;
+    struct tess_card_init p;
+    struct tess_pin_policy policy;
+    char label[33];
+    CK_RV rv = tess_enter();
+    if (rv != CKR_OK)
+        return rv;
+    slot = tess_slot_find(slot_id);
+    if (!slot) {
+        rv = CKR_SLOT_ID_INVALID;
+        goto out;
+    }
+    rv = in ? init_params(in, &p, &policy, label) : CKR_ARGUMENTS_BAD;
+    if (rv != CKR_OK)
+        goto out;
+    if (!slot->tok || !slot->tok->present || slot->tok->foreign) {
+        rv = CKR_TOKEN_NOT_PRESENT;
+    } else if (slot->tok->session_count) {
+        rv = CKR_SESSION_EXISTS;   /* as C_InitToken: nobody may be using what is erased */
+    } else if (!slot->driver->init_card) {
+        rv = CKR_FUNCTION_NOT_SUPPORTED;
+    } else {
+        rv = slot->driver->init_card(slot->tok, &p);
+        /* A new card, or one whose serial, keys and PINs all changed: the
+         * slot is looked at afresh (no session holds the old token). */
+        if (rv == CKR_OK)
+            tess_slot_retire(slot_id);
+    }
+out:
+    tess_leave();
+    return rv;
+}
+
+static CK_RV T_EraseCard(CK_SESSION_HANDLE h, CK_BYTE_PTR resp, CK_ULONG resp_len)
+{
+    struct tess_session *s;
+    CK_RV rv = tess_enter_session(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    if (resp && !resp_len) {
+        rv = CKR_ARGUMENTS_BAD;
+    } else if (!(s->flags & CKF_RW_SESSION)) {
+        rv = CKR_SESSION_READ_ONLY;
+    } else if (!s->tok->driver->erase_card) {
+        rv = CKR_FUNCTION_NOT_SUPPORTED;
+    } else {
+        CK_SLOT_ID slot_id = s->slot_id;
+        rv = s->tok->driver->erase_card(s->tok, resp, resp_len);
+        if (rv == CKR_OK) {
+            /* What the sessions knew of the card is gone with it. */
+            tess_slot_close_sessions(slot_id);
+            tess_slot_retire(slot_id);
+        }
+    }
+    tess_leave();
+    return rv;
+}
+
 CK_TESSERA_FUNCTION_LIST tess_mgmt_function_list = {
     { TESSERA_INTERFACE_VERSION_MAJOR, TESSERA_INTERFACE_VERSION_MINOR },
     T_GetCardInfo,
     T_GetChallenge,
     T_UnblockPIN,
     T_SetAdminKey,
+    T_InitCard,
+    T_EraseCard,
 };

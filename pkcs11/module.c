@@ -164,6 +164,18 @@ static CK_RV slot_open(struct tess_slot *slot, const struct tess_driver *drv, co
     return CKR_OK;
 }
 
+void tess_slot_retire(CK_SLOT_ID id)
+{
+    struct tess_slot *slot = tess_slot_find(id);
+    if (!slot || !slot->tok || slot->tok->session_count)
+        return;
+    /* No scan reports this key: the rescan opens whatever is there now. */
+    slot->tok->card_key = UINT64_MAX;
+    slot->tok->present = false;
+    if (tess_slots_rescan() != CKR_OK)
+        TESS_WARN("slot %lu: could not look at the card again; the next C_GetSlotList will", (unsigned long)id);
+}
+
 /* Ask every driver which slots it has now; keep the tokens of slots whose
  * card is unchanged (their sessions and handles live on), open new ones, and
  * retire the rest (a token with open sessions stays, marked not present). */
@@ -691,7 +703,9 @@ static CK_RV tess_C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, C
         const CK_VERSION *v = interfaces[i].pFunctionList;
         if (name && strcmp((const char *)name, (const char *)interfaces[i].pInterfaceName))
             continue;
-        if (version && (version->major != v->major || version->minor != v->minor))
+        /* A later minor version only appends functions: it serves a caller
+         * asking for an earlier one. */
+        if (version && (version->major != v->major || version->minor > v->minor))
             continue;
         if ((interfaces[i].flags & flags) != flags)
             continue;

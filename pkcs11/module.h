@@ -92,6 +92,11 @@ CK_RV tess_slots_rescan(void);
 /* Load (or reload if another process changed them) the token's objects. */
 CK_RV tess_token_objects(struct tess_slot *slot, bool check_stale);
 struct tess_slot *tess_slot_of_token(const struct tess_token *tok);
+/* End every session on the slot (C_CloseAllSessions without the lock dance). */
+void tess_slot_close_sessions(CK_SLOT_ID id);
+/* The card in the slot changed under the module's feet (erased): drop its
+ * token, with no sessions left, and look at the slot afresh. */
+void tess_slot_retire(CK_SLOT_ID id);
 
 /* Object access with PKCS#11 visibility rules (private needs user login). */
 struct tess_object *tess_object_get(struct tess_session *s, CK_OBJECT_HANDLE h);

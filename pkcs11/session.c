@@ -154,22 +154,24 @@ CK_RV tess_C_CloseSession(CK_SESSION_HANDLE h)
     return rv;
 }
 
-CK_RV tess_C_CloseAllSessions(CK_SLOT_ID id)
+void tess_slot_close_sessions(CK_SLOT_ID id)
 {
-    CK_RV rv = tess_enter();
-    if (rv != CKR_OK)
-        return rv;
-    struct tess_slot *slot = tess_slot_find(id);
-    if (!slot) {
-        rv = CKR_SLOT_ID_INVALID;
-        goto out;
-    }
     for (struct tess_session *s = g_mod.sessions, *next; s; s = next) {
         next = s->next;
         if (s->slot_id == id)
             session_close(s);
     }
-out:
+}
+
+CK_RV tess_C_CloseAllSessions(CK_SLOT_ID id)
+{
+    CK_RV rv = tess_enter();
+    if (rv != CKR_OK)
+        return rv;
+    if (tess_slot_find(id))
+        tess_slot_close_sessions(id);
+    else
+        rv = CKR_SLOT_ID_INVALID;
     tess_leave();
     return rv;
 }

@@ -23,6 +23,7 @@ static void set_defaults(struct tess_settings *s)
     s->user_retries = 5;
     s->so_retries = 5;
     s->spare_slot = true;
+    s->spare_index = -1;
     s->tpm_enabled = true;
     s->pcsc_enabled = true;
     snprintf(s->piv_mgmt_alg, sizeof(s->piv_mgmt_alg), "3des");
@@ -197,6 +198,20 @@ int tess_settings_load(struct tess_settings *s, char *err, size_t errlen)
     if (tcti && *tcti) {
         snprintf(s->tcti, sizeof(s->tcti), "%s", tcti);
         s->tcti_from_env = true;
+    }
+    /* A management tool's request (tessera vsc create): a spare slot even
+     * where tessera.conf hides it, at a chosen index. */
+    const char *spare = getenv("TESSERA_SPARE_SLOT");
+    if (spare && *spare) {
+        char *end;
+        long idx = strtol(spare, &end, 10);
+        if (!*end && idx >= 0 && idx < s->max_vsc) {
+            s->spare_slot = true;
+            s->spare_index = (int)idx;
+        } else if (parse_bool(spare, &s->spare_slot)) {
+            snprintf(err, errlen, "TESSERA_SPARE_SLOT must be yes, no or a slot index below max_vsc (%d)", s->max_vsc);
+            return -1;
+        }
     }
     if (s->log_level >= 0 && !getenv("TESSERA_LOG"))
         tess_log_set_level(s->log_level);

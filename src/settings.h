@@ -19,6 +19,7 @@ struct tess_settings {
     int user_retries;                /* per-card user PIN tries (default 5) */
     int so_retries;                  /* per-card SO PIN tries */
     bool spare_slot;                 /* show an uninitialised slot for C_InitToken */
+    int spare_index;                 /* ... at this index when free; -1: the lowest free */
     bool tpm_enabled;
     bool pcsc_enabled;               /* cards in PC/SC readers (PIV) */
     char piv_mgmt_key[65];           /* hex; "" = the factory default 3DES key */

@@ -588,6 +588,16 @@ CK_RV tess_store_cache_put(struct tess_store *s, const char *driver, const char 
     return step_done(s, st, "write cache");
 }
 
+CK_RV tess_store_cache_forget(struct tess_store *s, const char *driver, const char *card)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM card_cache WHERE driver = ? AND card = ?", -1, &st, NULL) != SQLITE_OK)
+        return sql_err(s, "write cache");
+    sqlite3_bind_text(st, 1, driver, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, card, -1, SQLITE_TRANSIENT);
+    return step_done(s, st, "write cache");
+}
+
 /* ---- card administration state ---- */
 
 void tess_admin_rec_clear(struct tess_admin_rec *r)

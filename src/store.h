@@ -72,6 +72,8 @@ CK_RV tess_store_cache_get(struct tess_store *s, const char *driver, const char 
                            uint8_t **value, size_t *len);
 CK_RV tess_store_cache_put(struct tess_store *s, const char *driver, const char *card, const char *name,
                            const uint8_t *value, size_t len);
+/* Everything cached about one card (it was erased). */
+CK_RV tess_store_cache_forget(struct tess_store *s, const char *driver, const char *card);
 
 /* A card's administration state, kept by its driver (TPM cards: the admin
  * key's check value and the sealed challenges); tries_left counts wrong

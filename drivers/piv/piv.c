@@ -386,3 +386,25 @@ out:
     buf_free(&resp);
     return rv;
 }
+
+CK_RV piv_yk_reset(struct channel *ch)
+{
+    uint16_t sw = 0;
+    CK_RV rv = channel_transmit(ch, 0x00, 0xfb, 0x00, 0x00, NULL, 0, NULL, &sw);
+    if (rv == CKR_OK && sw == 0x6d00) {
+        TESS_ERR("piv: this card cannot be reset (no YubiKey RESET command)");
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    }
+    return rv == CKR_OK ? sw_to_rv(sw, "RESET") : rv;
+}
+
+CK_RV piv_yk_set_pin_retries(struct channel *ch, uint8_t pin_tries, uint8_t puk_tries)
+{
+    uint16_t sw = 0;
+    CK_RV rv = channel_transmit(ch, 0x00, 0xfa, pin_tries, puk_tries, NULL, 0, NULL, &sw);
+    if (rv == CKR_OK && sw == 0x6d00) {
+        TESS_ERR("piv: this card cannot change its PIN tries (no YubiKey SET PIN RETRIES command)");
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    }
+    return rv == CKR_OK ? sw_to_rv(sw, "SET PIN RETRIES") : rv;
+}

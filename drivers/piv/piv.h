@@ -64,6 +64,11 @@ CK_RV piv_mgmt_auth(struct channel *ch, uint8_t alg, const uint8_t *key, size_t 
 /* Replace the 9B management key (the YubiKey extension, INS FF; needs the
  * current one proven). */
 CK_RV piv_set_mgmt_key(struct channel *ch, uint8_t alg, const uint8_t *key, size_t key_len);
+/* The YubiKey's RESET (INS FB): back to factory state, allowed once PIN and
+ * PUK are both blocked; and SET PIN RETRIES (INS FA), which needs the 9B
+ * key and the PIN and sets PIN and PUK back to their defaults. */
+CK_RV piv_yk_reset(struct channel *ch);
+CK_RV piv_yk_set_pin_retries(struct channel *ch, uint8_t pin_tries, uint8_t puk_tries);
 /* Generate a key on the card: the 7F49 public key template's contents. */
 CK_RV piv_generate(struct channel *ch, uint8_t key_ref, uint8_t alg, struct buf *pub);
 /* The YubiKey metadata of a key or PIN reference (INS F7): 01 algorithm,

@@ -668,13 +668,11 @@ out:
 }
 
 /* A new admin key, authorised by a response (which releases the PUK and
- * the current key) or by the SO, who proved the PUK at login (the current
- * key is then the one tessera.conf names). Either way the PUK becomes
- * Tessera's. */
-CK_RV piv_admin_set_key(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
-                        const uint8_t *key, size_t key_len)
+ * the current key) or by the PUK (the current key is then the one
+ * tessera.conf names). Either way the PUK becomes Tessera's. */
+static CK_RV set_key(struct piv_token *t, const uint8_t *resp, size_t rlen, const uint8_t *puk, size_t puk_len,
+                     enum tess_key_alg alg, const uint8_t *key, size_t key_len)
 {
-    struct piv_token *t = tok->drv;
     struct admin_secret *s = calloc(1, sizeof(*s));
     struct admin_key next = { .alg = alg, .len = key_len };
     CK_RV rv = CKR_OK;
@@ -687,14 +685,14 @@ CK_RV piv_admin_set_key(struct tess_token *tok, const uint8_t *resp, size_t rlen
     }
     memcpy(next.k, key, key_len);
     if (!resp) {
-        if (!t->puk || t->puk_len > PUK_LEN) {
+        if (!puk || puk_len > PUK_LEN) {
             rv = CKR_USER_NOT_LOGGED_IN;
             goto out;
         }
         rv = configured_key(&s->keys[0]);
         s->nkeys = 1;
         memset(s->puks[0], 0xff, PUK_LEN);   /* as the card pads it */
-        memcpy(s->puks[0], t->puk, t->puk_len);
+        memcpy(s->puks[0], puk, puk_len);
         s->npuks = 1;
         if (rv != CKR_OK)
             goto out;
@@ -707,12 +705,49 @@ CK_RV piv_admin_set_key(struct tess_token *tok, const uint8_t *resp, size_t rlen
     if (rv == CKR_OK)
         rv = rotate(t, s, &next, NULL, 0);
     piv_token_end(t);
-    /* The PUK the SO logged in with is no more. */
-    if (rv == CKR_OK && !resp)
-        piv_token_drop_puk(t);
 out:
     tess_wipe(&next, sizeof(next));
     tess_wipe(s, sizeof(*s));
     free(s);
+    return rv;
+}
+
+CK_RV piv_admin_set_key(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
+                        const uint8_t *key, size_t key_len)
+{
+    struct piv_token *t = tok->drv;
+    CK_RV rv = set_key(t, resp, rlen, resp ? NULL : t->puk, resp ? 0 : t->puk_len, alg, key, key_len);
+    /* The PUK the SO logged in with is no more. */
+    if (rv == CKR_OK && !resp)
+        piv_token_drop_puk(t);
     return piv_token_gone(tok, rv);
+}
+
+CK_RV piv_admin_set_key_with_puk(struct piv_token *t, const uint8_t *puk, size_t puk_len, enum tess_key_alg alg,
+                                 const uint8_t *key, size_t key_len)
+{
+    return set_key(t, NULL, 0, puk, puk_len, alg, key, key_len);
+}
+
+CK_RV piv_admin_check(struct piv_token *t, const uint8_t *resp, size_t rlen)
+{
+    struct admin_secret *s = calloc(1, sizeof(*s));
+    CK_RV rv = s ? answer(t, resp, rlen, s) : CKR_HOST_MEMORY;
+    if (s)
+        tess_wipe(s, sizeof(*s));
+    free(s);
+    return rv;
+}
+
+CK_RV piv_admin_configured(uint8_t *piv_alg, uint8_t key[32], size_t *len)
+{
+    struct admin_key k;
+    CK_RV rv = configured_key(&k);
+    if (rv == CKR_OK) {
+        *piv_alg = piv_alg_of_key(k.alg);
+        memcpy(key, k.k, k.len);
+        *len = k.len;
+    }
+    tess_wipe(&k, sizeof(k));
+    return rv;
 }

@@ -34,6 +34,8 @@ void piv_token_end(struct piv_token *t);
 /* rv, after noting a card that answered it is gone. */
 CK_RV piv_token_gone(struct tess_token *tok, CK_RV rv);
 void piv_token_drop_puk(struct piv_token *t);
+/* Forget the public keys and certificates remembered for the card. */
+void piv_cache_forget(const struct piv_token *t);
 
 /* piv_admin.c: the admin key and offline unblock (see there). */
 uint8_t piv_alg_of_key(enum tess_key_alg alg);
@@ -47,6 +49,17 @@ CK_RV piv_admin_unblock(struct tess_token *tok, const uint8_t *resp, size_t rlen
                         CK_ULONG pin_len);
 CK_RV piv_admin_set_key(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
                         const uint8_t *key, size_t key_len);
+/* The same authorised by a PUK the caller has (a card being initialised). */
+CK_RV piv_admin_set_key_with_puk(struct piv_token *t, const uint8_t *puk, size_t puk_len, enum tess_key_alg alg,
+                                 const uint8_t *key, size_t key_len);
+/* Inside piv_token_begin: is resp the right response? A wrong one is counted. */
+CK_RV piv_admin_check(struct piv_token *t, const uint8_t *resp, size_t rlen);
+/* tessera.conf's 9B key for cards Tessera has not administered. */
+CK_RV piv_admin_configured(uint8_t *piv_alg, uint8_t key[32], size_t *len);
+
+/* piv_reset.c: erase (YubiKey reset) and initialisation. */
+CK_RV piv_erase_card(struct tess_token *tok, const uint8_t *resp, size_t rlen);
+CK_RV piv_init_card(struct tess_token *tok, const struct tess_card_init *p);
 
 /* piv_objects.c: the PKCS#11 objects of one slot of the card. */
 CK_RV piv_objects_for_cert(struct tess_token *tok, const struct piv_slot_info *slot, const uint8_t *der,

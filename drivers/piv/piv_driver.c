@@ -329,6 +329,14 @@ static void remember_pubkey(const struct piv_token *t, uint8_t key_ref, const st
     free(val);
 }
 
+void piv_cache_forget(const struct piv_token *t)
+{
+    struct tess_store *store;
+    if (tess_store_shared(piv.settings.store_path, false, &store) == CKR_OK &&
+        tess_store_cache_forget(store, "piv", t->serial) != CKR_OK)
+        TESS_WARN("piv: card %s: could not forget what the store remembers of it", t->serial);
+}
+
 /* A certificate, read whole only when it changed: the first chunk of the
  * card's answer (its length, serial number, issuer, validity) is the change
  * check against what the store remembers for this card, so a card seen
@@ -898,4 +906,6 @@ const struct tess_driver tess_piv_driver = {
     .admin_challenge = piv_admin_challenge,
     .unblock_pin = piv_admin_unblock,
     .set_admin_key = piv_admin_set_key,
+    .init_card = piv_init_card,
+    .erase_card = piv_erase_card,
 };

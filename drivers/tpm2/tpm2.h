@@ -79,9 +79,11 @@ struct tpm2_vsc_params {
     const char *label;
     enum tess_key_alg admin_alg;                 /* with admin_key */
     const uint8_t *admin_key; size_t admin_key_len; /* NULL: none until the SO sets one */
-    const char *so_pin;  size_t so_pin_len;
+    const char *so_pin;  size_t so_pin_len;      /* a new card's; a re-initialised card's current one */
+    const char *new_so_pin; size_t new_so_pin_len; /* NULL: the SO PIN stays so_pin */
     const char *user_pin; size_t user_pin_len;   /* NULL: user PIN not initialised */
     const struct tess_pin_policy *policy;        /* NULL: settings' default */
+    int user_tries, so_tries;                    /* 0: settings' */
     int slot_index;                              /* -1: lowest free */
 };
 
@@ -98,7 +100,7 @@ CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *o
 /* Set a new user PIN with the card secret from elsewhere (an unblock). */
 CK_RV tpm2_vsc_reset_user_pin(struct tpm2_vsc *v, const uint8_t *secret, const uint8_t *pin, size_t len, char *err,
                               size_t errlen);
-CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, const char *label);
+CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const struct tpm2_vsc_params *p, char *err, size_t errlen);
 int tpm2_vsc_free_slot_index(const struct tess_card_rec *recs, size_t n, int max);
 
 /* ---- seals (tpm2_seal.c) ---- */
@@ -152,6 +154,12 @@ CK_RV tpm2_admin_unblock(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, c
                          char *err, size_t errlen);
 /* Replace the admin key: authorised by a response to the pending challenge
  * under the old key, or (resp NULL) by the card secret of an SO login. */
+/* A right response to the pending challenge, for an erase: the challenge
+ * is spent, a wrong response counted as for an unblock. */
+CK_RV tpm2_admin_check(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen);
+/* No authority left on the card: its SO PIN locked and no response can be
+ * accepted (no admin key, or unblock locked). */
+bool tpm2_admin_orphaned(struct tpm2_vsc *v);
 CK_RV tpm2_admin_set_key(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, const uint8_t *so_secret,
                          enum tess_key_alg alg, const uint8_t *key, size_t key_len);
 

@@ -444,6 +444,24 @@ out:
     return rv;
 }
 
+CK_RV tpm2_admin_check(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen)
+{
+    struct admin_secret *as = (struct admin_secret *)tpm2_secret_alloc(sizeof(*as));
+    CK_RV rv = as ? prove(v, resp, rlen, as) : CKR_HOST_MEMORY;
+    tpm2_secret_free((uint8_t *)as, sizeof(*as));
+    return rv;
+}
+
+bool tpm2_admin_orphaned(struct tpm2_vsc *v)
+{
+    struct tpm2_admin_state st;
+    if (tpm2_vsc_reload(v) != CKR_OK || v->rec.so_tries_left > 0)
+        return false;
+    if (tpm2_admin_get_state(v, &st) != CKR_OK)
+        return false;
+    return !st.set || st.tries_left <= 0 || st.stock <= 0;
+}
+
 CK_RV tpm2_admin_set_key(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, const uint8_t *so_secret,
                          enum tess_key_alg alg, const uint8_t *key, size_t key_len)
 {

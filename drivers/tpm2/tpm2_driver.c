@@ -56,7 +56,13 @@ static CK_RV drv_scan(struct tess_slot_report *out, size_t max, size_t *count)
     /* One spare slot where C_InitToken makes a new card, while there is room
      * and a TPM to make it in. */
     if (set->spare_slot && (int)n < set->max_vsc && k < max && tpm2_conn_available()) {
-        out[k].slot_id = TPM2_SLOT_BASE + (CK_SLOT_ID)tpm2_vsc_free_slot_index(recs, n, set->max_vsc);
+        int idx = tpm2_vsc_free_slot_index(recs, n, set->max_vsc);
+        bool wanted_free = set->spare_index >= 0;
+        for (size_t i = 0; i < n && wanted_free; i++)
+            wanted_free = recs[i].slot_index != set->spare_index;
+        if (wanted_free)
+            idx = set->spare_index;
+        out[k].slot_id = TPM2_SLOT_BASE + (CK_SLOT_ID)idx;
         out[k].card_key = 0;
         k++;
     }
@@ -334,29 +340,74 @@ static void drv_logout(struct tess_token *tok)
         tpm2_vsc_logout(t->vsc);
 }
 
-static CK_RV drv_init_token(struct tess_token *tok, const CK_UTF8CHAR *so_pin, CK_ULONG so_len, const char *label)
+/* A new card in the spare slot, or the card there made new again. */
+static CK_RV init_card(struct tess_token *tok, struct tpm2_vsc_params *p)
 {
     struct tpm2_token *t = tok->drv;
     char err[256];
     int64_t id;
     CK_RV rv;
 
-    if (t->vsc)
-        return tpm2_vsc_reinit(t->vsc, so_pin, so_len, label);
-    struct tpm2_vsc_params p = {
-        .label = label, .so_pin = (const char *)so_pin, .so_pin_len = so_len, .slot_index = t->slot_index,
-    };
-    rv = tpm2_vsc_create(&p, &id, err, sizeof(err));
-    if (rv != CKR_OK) {
-        TESS_ERR("tpm: C_InitToken: %s", err);
-        return rv;
+    if (t->vsc) {
+        /* The current policy stays unless another is asked for. */
+        if (!p->policy)
+            p->policy = &t->vsc->policy;
+        rv = tpm2_vsc_reinit(t->vsc, p, err, sizeof(err));
+    } else {
+        p->slot_index = t->slot_index;
+        rv = tpm2_vsc_create(p, &id, err, sizeof(err));
+        if (rv == CKR_OK)
+            rv = tpm2_vsc_open(id, &t->vsc);
+        if (rv == CKR_OK) {
+            tok->card_key = (uint64_t)id;
+            tok->initialized = true;
+        }
     }
-    rv = tpm2_vsc_open(id, &t->vsc);
-    if (rv != CKR_OK)
-        return rv;
-    tok->card_key = (uint64_t)id;
-    tok->initialized = true;
-    return CKR_OK;
+    if (rv != CKR_OK && err[0])
+        TESS_ERR("tpm: %s", err);
+    return rv;
+}
+
+static CK_RV drv_init_token(struct tess_token *tok, const CK_UTF8CHAR *so_pin, CK_ULONG so_len, const char *label)
+{
+    struct tpm2_vsc_params p = { .label = label, .so_pin = (const char *)so_pin, .so_pin_len = so_len };
+    return init_card(tok, &p);
+}
+
+static CK_RV drv_init_card(struct tess_token *tok, const struct tess_card_init *in)
+{
+    struct tpm2_vsc_params p = {
+        .label = in->label, .so_pin = (const char *)in->so_pin, .so_pin_len = in->so_len,
+        .new_so_pin = (const char *)in->new_so_pin, .new_so_pin_len = in->new_so_len,
+        .user_pin = (const char *)in->user_pin, .user_pin_len = in->user_len,
+        .policy = in->policy ? in->policy : &tpm2_settings()->pin_policy,
+        .user_tries = in->user_tries, .so_tries = in->so_tries,
+        .admin_alg = in->admin_alg, .admin_key = in->admin_key, .admin_key_len = in->admin_key_len,
+    };
+    return init_card(tok, &p);
+}
+
+/* The card and everything of it leave the store in one statement. */
+static CK_RV drv_erase_card(struct tess_token *tok, const uint8_t *resp, size_t rlen)
+{
+    struct tpm2_token *t = tok->drv;
+    CK_RV rv = CKR_OK;
+
+    if (!t->vsc)
+        return CKR_OK;   /* the spare slot: nothing to erase */
+    if (resp)
+        rv = tpm2_admin_check(t->vsc, resp, rlen);
+    else if (tok->login != CKU_SO && !tpm2_admin_orphaned(t->vsc))
+        rv = CKR_USER_NOT_LOGGED_IN;
+    if (rv == CKR_OK)
+        rv = tpm2_vsc_delete(t->vsc->rec.id);
+    if (rv == CKR_OK) {
+        TESS_INFO("tpm: card %s erased", t->vsc->rec.serial);
+        tpm2_vsc_free(t->vsc);
+        t->vsc = NULL;
+        tok->initialized = false;
+    }
+    return rv;
 }
 
 static CK_RV drv_init_pin(struct tess_token *tok, const CK_UTF8CHAR *pin, CK_ULONG len)
@@ -625,4 +676,6 @@ const struct tess_driver tess_tpm2_driver = {
     .admin_challenge = drv_admin_challenge,
     .unblock_pin = drv_unblock_pin,
     .set_admin_key = drv_set_admin_key,
+    .init_card = drv_init_card,
+    .erase_card = drv_erase_card,
 };

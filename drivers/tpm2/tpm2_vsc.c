@@ -125,49 +125,95 @@ static CK_RV make_so_seal(struct card_blob *b, const uint8_t *secret, const uint
     return tpm2_seal_make(PIN_TAG, b->salt_so, secret, TPM2_SECRET_LEN, pin, len, &b->so_pub, &b->so_priv);
 }
 
+/* The TPM half of a card being made or re-made: the PINs checked against
+ * the policy, a fresh card secret, its seals and challenges (slow, and it
+ * leaves nothing behind if we die). The caller stores it in one transaction. */
+struct card_parts {
+    struct tess_pin_policy policy;
+    struct card_blob blob;
+    uint8_t *secret;
+    struct tess_admin_rec admin;
+};
+
+static CK_RV parts_make(const struct tpm2_vsc_params *p, const struct tess_pin_policy *policy, struct card_parts *c,
+                        char *err, size_t errlen)
+{
+    const char *so_pin = p->new_so_pin ? p->new_so_pin : p->so_pin;
+    size_t so_len = p->new_so_pin ? p->new_so_pin_len : p->so_pin_len;
+    CK_RV rv;
+
+    memset(c, 0, sizeof(*c));
+    c->policy = policy ? *policy : tpm2_settings()->pin_policy;
+    if (tess_pin_policy_validate(&c->policy, err, errlen))
+        return CKR_ARGUMENTS_BAD;
+    rv = check_so_pin(so_len, err, errlen);
+    if (rv != CKR_OK)
+        return rv;
+    if (p->user_pin && tess_pin_policy_check(&c->policy, (const uint8_t *)p->user_pin, p->user_pin_len, err, errlen))
+        return policy_refusal(&c->policy, p->user_pin_len);
+    if (!tpm2_conn_available()) {
+        snprintf(err, errlen, "no TPM reachable at '%s'", tpm2_settings()->tcti);
+        return CKR_DEVICE_ERROR;
+    }
+    /* A fresh card secret: blobs of any old keys become useless, even if
+     * someone restores them from a backup of the store. */
+    c->secret = tpm2_secret_alloc(TPM2_SECRET_LEN);
+    if (!c->secret || RAND_bytes(c->secret, TPM2_SECRET_LEN) != 1)
+        return CKR_HOST_MEMORY;
+    rv = make_so_seal(&c->blob, c->secret, (const uint8_t *)so_pin, so_len);
+    if (rv == CKR_OK && p->user_pin)
+        rv = make_user_seal(&c->blob, c->secret, (const uint8_t *)p->user_pin, p->user_pin_len);
+    /* The admin key given (the well-known default one, to be rotated to a
+     * diversified one, or a key of its own), or none until the SO sets one. */
+    if (rv == CKR_OK && p->admin_key)
+        rv = tpm2_admin_build(c->secret, p->admin_alg, p->admin_key, p->admin_key_len, &c->admin);
+    return rv;
+}
+
+static void parts_free(struct card_parts *c)
+{
+    tess_admin_rec_clear(&c->admin);
+    tpm2_secret_free(c->secret, TPM2_SECRET_LEN);
+    tess_wipe(c, sizeof(*c));
+}
+
+/* The card record's fields that parts and params decide. */
+static CK_RV parts_to_rec(const struct tpm2_vsc_params *p, const struct card_parts *c, struct tess_card_rec *rec)
+{
+    const struct tess_settings *set = tpm2_settings();
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CK_RV rv = blob_encode(&c->blob, &data, &len);
+    if (rv != CKR_OK)
+        return rv;
+    free(rec->drv_data);
+    rec->drv_data = data;
+    rec->drv_len = len;
+    snprintf(rec->label, sizeof(rec->label), "%s", p->label && *p->label ? p->label : "Tessera VSC");
+    tess_pin_policy_format(&c->policy, rec->policy, sizeof(rec->policy));
+    rec->user_tries_max = rec->user_tries_left = p->user_tries > 0 ? p->user_tries : set->user_retries;
+    rec->so_tries_max = rec->so_tries_left = p->so_tries > 0 ? p->so_tries : set->so_retries;
+    rec->user_pin_set = p->user_pin ? 1 : 0;
+    return CKR_OK;
+}
+
 CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *err, size_t errlen)
 {
     const struct tess_settings *set = tpm2_settings();
     struct tess_store *store;
     struct tess_card_rec *recs = NULL, rec = { 0 };
     size_t n = 0;
-    struct card_blob blob = { 0 };
-    uint8_t *secret = NULL, serial_raw[8];
-    struct tess_pin_policy policy = p->policy ? *p->policy : set->pin_policy;
-    struct tess_admin_rec admin = { 0 };
+    struct card_parts parts;
+    uint8_t serial_raw[8];
     bool in_tx = false;
     CK_RV rv;
 
     err[0] = '\0';
-    if (tess_pin_policy_validate(&policy, err, errlen))
-        return CKR_ARGUMENTS_BAD;
-    rv = check_so_pin(p->so_pin_len, err, errlen);
-    if (rv != CKR_OK)
-        return rv;
-    if (p->user_pin && tess_pin_policy_check(&policy, (const uint8_t *)p->user_pin, p->user_pin_len, err, errlen))
-        return policy_refusal(&policy, p->user_pin_len);
-    if (!tpm2_conn_available()) {
-        snprintf(err, errlen, "no TPM reachable at '%s'", set->tcti);
-        return CKR_DEVICE_ERROR;
-    }
-    rv = tpm2_store(&store, true);
-    if (rv != CKR_OK)
-        goto out;
-
-    secret = tpm2_secret_alloc(TPM2_SECRET_LEN);
-    if (!secret || RAND_bytes(secret, TPM2_SECRET_LEN) != 1 || RAND_bytes(serial_raw, sizeof(serial_raw)) != 1) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    /* The TPM work first (slow, and it leaves nothing behind if we die);
-     * then one transaction makes the card exist. */
-    rv = make_so_seal(&blob, secret, (const uint8_t *)p->so_pin, p->so_pin_len);
-    if (rv == CKR_OK && p->user_pin)
-        rv = make_user_seal(&blob, secret, (const uint8_t *)p->user_pin, p->user_pin_len);
-    /* The admin key given (the well-known default one, to be rotated to a
-     * diversified one, or a key of its own), or none until the SO sets one. */
-    if (rv == CKR_OK && p->admin_key)
-        rv = tpm2_admin_build(secret, p->admin_alg, p->admin_key, p->admin_key_len, &admin);
+    rv = parts_make(p, p->policy, &parts, err, errlen);
+    if (rv == CKR_OK && RAND_bytes(serial_raw, sizeof(serial_raw)) != 1)
+        rv = CKR_FUNCTION_FAILED;
+    if (rv == CKR_OK)
+        rv = tpm2_store(&store, true);
     if (rv != CKR_OK)
         goto out;
 
@@ -192,18 +238,13 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
             goto out;
         }
     }
-    snprintf(rec.label, sizeof(rec.label), "%s", p->label && *p->label ? p->label : "Tessera VSC");
     tess_hex(rec.serial, serial_raw, sizeof(serial_raw));
-    tess_pin_policy_format(&policy, rec.policy, sizeof(rec.policy));
-    rec.user_tries_max = rec.user_tries_left = set->user_retries;
-    rec.so_tries_max = rec.so_tries_left = set->so_retries;
-    rec.user_pin_set = p->user_pin ? 1 : 0;
-    rv = blob_encode(&blob, &rec.drv_data, &rec.drv_len);
+    rv = parts_to_rec(p, &parts, &rec);
     if (rv == CKR_OK)
         rv = tess_store_card_insert(store, &rec);
-    admin.card_id = rec.id;
-    if (rv == CKR_OK && admin.present)
-        rv = tess_store_admin_put(store, &admin);
+    parts.admin.card_id = rec.id;
+    if (rv == CKR_OK && parts.admin.present)
+        rv = tess_store_admin_put(store, &parts.admin);
     if (rv == CKR_OK)
         rv = tess_store_commit(store);
     in_tx = false;
@@ -218,9 +259,7 @@ out:
         tess_card_rec_clear(&recs[i]);
     free(recs);
     tess_card_rec_clear(&rec);
-    tess_admin_rec_clear(&admin);
-    tpm2_secret_free(secret, TPM2_SECRET_LEN);
-    tess_wipe(&blob, sizeof(blob));
+    parts_free(&parts);
     if (rv != CKR_OK && !err[0])
         snprintf(err, errlen, "could not create the virtual card (see the log; TESSERA_LOG=debug)");
     return rv;
@@ -470,29 +509,25 @@ CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *o
     return rv;
 }
 
-CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, const char *label)
+/* The card again as new, authorised by its SO PIN: objects and admin key
+ * gone, a new card secret, the PINs, policy and tries p names; its serial
+ * and slot stay. One transaction: a process killed before it leaves the
+ * card as it was. */
+CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const struct tpm2_vsc_params *p, char *err, size_t errlen)
 {
     struct tess_store *store;
-    struct card_blob blob = { 0 };
-    uint8_t *secret = tpm2_secret_alloc(TPM2_SECRET_LEN);
-    uint8_t *data = NULL;
-    size_t len = 0;
+    struct card_parts parts;
+    uint8_t *old = tpm2_secret_alloc(TPM2_SECRET_LEN);
     CK_RV rv;
 
-    if (!secret)
+    err[0] = '\0';
+    memset(&parts, 0, sizeof(parts));
+    if (!old)
         return CKR_HOST_MEMORY;
-    rv = verify_pin(v, CKU_SO, so_pin, so_len, secret);
-    if (rv != CKR_OK)
-        goto out;
-    /* A fresh card secret: blobs of the old keys become useless even if
-     * someone restores them from a backup of the store. */
-    if (RAND_bytes(secret, TPM2_SECRET_LEN) != 1) {
-        rv = CKR_FUNCTION_FAILED;
-        goto out;
-    }
-    rv = make_so_seal(&blob, secret, so_pin, so_len);
+    /* Judge what is asked for before the SO PIN is tried. */
+    rv = parts_make(p, p->policy, &parts, err, errlen);
     if (rv == CKR_OK)
-        rv = blob_encode(&blob, &data, &len);
+        rv = verify_pin(v, CKU_SO, (const uint8_t *)p->so_pin, p->so_pin_len, old);
     if (rv == CKR_OK)
         rv = tpm2_store(&store, false);
     if (rv != CKR_OK)
@@ -501,30 +536,30 @@ CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const uint8_t *so_pin, size_t so_len, 
     if (rv != CKR_OK)
         goto out;
     rv = tess_store_objects_delete_card(store, v->rec.id);
-    /* The challenges hold the old card secret: they go too, and the card has
-     * no admin key until its SO sets one (T_SetAdminKey). */
+    /* The challenges hold the old card secret: they go too (replaced by p's
+     * admin key, if it names one). */
     if (rv == CKR_OK)
         rv = tess_store_admin_delete(store, v->rec.id);
     if (rv == CKR_OK)
         rv = tpm2_vsc_reload(v);
-    if (rv == CKR_OK) {
-        snprintf(v->rec.label, sizeof(v->rec.label), "%s", label && *label ? label : "Tessera VSC");
-        free(v->rec.drv_data);
-        v->rec.drv_data = data;
-        v->rec.drv_len = len;
-        data = NULL;
-        v->rec.user_pin_set = 0;
-        v->rec.user_tries_left = v->rec.user_tries_max;
-        v->rec.so_tries_left = v->rec.so_tries_max;
+    if (rv == CKR_OK)
+        rv = parts_to_rec(p, &parts, &v->rec);
+    if (rv == CKR_OK)
         rv = tess_store_card_update(store, &v->rec);
-    }
+    parts.admin.card_id = v->rec.id;
+    if (rv == CKR_OK && parts.admin.present)
+        rv = tess_store_admin_put(store, &parts.admin);
     if (rv == CKR_OK)
         rv = tess_store_commit(store);
     else
         tess_store_rollback(store);
+    if (rv == CKR_OK) {
+        v->policy = parts.policy;
+        tpm2_vsc_logout(v);
+        TESS_INFO("tpm: card %s initialised again as '%s'", v->rec.serial, v->rec.label);
+    }
 out:
-    free(data);
-    tess_wipe(&blob, sizeof(blob));
-    tpm2_secret_free(secret, TPM2_SECRET_LEN);
+    parts_free(&parts);
+    tpm2_secret_free(old, TPM2_SECRET_LEN);
     return rv;
 }

@@ -29,7 +29,7 @@ extern "C" {
 
 #define TESSERA_INTERFACE_NAME "Tessera Management"
 #define TESSERA_INTERFACE_VERSION_MAJOR 1
-#define TESSERA_INTERFACE_VERSION_MINOR 0
+#define TESSERA_INTERFACE_VERSION_MINOR 1   /* 1.1: T_InitCard, T_EraseCard */
 
 /* ---- return values beyond the standard's ---- */
 #define CKR_TESSERA_BASE (CKR_VENDOR_DEFINED | 0x54450000UL)
@@ -43,7 +43,8 @@ extern "C" {
  * challenge is spent; ask for a new one. */
 #define CKR_TESSERA_RESPONSE_INCORRECT (CKR_TESSERA_BASE + 3)
 /* Too many wrong responses: challenge/response is locked on this card until
- * its SO sets the admin key again. */
+ * its SO sets the admin key again (a TPM card), or for good (a PIV card,
+ * whose PUK it has blocked: T_EraseCard resets it). */
 #define CKR_TESSERA_UNBLOCK_LOCKED (CKR_TESSERA_BASE + 4)
 /* The card has used up the challenges it was given when its admin key was
  * last set; the SO (or a response to a challenge) must set it again. */
@@ -77,6 +78,43 @@ typedef struct CK_TESSERA_CARD_INFO {
     CK_FLAGS flags;                    /* CKF_TESSERA_* */
 } CK_TESSERA_CARD_INFO;
 typedef CK_TESSERA_CARD_INFO *CK_TESSERA_CARD_INFO_PTR;
+
+/* ---- T_InitCard (1.1) ---- */
+#define CKV_TESSERA_PIN_CHARS_OPTIONAL 0UL
+#define CKV_TESSERA_PIN_CHARS_MANDATORY 1UL
+#define CKV_TESSERA_PIN_CHARS_FORBIDDEN 2UL
+
+typedef struct CK_TESSERA_PIN_POLICY {
+    CK_ULONG ulMinLen;                 /* characters, 4 to 127 */
+    CK_ULONG ulMaxLen;
+    CK_ULONG digits;                   /* CKV_TESSERA_PIN_CHARS_* */
+    CK_ULONG uppercase;
+    CK_ULONG lowercase;
+    CK_ULONG special;                  /* anything else */
+} CK_TESSERA_PIN_POLICY;
+typedef CK_TESSERA_PIN_POLICY *CK_TESSERA_PIN_POLICY_PTR;
+
+/* What a card is initialised to. Pointers may be NULL where said. */
+typedef struct CK_TESSERA_INIT {
+    CK_UTF8CHAR_PTR pLabel;            /* NULL: the default label (PIV: must be NULL) */
+    CK_ULONG ulLabelLen;               /* at most 32 */
+    CK_UTF8CHAR_PTR pSoPin;            /* authority: the card's SO PIN (PIV: its PUK);
+                                          on an empty TPM slot, the new card's SO PIN */
+    CK_ULONG ulSoPinLen;
+    CK_UTF8CHAR_PTR pNewSoPin;         /* NULL: the SO PIN stays pSoPin */
+    CK_ULONG ulNewSoPinLen;
+    CK_UTF8CHAR_PTR pUserPin;          /* NULL: none yet, C_InitPIN sets it (PIV: required) */
+    CK_ULONG ulUserPinLen;
+    CK_TESSERA_PIN_POLICY_PTR pPinPolicy; /* NULL: tessera.conf's (PIV: must be NULL,
+                                          the card's own rule is 6 to 8 characters) */
+    CK_ULONG ulUserPinTries;           /* wrong PINs before it locks; 0: tessera.conf's
+                                          (PIV: the card's, 3 on a new one) */
+    CK_ULONG ulSoPinTries;             /* the same for the SO PIN (PIV: the PUK) */
+    CK_KEY_TYPE adminKeyType;          /* with pAdminKey: CKK_DES3 or CKK_AES */
+    CK_BYTE_PTR pAdminKey;             /* NULL: none (TPM), the configured one (PIV) */
+    CK_ULONG ulAdminKeyLen;
+} CK_TESSERA_INIT;
+typedef CK_TESSERA_INIT *CK_TESSERA_INIT_PTR;
 
 typedef struct CK_TESSERA_FUNCTION_LIST CK_TESSERA_FUNCTION_LIST;
 typedef CK_TESSERA_FUNCTION_LIST *CK_TESSERA_FUNCTION_LIST_PTR;
@@ -113,6 +151,30 @@ struct CK_TESSERA_FUNCTION_LIST {
      * key nobody knows. Resets the unblock retry counter. */
     CK_RV (*T_SetAdminKey)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen,
                            CK_KEY_TYPE keyType, CK_BYTE_PTR pKey, CK_ULONG ulKeyLen);
+
+    /* ---- 1.1 ---- */
+
+    /* Bring the card in slotID to a known state, as C_InitToken does but
+     * with everything a card is issued with; no session may be open on it.
+     * On a TPM slot without a card (the spare slot), a new virtual card; on
+     * a TPM card, authorised by its SO PIN, its keys, objects and admin key
+     * are erased (its serial stays); on a PIV card, authorised by its PUK,
+     * the card is reset (as T_EraseCard) and given the PINs and tries asked
+     * for. Without pAdminKey the card has no admin key (TPM) or the one
+     * tessera.conf names (PIV) until T_SetAdminKey. A wrong SO PIN is
+     * counted and changes nothing. */
+    CK_RV (*T_InitCard)(CK_SLOT_ID slotID, CK_TESSERA_INIT_PTR pInit);
+
+    /* Erase the card: a TPM card is destroyed (keys, certificates, PINs,
+     * admin key; its slot empties); a PIV card is reset to its factory
+     * state (keys and data objects gone, PIN 123456, PUK 12345678, the
+     * factory 9B key), which needs the YubiKey commands. Authorised by
+     * pResponse, the response to the pending challenge (a wrong one is
+     * counted as for T_UnblockPIN), or, pResponse NULL, by the SO logged in
+     * on this session; a card with no such authority left (its SO PIN and
+     * unblock both locked) is erased with neither. R/W session. Every
+     * session on the token ends: hSession is invalid afterwards. */
+    CK_RV (*T_EraseCard)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen);
 };
 
 #ifdef __cplusplus

@@ -17,14 +17,9 @@
 #include "../util.h"
 #include "tool.h"
 
-#define KEY_SOURCE_OPTIONS                                                                                       \
-    { "admin-key", required_argument, 0, 'k' }, { "master-file", required_argument, 0, 'm' },                 \
-        { "master-uri", required_argument, 0, 'u' }, { "hsm-module", required_argument, 0, 'H' },             \
-        { "hsm-pin-file", required_argument, 0, 'q' }, { "prf", required_argument, 0, 'p' },                  \
-        { "alg", required_argument, 0, 'a' }
+#define KEY_SOURCE_OPTIONS TOOL_KEY_SOURCE_OPTIONS
 
-/* One of the key-source options above into ks; -1 for another option. */
-static int key_source_opt(struct tool_key_source *ks, int c, const char *arg)
+int tool_key_source_opt(struct tool_key_source *ks, int c, const char *arg)
 {
     switch (c) {
     case 'k':
@@ -121,7 +116,7 @@ int tool_key_source_key(const struct tool_key_source *ks, const char *serial, ui
 
 /* A code read out over the phone (or the hex Windows tools show) into
  * exactly len bytes; a typo is caught before anything reaches the card. */
-static int read_code(const char *text, const char *what, uint8_t *out, size_t len)
+int tool_read_code(const char *text, const char *what, uint8_t *out, size_t len)
 {
     size_t got = 0;
     switch (tess_code_parse(text, out, len)) {
@@ -153,7 +148,7 @@ int cmd_admin_key_derive(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 's')
             serial = optarg;
-        else if (key_source_opt(&ks, c, optarg)) {
+        else if (tool_key_source_opt(&ks, c, optarg)) {
             tool_usage(stderr);
             return EX_USAGE;
         }
@@ -197,7 +192,7 @@ int cmd_unblock_response(int argc, char **argv)
             challenge = optarg;
         else if (c == 's')
             serial = optarg;
-        else if (key_source_opt(&ks, c, optarg)) {
+        else if (tool_key_source_opt(&ks, c, optarg)) {
             tool_usage(stderr);
             return EX_USAGE;
         }
@@ -209,7 +204,7 @@ int cmd_unblock_response(int argc, char **argv)
     }
     blk = tess_admin_block_len(ks.alg);
     /* The code the user reads out, or the hex digits Windows shows. */
-    rc = read_code(challenge, "challenge", chal, blk);
+    rc = tool_read_code(challenge, "challenge", chal, blk);
     if (rc == EX_OK)
         rc = tool_key_source_key(&ks, serial, key, &klen);
     if (rc == EX_OK && tess_admin_response(ks.alg, key, klen, chal, blk, resp) != CKR_OK)
@@ -395,7 +390,7 @@ int cmd_unblock_complete(int argc, char **argv)
         rc = tool_report(CKR_TESSERA_NO_ADMIN_KEY, "cannot unblock");
         goto out;
     }
-    rc = read_code(response, "response", resp, info.challengeLen);
+    rc = tool_read_code(response, "response", resp, info.challengeLen);
     if (rc != EX_OK)
         goto out;
     if (tool_read_secret(pin_file, "new PIN", pin, sizeof(pin))) {
@@ -451,7 +446,7 @@ int cmd_admin_key_set(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'S')
             so_file = optarg;
-        else if (tool_card_opt(&ca, c, optarg) > 0 || (c != 'n' && c != 's' && key_source_opt(&ks, c, optarg))) {
+        else if (tool_card_opt(&ca, c, optarg) > 0 || (c != 'n' && c != 's' && tool_key_source_opt(&ks, c, optarg))) {
             tool_usage(stderr);
             return EX_USAGE;
         }
@@ -504,15 +499,15 @@ int cmd_admin_key_rotate(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int bad;
         switch (c) {
-        case 'K': bad = key_source_opt(&old, 'k', optarg); break;
-        case 'M': bad = key_source_opt(&old, 'm', optarg); break;
+        case 'K': bad = tool_key_source_opt(&old, 'k', optarg); break;
+        case 'M': bad = tool_key_source_opt(&old, 'm', optarg); break;
         case 'V':
-            bad = key_source_opt(&old, 'u', optarg);
+            bad = tool_key_source_opt(&old, 'u', optarg);
             break;
-        case 'R': bad = key_source_opt(&old, 'p', optarg); break;
-        case 'A': bad = key_source_opt(&old, 'a', optarg); break;
+        case 'R': bad = tool_key_source_opt(&old, 'p', optarg); break;
+        case 'A': bad = tool_key_source_opt(&old, 'a', optarg); break;
         case 'n': case 's': bad = tool_card_opt(&ca, c, optarg); break;
-        default: bad = key_source_opt(&ks, c, optarg); break;
+        default: bad = tool_key_source_opt(&ks, c, optarg); break;
         }
         if (bad) {
             tool_usage(stderr);

@@ -31,13 +31,16 @@ const char *tool_rv_text(CK_RV rv)
     case CKR_FUNCTION_NOT_SUPPORTED: return "this card does not support that";
     case CKR_USER_ALREADY_LOGGED_IN: return "a user is logged in";
     case CKR_KEY_SIZE_RANGE: return "the key has the wrong length";
+    case CKR_ARGUMENTS_BAD: return "the module refused what was asked (see the message above)";
+    case CKR_USER_NOT_LOGGED_IN: return "not authorised: give the SO PIN or a response";
     case CKR_TESSERA_NO_ADMIN_KEY: return "the card has no admin key (its SO must set one: tessera admin-key set)";
     case CKR_TESSERA_NO_CHALLENGE:
         return "no challenge is waiting for a response (a challenge answers once): ask for a new challenge";
     case CKR_TESSERA_RESPONSE_INCORRECT:
         return "the response is wrong for this challenge and card; the challenge is spent, ask for a new one";
     case CKR_TESSERA_UNBLOCK_LOCKED:
-        return "too many wrong responses: unblock is locked until the card's SO sets the admin key again";
+        return "too many wrong responses: unblock is locked (a TPM card: until its SO sets the admin key again; "
+               "a PIV card, whose PUK is blocked: for good, 'tessera card erase' resets it)";
     case CKR_TESSERA_NO_CHALLENGES_LEFT:
         return "the card has no challenges left: its SO must set the admin key again";
     default: return NULL;

@@ -36,15 +36,20 @@ void tool_usage(FILE *f)
           "             [--slot N] [--pin-min N] [--pin-max N]\n"
           "             [--pin-digits R] [--pin-uppercase R] [--pin-lowercase R] [--pin-special R]\n"
           "                 R is optional, mandatory or forbidden\n"
-          "             [--admin-key HEX|default | (--master-file F | --master-uri U) [--prf P]]\n"
-          "             [--admin-alg A]\n"
+          "             [--pin-tries N] [--so-pin-tries N]\n"
+          "             [--admin-key HEX|default | MASTER] [--prf P] [--admin-alg A]\n"
           "  vsc list\n"
-          "  vsc delete (--serial S | --slot N) --yes\n"
+          "  vsc delete (--serial S | --slot N) (--so-pin-file F | --response CODE) --yes\n"
           "  tpm status\n"
           "  tpm da (--windows | --max-tries N --recovery SECONDS --lockout-recovery SECONDS | --clear)\n"
           "\n"
           "Card administration (CARD is --slot N or --serial S)\n"
           "  card info CARD\n"
+          "  card init (CARD | --new) (--so-pin-file F | --puk-file F) [--new-so-pin-file F] [--pin-file F]\n"
+          "            [--label L] [policy options as vsc create] [--pin-tries N] [--so-pin-tries N]\n"
+          "            [--admin-key HEX|default | MASTER] [--prf P] [--alg A] [--yes]\n"
+          "                                            erase, then a known state; --new: a new TPM card\n"
+          "  card erase CARD (--so-pin-file F | --puk-file F | --response CODE) [--yes]\n"
           "  unblock challenge CARD [--new]            the user's side: a one-time challenge to read out\n"
           "  unblock response --challenge CODE (--admin-key HEX|default | MASTER --serial S)\n"
           "                   [--prf P] [--alg A]      the helpdesk's side: no card or TPM needed\n"
@@ -157,133 +162,6 @@ int tool_read_secret(const char *file, const char *prompt, char *out, size_t out
     return 0;
 }
 
-static int cmd_vsc_create(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        { "label", required_argument, 0, 'l' },        { "so-pin", required_argument, 0, 's' },
-        { "so-pin-file", required_argument, 0, 'S' }, { "pin", required_argument, 0, 'p' },
-        { "pin-file", required_argument, 0, 'P' },    { "slot", required_argument, 0, 'n' },
-        { "pin-min", required_argument, 0, 1 },       { "pin-max", required_argument, 0, 2 },
-        { "pin-digits", required_argument, 0, 3 },    { "pin-uppercase", required_argument, 0, 4 },
-        { "pin-lowercase", required_argument, 0, 5 }, { "pin-special", required_argument, 0, 6 },
-        { "admin-key", required_argument, 0, 7 },     { "master-file", required_argument, 0, 8 },
-        { "prf", required_argument, 0, 9 },           { "admin-alg", required_argument, 0, 10 },
-        { "master-uri", required_argument, 0, 11 },   { "hsm-module", required_argument, 0, 12 },
-        { "hsm-pin-file", required_argument, 0, 13 },
-        { 0, 0, 0, 0 },
-    };
-    static const char *policy_fields[] = { "", "min_length", "max_length", "digits", "uppercase", "lowercase", "special" };
-    struct tess_pin_policy policy = tool_settings.pin_policy;
-    char so_pin[TESS_PIN_MAX_LEN + 2] = "", pin[TESS_PIN_MAX_LEN + 2] = "", err[512];
-    const char *label = NULL, *so_file = NULL, *pin_file = NULL;
-    bool have_so = false, have_pin = false;
-    int slot = -1, c, rc = EX_USAGE;
-    int64_t id;
-    struct tool_key_source ks = TOOL_KEY_SOURCE_INIT;
-    uint8_t admin_key[32];
-    size_t admin_len = 0;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l': label = optarg; break;
-        case 's': snprintf(so_pin, sizeof(so_pin), "%s", optarg); have_so = true; break;
-        case 'S': so_file = optarg; break;
-        case 'p': snprintf(pin, sizeof(pin), "%s", optarg); have_pin = true; break;
-        case 'P': pin_file = optarg; break;
-        case 'n':
-            slot = atoi(optarg);
-            if (slot < 0 || slot >= tool_settings.max_vsc) {
-                fprintf(stderr, "tessera: --slot must be 0 to %d (max_vsc)\n", tool_settings.max_vsc - 1);
-                goto out;
-            }
-            break;
-        case 1: case 2: case 3: case 4: case 5: case 6:
-            if (tess_pin_policy_set(&policy, policy_fields[c], optarg, err, sizeof(err))) {
-                fprintf(stderr, "tessera: %s\n", err);
-                goto out;
-            }
-            break;
-        case 7:
-            if (!strcmp(optarg, "default"))
-                ks.use_default = true;
-            else
-                ks.hex = optarg;
-            break;
-        case 8: ks.master_file = optarg; break;
-        case 11: ks.master_uri = optarg; break;
-        case 12: ks.hsm_module = optarg; break;
-        case 13: ks.hsm_pin_file = optarg; break;
-        case 9: if (tess_prf_parse(optarg, &ks.prf)) { tool_usage(stderr); goto out; } break;
-        case 10: if (tess_key_alg_parse(optarg, &ks.alg)) { tool_usage(stderr); goto out; } break;
-        default: tool_usage(stderr); goto out;
-        }
-    }
-    /* A key given outright goes in with the card; a diversified one needs
-     * the card's serial, so it is set just after, as the card's SO. */
-    if ((ks.hex || ks.use_default) && (rc = tool_key_source_key(&ks, NULL, admin_key, &admin_len)) != EX_OK)
-        goto out;
-    rc = EX_USAGE;
-    if (!have_so && tool_read_secret(so_file, "SO PIN (administrator)", so_pin, sizeof(so_pin)))
-        goto out;
-    if (!have_pin && pin_file) {
-        if (tool_read_secret(pin_file, "user PIN", pin, sizeof(pin)))
-            goto out;
-        have_pin = true;
-    }
-    struct tpm2_vsc_params p = {
-        .label = label, .so_pin = so_pin, .so_pin_len = strlen(so_pin),
-        .user_pin = have_pin ? pin : NULL, .user_pin_len = strlen(pin), .policy = &policy, .slot_index = slot,
-        .admin_alg = ks.alg, .admin_key = admin_len ? admin_key : NULL, .admin_key_len = admin_len,
-    };
-    CK_RV rv = tpm2_vsc_create(&p, &id, err, sizeof(err));
-    if (rv != CKR_OK) {
-        fprintf(stderr, "tessera: %s\n", err);
-        rc = tool_exit_for(rv);
-        goto out;
-    }
-    struct tpm2_vsc *v = NULL;
-    if (tpm2_vsc_open(id, &v) == CKR_OK && (ks.master_file || ks.master_uri)) {
-        struct tool_p11 p11;
-        CK_TESSERA_CARD_INFO info;
-        CK_SLOT_ID found;
-        rc = tool_p11_open(&p11);
-        if (rc == EX_OK)
-            rc = tool_p11_find(&p11, -1, v->rec.serial, &found, &info);
-        if (rc == EX_OK)
-            rc = tool_set_admin_key_as_so(&p11, found, so_pin, &ks, v->rec.serial);
-        tool_p11_close(&p11);
-        if (rc != EX_OK) {
-            fprintf(stderr, "tessera: card %s was created without an admin key: run 'tessera admin-key set'\n",
-                    v->rec.serial);
-            tpm2_vsc_free(v);
-            goto out;
-        }
-    }
-    if (v) {
-        if (tool_json) {
-            printf("{\"serial\":\"%s\",\"label\":", v->rec.serial);
-            tool_json_str(v->rec.label);
-            printf(",\"slot\":%d}\n", v->rec.slot_index);
-        } else
-            printf("created virtual card %s \"%s\" in slot %d%s\n", v->rec.serial, v->rec.label, v->rec.slot_index,
-                   have_pin ? "" : " (user PIN not set yet: C_InitPIN as SO)");
-        tpm2_vsc_free(v);
-    }
-    struct tpm2_status st;
-    if (tpm2_get_status(&st) == CKR_OK && st.max_tries <= (uint32_t)tool_settings.user_retries)
-        fprintf(stderr,
-                "tessera: warning: the TPM locks out after %u wrong PINs, before this card's own limit of %d;\n"
-                "         every card on this TPM would stop. Run 'tessera tpm da --windows' (see tessera(1)).\n",
-                st.max_tries, tool_settings.user_retries);
-    rc = EX_OK;
-out:
-    tess_wipe(so_pin, sizeof(so_pin));
-    tess_wipe(pin, sizeof(pin));
-    tess_wipe(admin_key, sizeof(admin_key));
-    return rc;
-}
-
 static const char *pin_state(int left, int max)
 {
     return left <= 0 ? "locked" : left < max ? "count low" : "ok";
@@ -332,53 +210,6 @@ static int cmd_vsc_list(void)
         puts("]");
     free(recs);
     return EX_OK;
-}
-
-static int cmd_vsc_delete(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        { "serial", required_argument, 0, 's' }, { "slot", required_argument, 0, 'n' },
-        { "yes", no_argument, 0, 'y' }, { 0, 0, 0, 0 },
-    };
-    const char *serial = NULL;
-    int slot = -1, c;
-    bool yes = false;
-    struct tess_store *store;
-    struct tess_card_rec *recs = NULL;
-    size_t n = 0;
-    int rc = EX_NOTFOUND;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': serial = optarg; break;
-        case 'n': slot = atoi(optarg); break;
-        case 'y': yes = true; break;
-        default: tool_usage(stderr); return EX_USAGE;
-        }
-    }
-    if ((!serial && slot < 0) || !yes) {
-        fprintf(stderr, "tessera: vsc delete needs --serial or --slot, and --yes: it erases the card's keys\n");
-        return EX_USAGE;
-    }
-    if (tpm2_store(&store, false) != CKR_OK || tess_store_card_list(store, TPM2_DRIVER_NAME, &recs, &n) != CKR_OK) {
-        fprintf(stderr, "tessera: no virtual cards\n");
-        return EX_NOTFOUND;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (rc == EX_NOTFOUND && ((serial && !strcmp(serial, recs[i].serial)) || recs[i].slot_index == slot)) {
-            CK_RV rv = tpm2_vsc_delete(recs[i].id);
-            rc = tool_exit_for(rv);
-            if (rv == CKR_OK && !tool_json)
-                printf("deleted virtual card %s \"%s\" (slot %d) and its keys\n", recs[i].serial, recs[i].label,
-                       recs[i].slot_index);
-        }
-        tess_card_rec_clear(&recs[i]);
-    }
-    free(recs);
-    if (rc == EX_NOTFOUND)
-        fprintf(stderr, "tessera: no such virtual card\n");
-    return rc;
 }
 
 static int cmd_tpm_status(void)
@@ -508,11 +339,11 @@ int main(int argc, char **argv)
 
     const char *noun = argv[1], *verb = argc > 2 ? argv[2] : "";
     if (!strcmp(noun, "vsc") && !strcmp(verb, "create"))
-        rc = cmd_vsc_create(argc - 2, argv + 2);
+        rc = cmd_card_init(argc - 2, argv + 2, true);
     else if (!strcmp(noun, "vsc") && !strcmp(verb, "list"))
         rc = cmd_vsc_list();
     else if (!strcmp(noun, "vsc") && !strcmp(verb, "delete"))
-        rc = cmd_vsc_delete(argc - 2, argv + 2);
+        rc = cmd_card_erase(argc - 2, argv + 2, true);
     else if (!strcmp(noun, "tpm") && !strcmp(verb, "status"))
         rc = cmd_tpm_status();
     else if (!strcmp(noun, "tpm") && !strcmp(verb, "da"))
@@ -539,6 +370,10 @@ int main(int argc, char **argv)
         rc = cmd_key_generate(argc - 2, argv + 2);
     else if (!strcmp(noun, "card") && !strcmp(verb, "info"))
         rc = cmd_card_info(argc - 2, argv + 2);
+    else if (!strcmp(noun, "card") && !strcmp(verb, "init"))
+        rc = cmd_card_init(argc - 2, argv + 2, false);
+    else if (!strcmp(noun, "card") && !strcmp(verb, "erase"))
+        rc = cmd_card_erase(argc - 2, argv + 2, false);
     else {
         tool_usage(stderr);
         rc = EX_USAGE;

@@ -49,6 +49,15 @@ struct tool_key_source {
 };
 #define TOOL_KEY_SOURCE_INIT { NULL, false, NULL, NULL, NULL, NULL, TESS_PRF_CMAC_AES256, TESS_KEY_3DES }
 bool tool_key_source_given(const struct tool_key_source *ks);
+#define TOOL_KEY_SOURCE_OPTIONS                                                                                  \
+    { "admin-key", required_argument, 0, 'k' }, { "master-file", required_argument, 0, 'm' },                 \
+        { "master-uri", required_argument, 0, 'u' }, { "hsm-module", required_argument, 0, 'H' },             \
+        { "hsm-pin-file", required_argument, 0, 'q' }, { "prf", required_argument, 0, 'p' },                  \
+        { "alg", required_argument, 0, 'a' }
+/* One of the key-source options above into ks: 0 taken, 1 bad value, -1 another option. */
+int tool_key_source_opt(struct tool_key_source *ks, int c, const char *arg);
+/* A challenge or response typed in (a phone code or hex) into len bytes. */
+int tool_read_code(const char *text, const char *what, uint8_t *out, size_t len);
 /* The key for the card with this serial, into key (32 bytes). */
 int tool_key_source_key(const struct tool_key_source *ks, const char *serial, uint8_t *key, size_t *len);
 
@@ -125,5 +134,8 @@ int cmd_unblock_challenge(int argc, char **argv);
 int cmd_unblock_response(int argc, char **argv);
 int cmd_unblock_complete(int argc, char **argv);
 int cmd_card_info(int argc, char **argv);
+/* card.c */
+int cmd_card_init(int argc, char **argv, bool vsc_create);
+int cmd_card_erase(int argc, char **argv, bool vsc_delete);
 
 #endif

@@ -39,8 +39,15 @@ static void load_mgmt(void)
     is_rv(get_interface((CK_UTF8CHAR_PTR)TESSERA_INTERFACE_NAME, &v10, &iface, 0), CKR_OK,
           "C_GetInterface(\"Tessera Management\", 1.0)");
     t = iface->pFunctionList;
-    ok(t->version.major == TESSERA_INTERFACE_VERSION_MAJOR, "its table starts with version %u.%u",
-       t->version.major, t->version.minor);
+    ok(t->version.major == TESSERA_INTERFACE_VERSION_MAJOR && t->version.minor >= 1,
+       "a tool asking for 1.0 gets the table of version %u.%u, which only appended to 1.0", t->version.major,
+       t->version.minor);
+    CK_VERSION v19 = { 1, 9 }, v20 = { 2, 0 };
+    CK_INTERFACE_PTR later = NULL;
+    is_rv(get_interface((CK_UTF8CHAR_PTR)TESSERA_INTERFACE_NAME, &v19, &later, 0), CKR_ARGUMENTS_BAD,
+          "  a minor version it does not have yet is refused");
+    is_rv(get_interface((CK_UTF8CHAR_PTR)TESSERA_INTERFACE_NAME, &v20, &later, 0), CKR_ARGUMENTS_BAD,
+          "  and another major");
     dlclose(lib);
 }
 
@@ -260,6 +267,63 @@ int main(void)
     memset(label, ' ', 32);
     is_rv(p11->C_InitToken(a, (CK_UTF8CHAR_PTR)SO_PIN, 8, label), CKR_OK, "C_InitToken re-initialises card A");
     ok(!(info_of(a).flags & CKF_TESSERA_ADMIN_KEY_SET), "  it has no admin key any more");
+
+    /* T_InitCard (1.1): a card issued with everything in one call. */
+    CK_TESSERA_PIN_POLICY pol = { 8, 16, CKV_TESSERA_PIN_CHARS_MANDATORY, CKV_TESSERA_PIN_CHARS_OPTIONAL,
+                                  CKV_TESSERA_PIN_CHARS_OPTIONAL, CKV_TESSERA_PIN_CHARS_FORBIDDEN };
+    CK_TESSERA_INIT in = {
+        .pLabel = (CK_UTF8CHAR_PTR) "Issued", .ulLabelLen = 6, .pSoPin = (CK_UTF8CHAR_PTR)SO_PIN, .ulSoPinLen = 8,
+        .pUserPin = (CK_UTF8CHAR_PTR) "abcd1234", .ulUserPinLen = 8, .pPinPolicy = &pol, .ulUserPinTries = 3,
+        .adminKeyType = CKK_AES, .pAdminKey = (CK_BYTE_PTR)aes, .ulAdminKeyLen = 16,
+    };
+    is_rv(t->T_InitCard(a, NULL), CKR_ARGUMENTS_BAD, "T_InitCard without parameters");
+    in.ulUserPinTries = 256;
+    is_rv(t->T_InitCard(a, &in), CKR_ARGUMENTS_BAD, "  256 tries are refused");
+    in.ulUserPinTries = 3;
+    pol.ulMinLen = 20;
+    is_rv(t->T_InitCard(a, &in), CKR_ARGUMENTS_BAD, "  a policy whose minimum is above its maximum");
+    pol.ulMinLen = 8;
+    pol.digits = 7;
+    is_rv(t->T_InitCard(a, &in), CKR_ARGUMENTS_BAD, "  a character rule that is none of the three");
+    pol.digits = CKV_TESSERA_PIN_CHARS_MANDATORY;
+    in.ulAdminKeyLen = 15;
+    is_rv(t->T_InitCard(a, &in), CKR_KEY_SIZE_RANGE, "  an AES key of 15 bytes");
+    in.ulAdminKeyLen = 16;
+    in.pUserPin = (CK_UTF8CHAR_PTR) "abcdefgh";
+    is_rv(t->T_InitCard(a, &in), CKR_PIN_INVALID, "  a user PIN the policy refuses (no digit)");
+    in.pUserPin = (CK_UTF8CHAR_PTR) "abcd1234";
+    is_rv(p11->C_OpenSession(a, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK, "a session on the card");
+    is_rv(t->T_InitCard(a, &in), CKR_SESSION_EXISTS, "  T_InitCard waits until it is closed");
+    p11->C_CloseSession(ro);
+    in.pSoPin = (CK_UTF8CHAR_PTR) "00000000";
+    is_rv(t->T_InitCard(a, &in), CKR_PIN_INCORRECT, "  a wrong SO PIN initialises nothing");
+    in.pSoPin = (CK_UTF8CHAR_PTR)SO_PIN;
+    is_rv(t->T_InitCard(a, &in), CKR_OK, "T_InitCard with label, policy, PIN, tries and admin key");
+    ci = info_of(a);
+    respond(aes, 16, zero, 16, kcv);
+    ok((ci.flags & CKF_TESSERA_ADMIN_KEY_SET) && ci.adminKeyType == CKK_AES && !memcmp(ci.adminKeyCheck, kcv, 3),
+       "  the card has the AES admin key");
+    CK_TOKEN_INFO ti;
+    is_rv(p11->C_GetTokenInfo(a, &ti), CKR_OK, "  token info");
+    ok(!memcmp(ti.label, "Issued ", 7) && (ti.flags & CKF_USER_PIN_INITIALIZED), "  its label and user PIN");
+    is_rv(p11->C_OpenSession(a, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK, "a read-only session");
+    is_rv(p11_login(ro, CKU_USER, "abcd1234"), CKR_OK, "  the user PIN logs in");
+    p11->C_Logout(ro);
+
+    /* T_EraseCard (1.1). */
+    is_rv(t->T_EraseCard(ro, NULL, 0), CKR_SESSION_READ_ONLY, "T_EraseCard needs an R/W session");
+    is_rv(p11->C_OpenSession(a, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK, "an R/W session");
+    is_rv(t->T_EraseCard(s, NULL, 0), CKR_USER_NOT_LOGGED_IN, "  and an authority");
+    is_rv(challenge(s, 0, chal, &clen), CKR_OK, "  a challenge");
+    respond(k1, 24, chal, 16, resp);
+    is_rv(t->T_EraseCard(s, resp, 16), CKR_TESSERA_RESPONSE_INCORRECT, "  a wrong response erases nothing");
+    is_rv(challenge(s, 0, chal, &clen), CKR_OK, "  another challenge");
+    respond(aes, 16, chal, 16, resp);
+    is_rv(t->T_EraseCard(s, resp, 16), CKR_OK, "the right response erases the card");
+    CK_SESSION_INFO si;
+    is_rv(p11->C_GetSessionInfo(s, &si), CKR_SESSION_HANDLE_INVALID, "  its session ended");
+    is_rv(p11->C_GetSessionInfo(ro, &si), CKR_SESSION_HANDLE_INVALID, "  and the other one");
+    ok(t->T_GetCardInfo(a, &ci) != CKR_OK, "  the slot holds no card");
 
     is_rv(p11->C_Finalize(NULL), CKR_OK, "C_Finalize");
     return done_testing();

@@ -49,9 +49,14 @@ t_fail "invisible without login" p11tool --token-label "Alice Smith" --read-obje
 
 t_ok "delete needs --yes" sh -c "! $TOOL vsc delete --serial x"
 serial=$(sed -n 's/.*"serial":"\([0-9a-f]*\)","label":"Bob".*/\1/p' "$WORK/list.json")
-t_ok "delete Bob's card" $TOOL vsc delete --serial "$serial" --yes
+t_fail "delete needs Bob's SO PIN" $TOOL vsc delete --serial "$serial" --yes
+t_ok "and says so" grep -q "needs its SO PIN" "$WORK/last.out"
+echo 11111111 > "$WORK/wrong-so"
+t_fail "a wrong SO PIN erases nothing" $TOOL vsc delete --serial "$serial" --so-pin-file "$WORK/wrong-so" --yes
+t_ok "Bob is still there" sh -c "$TOOL vsc list | grep -q Bob"
+t_ok "delete Bob's card" $TOOL vsc delete --serial "$serial" --so-pin-file "$WORK/so" --yes
 t_ok "Bob is gone" sh -c "! $TOOL vsc list | grep -q Bob"
-t_fail "deleting again says not found" $TOOL vsc delete --serial "$serial" --yes
+t_fail "deleting again says not found" $TOOL vsc delete --serial "$serial" --so-pin-file "$WORK/so" --yes
 
 t_ok "TPM dictionary-attack settings, Windows-like" $TOOL tpm da --windows
 t_ok "custom settings" $TOOL tpm da --max-tries 20 --recovery 300 --lockout-recovery 900

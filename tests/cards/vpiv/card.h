@@ -97,6 +97,7 @@ enum { AUTH_NONE, AUTH_WITNESS, AUTH_CHALLENGE };
 struct vpiv_card {
     const char *dir; /* state folder */
     int verbose;
+    int plain;         /* --plain: no YubiKey extensions (INS F7 and up) */
     uint8_t atr[33];
     size_t atr_len;
     struct vpiv_state st;

@@ -43,6 +43,7 @@ static void usage(FILE *f)
           "  --pid-file FILE   write the process id there\n"
           "  --reset           start from a factory-fresh card even if DIR has one\n"
           "  --pull-after N    leave the reader after N commands (a pulled card)\n"
+          "  --plain           a PIV card without the YubiKey commands (INS F7 to FF)\n"
           "for a new card (fresh DIR, or --reset):\n"
           "  --pin PIN         user PIN (default 123456)\n"
           "  --puk PUK         PUK (default 12345678)\n"
@@ -173,6 +174,7 @@ int main(int argc, char **argv)
         { "serial", required_argument, NULL, 'S' },   { "atr", required_argument, NULL, 'A' },
         { "reset", no_argument, NULL, 'r' },          { "verbose", no_argument, NULL, 'v' },
         { "pull-after", required_argument, NULL, 'X' }, { "help", no_argument, NULL, 'h' },
+        { "plain", no_argument, NULL, 'L' },
         { NULL, 0, NULL, 0 }
     };
 
@@ -182,6 +184,7 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'p': port = optarg; break;
         case 'H': host = optarg; break;
+        case 'L': c.plain = 1; break;
         case 's': c.dir = optarg; break;
         case 'P': pid_file = optarg; break;
         case 'i': fo.pin = optarg; personalised = 1; break;

@@ -70,6 +70,9 @@ uint16_t piv_command(struct vpiv_card *c, const struct apdu *a, struct vbuf *out
      * the window closes with whatever command comes next. */
     c->pin_always_ok = c->pin_fresh;
     c->pin_fresh = 0;
+    /* --plain: a PIV card of another make, without the YubiKey commands. */
+    if (c->plain && a->ins >= 0xF7)
+        return SW_INS;
 
     switch (a->ins) {
     case 0xA4: return piv_select(c, a, out);
