@@ -237,8 +237,10 @@ CK_RV piv_init_card(struct tess_token *tok, const struct tess_card_init *p)
         return piv_token_gone(tok, rv);
     rv = puk_tries(t, &left);
     /* The PUK proves the authority (changed to itself); a wrong one costs a
-     * try, as the card counts it, and nothing else happens. */
-    if (rv == CKR_OK)
+     * try, as the card counts it, and nothing else happens. A blocked PUK
+     * (an erase cut short, or unblock locked) proves nothing any more: such
+     * a card is reset without, as T_EraseCard would. */
+    if (rv == CKR_OK && left != 0)
         rv = piv_change_reference(&t->ch, PIV_PUK, p->so_pin, p->so_len, p->so_pin, p->so_len, NULL);
     if (rv == CKR_OK)
         rv = reset(t);

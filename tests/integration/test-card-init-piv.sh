@@ -2,8 +2,9 @@
 # erasing resets it to its factory state (the YubiKey way: PIN and PUK
 # blocked, then RESET), with the PUK, the helpdesk's response, or nothing
 # once its PUK is blocked; init erases it and gives it PINs, tries, a CHUID
-# (a serial of its own) and tessera.conf's or a diversified 9B key. A card
-# without the YubiKey commands is refused before anything is spent.
+# (a serial of its own) and tessera.conf's or a diversified 9B key; a card
+# pulled at any step of an init is finished by the next. A card without the
+# YubiKey commands is refused before anything is spent.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/cards.sh"
 
@@ -82,6 +83,34 @@ block_puk
 t_ok "a card whose PUK is blocked" sh -c "$TOOL --json card info --slot 256 | grep -q '\"unblock_tries_left\":0'"
 t_ok "  is erased with no authority" $TOOL card erase --slot 256 --yes
 t_ok "  and has its PUK back" sh -c "$TOOL --json card info --slot 256 | grep -q '\"unblock_tries_left\":3'"
+
+# ---- a card pulled out at every step of card init ----
+# Pull the card after 1, 2, 3 ... commands of a card init (a key on it, PUK
+# 87654321 kept); put back, a card init with the PUK it was given or with
+# the factory one (tried in that order) finishes it: PIN and PUK as asked,
+# no key left. Until an init gets through without being pulled.
+init_with() { $TOOL card init --slot 256 --puk-file "$1" --new-so-pin-file "$WORK/puk2" --pin-file "$WORK/pin" --yes; }
+finished() { [ "$(objects)" = 0 ] && pp -l -p 654321 -I >/dev/null 2>&1 &&
+    pp -l --login-type so --so-pin 87654321 --init-pin --new-pin 654321 >/dev/null 2>&1; }
+card_gone() { for i in $(seq 100); do card_present || return 0; sleep 0.05; done; return 1; }
+t_ok "a card initialised with PUK 87654321" init_with "$WORK/puk"
+pulled_n=0; pulled_ok=0
+for n in $(seq 1 80); do
+    pp -l -p 654321 --keypairgen --key-type EC:prime256v1 --id 03 >/dev/null 2>&1
+    card_stop && card_start vpiv "$VPCD_PORT0" --pull-after "$n" || break
+    init_with "$WORK/puk2" >/dev/null 2>&1 && break   # not pulled before the end
+    card_gone && card_start vpiv "$VPCD_PORT0" || break
+    pulled_n=$((pulled_n + 1))
+    if { init_with "$WORK/puk2" || init_with "$WORK/puk"; } > "$WORK/pull.out" 2>&1 && finished; then
+        pulled_ok=$((pulled_ok + 1))
+    else
+        echo "# pulled after $n commands: $(tr '\n' ' ' < "$WORK/pull.out")"
+    fi
+done
+card_stop; card_start vpiv "$VPCD_PORT0"
+t_ok "card init was pulled at each of its steps ($pulled_n)" test "$pulled_n" -ge 15 -a "$pulled_n" -lt 80
+t_is "  and each time a new card init finished it" "$pulled_ok" "$pulled_n"
+t_ok "  the card as asked" finished
 
 # A PIV card without the YubiKey commands cannot be reset: refused before
 # any PIN or PUK try is spent.
