@@ -247,6 +247,11 @@ CK_RV tess_create_private_key(struct tess_session *s, struct tess_object *o, CK_
         rv = (pub = tess_object_new()) ? tess_pkey_public_attrs(pk, &pub->attrs) : CKR_HOST_MEMORY;
     if (rv == CKR_OK)
         rv = tess_keygen_complete(pub, o);
+    /* An EC private key carries its public point, as a generated one does:
+     * a tool finds the key for a certificate without a public key object. */
+    const CK_ATTRIBUTE *point = pub ? tess_attrs_get(&pub->attrs, CKA_EC_POINT) : NULL;
+    if (rv == CKR_OK && point && !tess_attrs_get(&o->attrs, CKA_EC_POINT))
+        rv = tess_attrs_set(&o->attrs, CKA_EC_POINT, point->pValue, point->ulValueLen);
     if (rv != CKR_OK)
         goto out;
     token = tess_attrs_get_bool(&o->attrs, CKA_TOKEN, false);

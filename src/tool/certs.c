@@ -81,7 +81,24 @@ static CK_ULONG key_id_for(struct tool_p11 *p, CK_SESSION_HANDLE h, EVP_PKEY *wa
     return found;
 }
 
-/* A certificate object on the card. category: 1 the holder's, 2 an authority's. */
+/* The same certificate already on the card (a command run again, or one
+ * cut short): found by its DER. */
+static bool cert_on_card(struct tool_p11 *p, CK_SESSION_HANDLE h, const unsigned char *der, int len,
+                         CK_OBJECT_HANDLE *out)
+{
+    CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+    CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) }, { CKA_VALUE, (void *)der, (CK_ULONG)len } };
+    CK_ULONG n = 0;
+    if (p->f->C_FindObjectsInit(h, t, TESS_ARRAY_SIZE(t)) != CKR_OK)
+        return false;
+    if (p->f->C_FindObjects(h, out, 1, &n) != CKR_OK)
+        n = 0;
+    p->f->C_FindObjectsFinal(h);
+    return n > 0;
+}
+
+/* A certificate object on the card (unless it is there already). category:
+ * 1 the holder's, 2 an authority's. */
 static CK_RV store_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const uint8_t *id, CK_ULONG idlen,
                         const char *label, CK_ULONG category, CK_OBJECT_HANDLE *out)
 {
@@ -99,7 +116,9 @@ static CK_RV store_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const 
         { CKA_LABEL, (void *)label, (CK_ULONG)strlen(label) },
         { CKA_ID, (void *)id, idlen },
     };
-    CK_RV rv = len > 0 ? p->f->C_CreateObject(h, t, TESS_ARRAY_SIZE(t), out) : CKR_HOST_MEMORY;
+    CK_RV rv = len <= 0                        ? CKR_HOST_MEMORY
+               : cert_on_card(p, h, der, len, out) ? CKR_OK
+                                                   : p->f->C_CreateObject(h, t, TESS_ARRAY_SIZE(t), out);
     OPENSSL_free(der);
     return rv;
 }
@@ -302,6 +321,18 @@ static int import_p12(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_
         snprintf(label, sizeof(label), "%.*s", alias_len, (const char *)alias);
     else if (cert)
         X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, label, sizeof(label));
+    /* The key already on the card (an import cut short, or run twice): go
+     * on from there rather than put a second copy in. */
+    char have_label[128] = "", hex[2 * MAX_ID + 1];
+    idlen = key_id_for(p, h, pk, id, have_label, sizeof(have_label));
+    if (idlen && (!id_opt_len || (id_opt_len == idlen && !memcmp(id, id_opt, idlen)))) {
+        tess_hex(hex, id, idlen);
+        fprintf(stderr, "tessera: the card already holds this key (id %s): completing its import\n", hex);
+        if (!label_opt && have_label[0])
+            snprintf(label, sizeof(label), "%s", have_label);
+        goto have_key;
+    }
+    idlen = 0;
     rv = private_template(pk, &priv);
     if (rv == CKR_OK)
         rv = tess_attrs_set(&priv, CKA_LABEL, label, (CK_ULONG)strlen(label));
@@ -321,6 +352,7 @@ static int import_p12(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_
         goto out;
     }
     idlen = q.ulValueLen;
+have_key:
     /* A PIV card shows a public key for each of its key slots itself. */
     if (info->cardType != CKT_TESSERA_PIV && !tool_find_objects(p, h, CKO_PUBLIC_KEY, id, idlen, &obj, 1)) {
         rv = tess_pkey_public_attrs(pk, &pub);

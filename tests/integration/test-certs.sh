@@ -95,6 +95,30 @@ cp "$WORK/last.out" "$WORK/enc-objects"
 t_ok "    certificate" grep -q "^Certificate Object" "$WORK/enc-objects"
 t_ok "    public key" grep -q "^Public Key Object" "$WORK/enc-objects"
 t_ok "    labelled with the PKCS#12's name" grep -q "Jane escrow" "$WORK/enc-objects"
+count() { tp -l --pin 123456 -O --type "$1" 2>/dev/null | grep -c "^$2"; }
+keys_before=$(count privkey 'Private Key Object'); certs_before=$(count cert 'Certificate Object')
+t_ok "key import run again" $TOOL --json key import --serial "$serial" --pin-file "$WORK/pin" \
+    --p12 "$WORK/enc.p12" --p12-pass-file "$WORK/p12pass"
+t_ok "  finds the key on the card" grep -q "already holds this key (id $enc_id)" "$WORK/last.out"
+t_is "  and puts no second copy in" "$(count privkey 'Private Key Object')" "$keys_before"
+t_is "  nor a second certificate" "$(count cert 'Certificate Object')" "$certs_before"
+# An import killed after the key went in and before its certificate: the
+# key alone on the card (put there by pkcs11-tool); key import finishes.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/cut.key" -out "$WORK/cut.csr" \
+    -subj "/CN=Cut Short" 2>/dev/null
+issue "$WORK/cut.csr" "$WORK/cut.pem"
+openssl pkcs12 -export -inkey "$WORK/cut.key" -in "$WORK/cut.pem" -name "Cut short" \
+    -passout file:"$WORK/p12pass" -out "$WORK/cut.p12"
+keys_before=$(count privkey 'Private Key Object')
+t_ok "a key whose import was cut short" tp -l --pin 123456 --write-object "$WORK/cut.key" --type privkey --id 77
+t_ok "key import completes it" $TOOL --json key import --serial "$serial" --pin-file "$WORK/pin" \
+    --p12 "$WORK/cut.p12" --p12-pass-file "$WORK/p12pass"
+t_ok "  with the key already there (id 77)" grep -q '"key imported":"77"' "$WORK/last.out"
+t_ok "  its certificate and public key next to it" tp -O --id 77
+cp "$WORK/last.out" "$WORK/cut-objects"
+t_ok "    certificate" grep -q "^Certificate Object" "$WORK/cut-objects"
+t_ok "    public key" grep -q "^Public Key Object" "$WORK/cut-objects"
+t_is "  and no second copy of the key" "$(count privkey 'Private Key Object')" $((keys_before + 1))
 
 # --- the virtual PIV card ---
 card_up || { echo "Bail out! no virtual PIV card"; exit 1; }
