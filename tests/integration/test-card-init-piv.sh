@@ -8,13 +8,10 @@
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/cards.sh"
 
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
-num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 helpdesk() { env -u PCSCLITE_CSOCK_NAME TESSERA_HOME="$WORK/helpdesk" "$TOOL" "$@"; }
 Y() { client yubico-piv-tool -r "Virtual PCD 00 00" "$@"; }
 pp() { p11tool --slot 0x100 "$@"; }
 info() { $TOOL --json card info --slot 256; }
-kcv_of() { printf '0000000000000000' | xxd -r -p | openssl enc -des-ede3 -K "$1" -nopad 2>/dev/null | xxd -p | cut -c1-6; }
 factory=010203040506070801020304050607080102030405060708
 master="$WORK/master.key"
 ( umask 077; openssl rand -hex 32 > "$master"

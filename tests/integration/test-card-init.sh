@@ -6,10 +6,7 @@
 # response, or with nothing once nothing could authorise it any more.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
-num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 helpdesk() { env TESSERA_HOME="$WORK/helpdesk" TESSERA_TCTI="swtpm:host=127.0.0.1,port=1" "$TOOL" "$@"; }
-kcv_of() { printf '0000000000000000' | xxd -r -p | openssl enc -des-ede3 -K "$1" -nopad 2>/dev/null | xxd -p | cut -c1-6; }
 master="$WORK/master.key"
 ( umask 077; openssl rand -hex 32 > "$master"
   printf '87654321\n' > "$WORK/so"; printf '11223344\n' > "$WORK/so2"; printf '99999999\n' > "$WORK/wrong"

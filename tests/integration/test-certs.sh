@@ -6,7 +6,6 @@
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/cards.sh"
 
-field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
 printf '123456\n' > "$WORK/pin"
 printf '12345678\n' > "$WORK/so"
 printf 'escrow-pass\n' > "$WORK/p12pass"

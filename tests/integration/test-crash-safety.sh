@@ -85,7 +85,6 @@ t_ok "a fresh key still fits in the TPM" p -l -p 123456 --keypairgen --key-type 
 printf '123456\n' > "$WORK/pin"; printf '12345678\n' > "$WORK/so"
 info() { $TOOL --json card info --serial "$serial"; }
 challenge() { $TOOL --json unblock challenge --serial "$serial" | sed -n 's/.*"challenge":"\([^"]*\)".*/\1/p'; }
-kcv_of() { printf '0000000000000000' | xxd -r -p | openssl enc -des-ede3 -K "$1" -nopad 2>/dev/null | xxd -p | cut -c1-6; }
 refill() {   # refill KEY: as the SO, when the card has no challenges left
     info | grep -q '"challenges_left":0' || return 0
     echo "no challenges left: the SO refills them"

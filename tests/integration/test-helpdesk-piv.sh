@@ -11,13 +11,10 @@
 . "$TESSERA_SRCDIR/tests/lib/cards.sh"
 . "$TESSERA_SRCDIR/tests/lib/hsm.sh"
 
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
-num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 helpdesk() { env -u PCSCLITE_CSOCK_NAME TESSERA_HOME="$WORK/helpdesk" "$TOOL" "$@"; }
 Y() { client yubico-piv-tool -r "Virtual PCD 00 00" "$@"; }
 pp() { p11tool --slot 0x100 "$@"; }
 tries() { $TOOL --json card info --slot 256 | num unblock_tries_left; }
-kcv_of() { printf '0000000000000000' | xxd -r -p | openssl enc -des-ede3 -K "$1" -nopad 2>/dev/null | xxd -p | cut -c1-6; }
 factory=010203040506070801020304050607080102030405060708
 
 master_hex=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f

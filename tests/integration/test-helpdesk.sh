@@ -45,7 +45,6 @@ t_is "with the master key the response uses the card's diversified key" "$a" "$b
 # ---- the whole flow on a TPM card ----
 # The helpdesk: its own home, and no TPM at all.
 helpdesk() { env TESSERA_HOME="$WORK/helpdesk" TESSERA_TCTI="swtpm:host=127.0.0.1,port=1" "$TOOL" "$@"; }
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
 printf '87654321\n' > "$WORK/so"; printf '123456\n' > "$WORK/pin"; printf '246810\n' > "$WORK/newpin"
 
 t_ok "the issuer makes a card whose admin key is diversified from the master key" \

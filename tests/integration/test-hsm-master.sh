@@ -5,7 +5,6 @@
 # master to an HSM master by rotation.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/hsm.sh"
-field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
 
 master_hex=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 ( umask 077; printf '%s\n' "$master_hex" > "$WORK/master.key"; printf '%s' "$master_hex" | xxd -r -p > "$WORK/master.bin"

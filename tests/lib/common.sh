@@ -78,3 +78,9 @@ client() {
 }
 
 p11tool() { client pkcs11-tool --module "$MOD" "$@"; }
+
+# The tool's --json output: a string member, a number member.
+field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
+# A 3DES key's check value (as card info prints it), computed by OpenSSL.
+kcv_of() { printf '0000000000000000' | xxd -r -p | openssl enc -des-ede3 -K "$1" -nopad 2>/dev/null | xxd -p | cut -c1-6; }
