@@ -349,9 +349,6 @@ static CK_RV init_card(struct tess_token *tok, struct tpm2_vsc_params *p)
     CK_RV rv;
 
     if (t->vsc) {
-        /* The current policy stays unless another is asked for. */
-        if (!p->policy)
-            p->policy = &t->vsc->policy;
         rv = tpm2_vsc_reinit(t->vsc, p, err, sizeof(err));
     } else {
         p->slot_index = t->slot_index;
@@ -370,7 +367,15 @@ static CK_RV init_card(struct tess_token *tok, struct tpm2_vsc_params *p)
 
 static CK_RV drv_init_token(struct tess_token *tok, const CK_UTF8CHAR *so_pin, CK_ULONG so_len, const char *label)
 {
+    struct tpm2_token *t = tok->drv;
     struct tpm2_vsc_params p = { .label = label, .so_pin = (const char *)so_pin, .so_pin_len = so_len };
+    /* C_InitToken says nothing of PIN policy and tries: a card keeps its
+     * own (a new one gets tessera.conf's). */
+    if (t->vsc) {
+        p.policy = &t->vsc->policy;
+        p.user_tries = t->vsc->rec.user_tries_max;
+        p.so_tries = t->vsc->rec.so_tries_max;
+    }
     return init_card(tok, &p);
 }
 

@@ -104,4 +104,12 @@ t_ok "vsc create --slot 3" $TOOL --json vsc create --slot 3 --so-pin-file "$WORK
 t_is "  in slot 3" "$(num slot < "$WORK/last.out")" 3
 t_fail "  not twice" $TOOL vsc create --slot 3 --so-pin-file "$WORK/so" --pin-file "$WORK/pin"
 t_is "  (exit 1)" "$t_rc" 1
+
+# C_InitToken says nothing of policy and tries: a card keeps its own.
+t_ok "a card with 7 tries and digits required" $TOOL --json card init --new --label Keep --so-pin-file "$WORK/so" \
+    --pin-tries 7 --pin-digits mandatory
+slot=$(num slot < "$WORK/last.out")
+t_ok "  re-initialised by pkcs11-tool (C_InitToken)" p11tool --slot "$slot" --init-token --label Kept --so-pin 87654321
+$TOOL --json vsc list > "$WORK/list.json"
+t_ok "  keeps its tries and its policy" grep -q '"label":"Kept","user_pin_set":false,"user_tries_left":7,"user_tries_max":7,.*digits=mandatory' "$WORK/list.json"
 t_done
