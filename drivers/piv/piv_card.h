@@ -34,6 +34,9 @@ void piv_token_end(struct piv_token *t);
 /* rv, after noting a card that answered it is gone. */
 CK_RV piv_token_gone(struct tess_token *tok, CK_RV rv);
 void piv_token_drop_puk(struct piv_token *t);
+/* Inside piv_token_begin: the card's serial from its CHUID's GUID
+ * (CKR_DEVICE_ERROR for a CHUID without one; t->serial unchanged then). */
+CK_RV piv_token_read_serial(struct piv_token *t);
 /* Forget the public keys and certificates remembered for the card. */
 void piv_cache_forget(const struct piv_token *t);
 

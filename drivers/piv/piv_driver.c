@@ -187,7 +187,6 @@ static CK_RV drv_token_open(struct tess_token *tok, uint64_t card_key)
 {
     struct piv_token *t = calloc(1, sizeof(*t));
     const char *reader = reader_of_slot(tok->slot_id);
-    struct buf chuid = { 0 };
     CK_RV rv;
 
     if (!t)
@@ -208,16 +207,9 @@ static CK_RV drv_token_open(struct tess_token *tok, uint64_t card_key)
         return CKR_OK;
     }
     rv = piv_select(&t->ch);
-    if (rv == CKR_OK && piv_get_data(&t->ch, PIV_OBJ_CHUID, &chuid) == CKR_OK) {
-        uint8_t guid[8];
-        /* The card's serial: its GUID (34) from the CHUID, as hex. */
-        if (piv_parse_guid(chuid.p, chuid.len, guid) == 0) {
-            tess_hex(t->serial, guid, sizeof(guid));
-            t->identified = true;
-        }
-    }
+    if (rv == CKR_OK)
+        piv_token_read_serial(t);
     channel_end(&t->ch);
-    buf_free(&chuid);
     if (rv != CKR_OK) {
         TESS_INFO("piv: the card in '%s' has no PIV application; its slot shows no token", reader);
         channel_disconnect(&t->ch);
@@ -327,6 +319,22 @@ static void remember_pubkey(const struct piv_token *t, uint8_t key_ref, const st
         TESS_WARN("piv: could not remember the public key of slot %02X: other processes will not see the key "
                   "until a certificate is stored with it", key_ref);
     free(val);
+}
+
+CK_RV piv_token_read_serial(struct piv_token *t)
+{
+    struct buf chuid = { 0 };
+    uint8_t guid[8];
+    CK_RV rv = piv_get_data(&t->ch, PIV_OBJ_CHUID, &chuid);
+    /* The card's serial: its GUID (34) from the CHUID, as hex. */
+    if (rv == CKR_OK && piv_parse_guid(chuid.p, chuid.len, guid) == 0) {
+        tess_hex(t->serial, guid, sizeof(guid));
+        t->identified = true;
+    } else if (rv == CKR_OK) {
+        rv = CKR_DEVICE_ERROR;
+    }
+    buf_free(&chuid);
+    return rv;
 }
 
 void piv_cache_forget(const struct piv_token *t)

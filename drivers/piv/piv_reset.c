@@ -22,7 +22,6 @@
 #include "../../src/log.h"
 #include "../../src/util.h"
 #include "piv_card.h"
-#include "piv_parse.h"
 #include "tlv.h"
 
 #define TRIES_BOUND 256               /* a YubiKey counts at most 255 tries */
@@ -161,22 +160,6 @@ static CK_RV ensure_chuid(struct piv_token *t)
     return rv;
 }
 
-/* The card's serial now: its CHUID's GUID, as the driver names it at open. */
-static CK_RV reread_serial(struct piv_token *t)
-{
-    struct buf chuid = { 0 };
-    uint8_t guid[8];
-    CK_RV rv = piv_get_data(&t->ch, PIV_OBJ_CHUID, &chuid);
-    if (rv == CKR_OK && piv_parse_guid(chuid.p, chuid.len, guid) == 0) {
-        tess_hex(t->serial, guid, sizeof(guid));
-        t->identified = true;
-    } else if (rv == CKR_OK) {
-        rv = CKR_DEVICE_ERROR;
-    }
-    buf_free(&chuid);
-    return rv;
-}
-
 /* After the reset: the tries asked for, tessera.conf's 9B key, a CHUID, the
  * PIN and the PUK, in that order, each from the factory value. A card pulled
  * on the way keeps the factory PUK or the new one, and a new init with
@@ -204,7 +187,7 @@ static CK_RV configure(struct piv_token *t, const struct tess_card_init *p, cons
     if (rv == CKR_OK)
         rv = ensure_chuid(t);
     if (rv == CKR_OK)
-        rv = reread_serial(t);
+        rv = piv_token_read_serial(t);   /* its serial now */
     if (rv == CKR_OK)
         rv = piv_change_reference(&t->ch, PIV_PIN, (const uint8_t *)FACTORY_PIN, 6, p->user_pin, p->user_len, NULL);
     if (rv == CKR_OK)

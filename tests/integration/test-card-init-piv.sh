@@ -89,7 +89,6 @@ t_ok "  and has its PUK back" sh -c "$TOOL --json card info --slot 256 | grep -q
 init_with() { $TOOL card init --slot 256 --puk-file "$1" --new-so-pin-file "$WORK/puk2" --pin-file "$WORK/pin" --yes; }
 finished() { [ "$(objects)" = 0 ] && pp -l -p 654321 -I >/dev/null 2>&1 &&
     pp -l --login-type so --so-pin 87654321 --init-pin --new-pin 654321 >/dev/null 2>&1; }
-card_gone() { for i in $(seq 100); do card_present || return 0; sleep 0.05; done; return 1; }
 t_ok "a card initialised with PUK 87654321" init_with "$WORK/puk"
 pulled_n=0; pulled_ok=0
 for n in $(seq 1 80); do

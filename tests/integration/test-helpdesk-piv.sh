@@ -103,7 +103,6 @@ unblock_now() {   # unblock_now PINFILE: the whole flow, helpdesk included
     r=$($TOOL unblock response --challenge "$c" --master-file "$WORK/master2.key" --serial "$serial") || return 1
     $TOOL unblock complete --slot 256 --response "$r" --pin-file "$1"
 }
-card_gone() { for i in $(seq 100); do card_present || return 0; sleep 0.05; done; return 1; }
 pulled_n=0
 pulled_ok=0
 for n in $(seq 1 60); do

@@ -32,6 +32,12 @@ card_start() {     # card_start NAME PORT [vpiv options]
     return 1
 }
 
+card_gone() {      # wait up to 5 s until the card has left "Virtual PCD 00 00" (vpiv --pull-after)
+    local i
+    for i in $(seq 100); do card_present || return 0; sleep 0.05; done
+    return 1
+}
+
 card_stop() {      # card_stop NAME: pull the card out, and wait until pcscd has seen it go
     local i
     stop_pidfile "$WORK/${1:-vpiv}.card.pid"
