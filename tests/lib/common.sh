@@ -60,10 +60,21 @@ t_done() {
 # report that touches Tessera's code fails the command (exit 99).
 client() {
     [ -n "${TESSERA_PRELOAD:-}" ] || { "$@"; return; }
-    local rc f bad=0
+    client_asan "$TESSERA_PRELOAD" "detect_leaks=0:halt_on_error=0:log_path=$WORK/asan" "$@"
+}
+# The same for a program linked with libp11-kit (p11-kit, GnuTLS's p11tool and
+# gnutls-cli): with a preloaded ASan runtime it hangs at exit (in glibc's
+# freelocale, even with no module loaded), so the sanitized module brings the
+# runtime in itself; its reports are checked as above.
+client_p11kit() {
+    [ -n "${TESSERA_PRELOAD:-}" ] || { "$@"; return; }
+    client_asan "" "verify_asan_link_order=0:detect_leaks=0:halt_on_error=0:log_path=$WORK/asan" "$@"
+}
+client_asan() {   # client_asan PRELOAD ASAN-OPTIONS command...: run it, fail on reports naming Tessera
+    local rc f bad=0 preload=$1 options=$2
+    shift 2
     rm -f "$WORK"/asan.*
-    LD_PRELOAD="$TESSERA_PRELOAD" \
-        ASAN_OPTIONS="detect_leaks=0:halt_on_error=0:log_path=$WORK/asan" "$@"
+    LD_PRELOAD="$preload" ASAN_OPTIONS="$options" "$@"
     rc=$?
     for f in "$WORK"/asan.*; do
         [ -e "$f" ] || continue
@@ -75,6 +86,31 @@ client() {
     done
     [ $bad = 0 ] || return 99
     return $rc
+}
+
+# client_bg NAME command...: a program that runs in the background and has
+# a helper process load the module (ssh-agent); its PID goes to
+# $WORK/NAME.proc.pid, which the harness stops. ssh-agent does not pass
+# LD_PRELOAD on to its helper, so under sanitizers the module brings the ASan
+# runtime in itself there. client_bg_clean NAME fails if the sanitizer
+# reports of that program and its helpers touch Tessera's code.
+client_bg() {
+    local name=$1; shift
+    if [ -n "${TESSERA_PRELOAD:-}" ]; then
+        ASAN_OPTIONS="verify_asan_link_order=0:detect_leaks=0:halt_on_error=0:log_path=$WORK/asan-$name" \
+            "$@" >> "$WORK/$name.log" 2>&1 &
+    else
+        "$@" >> "$WORK/$name.log" 2>&1 &
+    fi
+    echo $! > "$WORK/$name.proc.pid"
+}
+client_bg_clean() {
+    local f bad=0
+    for f in "$WORK/asan-$1".*; do
+        [ -e "$f" ] || continue
+        grep -qE "tessera-pkcs11|$TESSERA_SRCDIR" "$f" && { cat "$f"; bad=1; }
+    done
+    return $bad
 }
 
 p11tool() { client pkcs11-tool --module "$MOD" "$@"; }
