@@ -43,9 +43,9 @@ CONF
     "$SSHD" -t -f "$WORK/sshd_config" || return 1
     "$SSHD" -D -e -f "$WORK/sshd_config" > "$WORK/sshd.log" 2>&1 </dev/null &
     echo $! > "$WORK/sshd.proc.pid"
-    port_wait "$port" &&
-        ssh-keyscan -p "$port" 127.0.0.1 2>/dev/null | sed "s/^/[127.0.0.1]:$port /;s/^\[127.0.0.1\]:$port \[127.0.0.1\]:$port /[127.0.0.1]:$port /" \
-            > "$WORK/known_hosts"
+    # ssh-keyscan writes known_hosts lines, "[127.0.0.1]:PORT" for a port not 22
+    port_wait "$port" && ssh-keyscan -p "$port" 127.0.0.1 2>/dev/null > "$WORK/known_hosts" &&
+        [ -s "$WORK/known_hosts" ]
 }
 ssh_opts=(-F /dev/null -p "$port" -o UserKnownHostsFile="$WORK/known_hosts" -o StrictHostKeyChecking=yes
           -o PreferredAuthentications=publickey -o PasswordAuthentication=no -o ConnectTimeout=10)

@@ -35,8 +35,8 @@ prog_pki() {
         -days 30 -extfile "$WORK/server.ext" -out "$WORK/server.pem" 2>/dev/null
 }
 
-# The CA issues a person's certificate: client authentication, S/MIME, and
-# smart-card logon (with the UPN pam_pkcs11 and sssd can map to a user).
+# The CA issues a person's certificate: client authentication, S/MIME and
+# Microsoft smart-card logon usages, the e-mail address in subjectAltName.
 prog_issue() {   # prog_issue CSR CERT EMAIL
     cat > "$WORK/person.ext" <<EOF
 basicConstraints=CA:false
@@ -94,7 +94,7 @@ free_port() {
 port_wait() {
     local i
     for i in $(seq 100); do
-        /usr/bin/python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1).close()" \
+        /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" \
             2>/dev/null && return 0
         sleep 0.05
     done
