@@ -56,19 +56,8 @@ say "4. Generating an RSA-2048 key inside the TPM, through the PKCS#11 module"
 run p11 --login --pin 24680135 --keypairgen --key-type rsa:2048 --id 01 --label "Demo key"
 
 say "5. Making a self-signed certificate with OpenSSL, signed by the key on the card"
-cat > "$work/openssl.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-MODULE_PATH = $MOD
-init = 0
-CNF
 key_uri="pkcs11:token=Demo%20Card;object=Demo%20key;type=private;pin-value=24680135"
-run env OPENSSL_CONF="$work/openssl.cnf" openssl req -new -x509 -engine pkcs11 -keyform engine -key "$key_uri" \
+run env OPENSSL_CONF="$top/_install/share/doc/tessera/openssl-pkcs11.cnf" openssl req -new -x509 -engine pkcs11 -keyform engine -key "$key_uri" \
     -subj "/CN=Demo User/O=Tessera" -days 365 -sha256 -out "$work/cert.pem"
 run openssl x509 -in "$work/cert.pem" -noout -subject -dates
 
@@ -95,14 +84,15 @@ openssl s_server -accept "127.0.0.1:$port" -cert "$work/server.pem" -key "$work/
 server_pid=$!
 # s_server says ACCEPT once it listens (a probe connection would use up its one accept)
 for _ in $(seq 50); do grep -q ACCEPT "$work/server.log" 2>/dev/null && break; sleep 0.1; done
-printf 'GET / HTTP/1.0\r\n\r\n' | OPENSSL_CONF="$work/openssl.cnf" openssl s_client -engine pkcs11 -keyform engine \
+printf 'GET / HTTP/1.0\r\n\r\n' | OPENSSL_CONF="$top/_install/share/doc/tessera/openssl-pkcs11.cnf" openssl s_client -engine pkcs11 -keyform engine \
     -key "$key_uri" -cert "$work/cert.pem" -connect "127.0.0.1:$port" -servername localhost -quiet \
     > "$work/client.log" 2>&1 || true
 wait "$server_pid" 2>/dev/null || true
 server_pid=
 if grep -q "Demo User" "$work/client.log"; then
     echo "    the server accepted the card's certificate:"
-    grep -m1 "subject=.*Demo User" "$work/client.log" | sed "s/^/      /" || true
+    # (the -www page ends with the client certificate the server checked)
+    sed -n '/^Client certificate/,$p' "$work/client.log" | grep -m1 "Subject:" | sed "s/^ */      /" || true
     tls=ok
 else
     echo "    the TLS handshake did not complete:"; sed 's/^/      /' "$work/client.log" | tail -5

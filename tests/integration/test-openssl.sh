@@ -13,18 +13,9 @@
 . "$TESSERA_SRCDIR/tests/lib/programs.sh"
 prog_have_piv && . "$TESSERA_SRCDIR/tests/lib/cards.sh"
 
-# The engine set up in a configuration file, as doc/openssl.md says.
-cat > "$WORK/openssl.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-MODULE_PATH = $MOD
-init = 0
-CNF
+# The engine set up by the sample configuration (conf/openssl-pkcs11.cnf.in),
+# naming this build's module.
+sed "s|@pkcs11dir@|$(dirname "$MOD")|" "$TESSERA_SRCDIR/conf/openssl-pkcs11.cnf.in" > "$WORK/openssl.cnf"
 ossl() { OPENSSL_CONF="$WORK/openssl.cnf" client openssl "$@"; }
 printf 'signed by the card\n' > "$WORK/data"
 openssl dgst -sha256 -binary "$WORK/data" > "$WORK/digest"

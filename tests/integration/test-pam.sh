@@ -80,14 +80,6 @@ login_with() {   # login_with PIN: pamtester authenticates the user with the car
     printf '%s\n' "$1" | client unshare --mount --propagation private sh -c \
         'mount --bind "$0" /etc/pam.d && exec "$@"' "$WORK/pam.d" pamtester -v tessera-test "$me" authenticate
 }
-lock_pin() {     # lock_pin SLOT-OPTION...: wrong PINs until the card locks the user PIN
-    local i
-    for i in $(seq 20); do
-        p11tool "$@" -l --pin 000000 -O >/dev/null 2>&1
-        p11tool "$@" -T 2>/dev/null | grep -q "user PIN locked" && return 0
-    done
-    return 1
-}
 
 t_ok "the test PKI" prog_pki
 t_ok "the CA's folders and CRL for pam_pkcs11" ca_setup

@@ -13,6 +13,7 @@
 #                               (piv-auth.pem, piv-enc.pem); sets PIV_SERIAL
 #   token_label_of SERIAL       the label of the token with that serial number
 #   prog_have_piv               is the virtual PIV card available (PC/SC built)?
+#   lock_pin TOKEN-OPTION...    wrong PINs (pkcs11-tool) until the user PIN is locked
 #   free_port                   a TCP port nobody listens on now
 #   tls_server_start NAME PORT  openssl s_server on 127.0.0.1:PORT that demands a
 #                               client certificate from the CA and answers
@@ -71,6 +72,15 @@ token_label_of() {
 }
 
 prog_have_piv() { [ -x "${TESSERA_VPIV:-}" ]; }
+
+lock_pin() {
+    local i
+    for i in $(seq 20); do
+        p11tool "$@" -l --pin 000000 -O >/dev/null 2>&1
+        p11tool "$@" -T 2>/dev/null | grep -q "user PIN locked" && return 0
+    done
+    return 1
+}
 
 prog_piv_card() {
     card_up || return 1
