@@ -13,10 +13,7 @@ PROXY=$(find /usr/lib/*-linux-gnu /usr/lib64 /usr/lib -maxdepth 1 -name p11-kit-
 # holds only Tessera's module file, as installed but naming this build.
 mkdir -p "$WORK/p11-modules"
 sed "s|@pkcs11dir@|$(dirname "$MOD")|" "$TESSERA_SRCDIR/conf/tessera.module.in" > "$WORK/p11-modules/tessera.module"
-in_module_folder() {
-    unshare --mount --propagation private sh -c \
-        'mount --bind "$0" /usr/share/p11-kit/modules && exec "$@"' "$WORK/p11-modules" "$@"
-}
+in_module_folder() { with_folder_over "$WORK/p11-modules" /usr/share/p11-kit/modules "$@"; }
 p11kit_list() { client_p11kit in_module_folder p11-kit list-modules; }
 proxy_tool() { client in_module_folder pkcs11-tool --module "$PROXY" "$@"; }
 proxy_signs() {   # proxy_signs TOKEN-LABEL ID CERT

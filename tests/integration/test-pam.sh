@@ -77,8 +77,7 @@ CONF
         "$WORK/pam_pkcs11.conf" > "$WORK/pam.d/tessera-test"
 }
 login_with() {   # login_with PIN: pamtester authenticates the user with the card
-    printf '%s\n' "$1" | client unshare --mount --propagation private sh -c \
-        'mount --bind "$0" /etc/pam.d && exec "$@"' "$WORK/pam.d" pamtester -v tessera-test "$me" authenticate
+    printf '%s\n' "$1" | client with_folder_over "$WORK/pam.d" /etc/pam.d pamtester -v tessera-test "$me" authenticate
 }
 
 t_ok "the test PKI" prog_pki

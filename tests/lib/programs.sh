@@ -14,6 +14,10 @@
 #   token_label_of SERIAL       the label of the token with that serial number
 #   prog_have_piv               is the virtual PIV card available (PC/SC built)?
 #   lock_pin TOKEN-OPTION...    wrong PINs (pkcs11-tool) until the user PIN is locked
+#   with_folder_over DIR TARGET command...
+#                               run the command with DIR bound over the system
+#                               folder TARGET, in a private mount namespace: a
+#                               program's system settings without touching the host's
 #   free_port                   a TCP port nobody listens on now
 #   tls_server_start NAME PORT  openssl s_server on 127.0.0.1:PORT that demands a
 #                               client certificate from the CA and answers
@@ -94,6 +98,13 @@ prog_piv_card() {
         prog_issue "$WORK/piv-enc.csr" "$WORK/piv-enc.pem" jane.piv@example.org &&
         $TOOL cert load --serial "$PIV_SERIAL" --pin-file "$WORK/pin" "$WORK/piv-auth.pem" >/dev/null &&
         $TOOL cert load --serial "$PIV_SERIAL" --pin-file "$WORK/pin" "$WORK/piv-enc.pem" >/dev/null
+}
+
+with_folder_over() {
+    local dir=$1 target=$2
+    shift 2
+    unshare --mount --propagation private sh -c 'mount --bind "$0" "$1" && shift && exec "$@"' \
+        "$dir" "$target" "$@"
 }
 
 free_port() {
