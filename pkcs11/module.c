@@ -115,6 +115,8 @@ CK_RV tess_token_objects(struct tess_slot *slot, bool check_stale)
         return CKR_OK;
     tess_token_clear_token_objects(tok);
     rv = tok->driver->load_objects ? tok->driver->load_objects(tok) : CKR_OK;
+    if (rv == CKR_OK)
+        rv = tess_token_add_profile(tok);
     slot->objects_loaded = rv == CKR_OK;
     return rv;
 }

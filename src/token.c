@@ -76,6 +76,36 @@ CK_RV tess_token_add_object(struct tess_token *tok, struct tess_object *obj)
     return CKR_OK;
 }
 
+CK_RV tess_token_add_profile(struct tess_token *tok)
+{
+    struct tess_object *o = tess_object_new();
+    CK_RV rv = o ? CKR_OK : CKR_HOST_MEMORY;
+    if (rv != CKR_OK)
+        goto out;
+    o->uid = TESS_UID_PROFILE;
+    o->token_object = true;
+    rv = tess_attrs_set_ulong(&o->attrs, CKA_CLASS, CKO_PROFILE);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_ulong(&o->attrs, CKA_PROFILE_ID, CKP_PUBLIC_CERTIFICATES_TOKEN);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_TOKEN, true);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_PRIVATE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_MODIFIABLE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_COPYABLE, false);
+    if (rv == CKR_OK)
+        rv = tess_attrs_set_bool(&o->attrs, CKA_DESTROYABLE, false);
+    if (rv == CKR_OK)
+        rv = tess_token_add_object(tok, o);
+    if (rv == CKR_OK)
+        o = NULL;
+out:
+    tess_object_free(tok, o);
+    return rv;
+}
+
 void tess_token_clear_token_objects(struct tess_token *tok)
 {
     struct tess_object **pp = &tok->objects;

@@ -55,6 +55,13 @@ struct tess_object *tess_token_find_handle(struct tess_token *tok, CK_OBJECT_HAN
 struct tess_object *tess_token_find_uid(struct tess_token *tok, uint64_t uid);
 void tess_token_unlink_object(struct tess_token *tok, struct tess_object *obj);
 
+/* The token's CKO_PROFILE object (PKCS#11 3.0 profiles): every Tessera token
+ * keeps its certificates public, so it says CKP_PUBLIC_CERTIFICATES_TOKEN,
+ * which lets NSS list them without asking for the PIN first. The core adds it
+ * after each load of a driver's objects; it cannot be changed or destroyed. */
+#define TESS_UID_PROFILE UINT64_MAX
+CK_RV tess_token_add_profile(struct tess_token *tok);
+
 /* Handles are unique in the module: one counter for every object. */
 CK_OBJECT_HANDLE tess_handle_next(void);
 

@@ -427,6 +427,18 @@ void test_objects(CK_SESSION_HANDLE s, struct keypair *kp, const char *cert_id)
     is_rv(p11->C_DestroyObject(s, cert), CKR_OK, "destroy the certificate");
     ok(p11_find(s, CKO_CERTIFICATE, cert_id, strlen(cert_id), found, 4) == 0, "it is gone");
 
+    /* The token says its certificates are public (PKCS#11 3.0 profile), and
+     * that statement is the token's, not the application's to change. */
+    CK_OBJECT_HANDLE prof[2];
+    CK_ULONG profile_id = 0;
+    ok(p11_find(s, CKO_PROFILE, NULL, 0, prof, 2) == 1, "one profile object");
+    bl = sizeof(profile_id);
+    ok(get_attr(s, prof[0], CKA_PROFILE_ID, (uint8_t *)&profile_id, &bl) == CKR_OK &&
+       profile_id == CKP_PUBLIC_CERTIFICATES_TOKEN, "  CKP_PUBLIC_CERTIFICATES_TOKEN");
+    is_rv(p11->C_DestroyObject(s, prof[0]), CKR_ACTION_PROHIBITED, "  cannot be destroyed");
+    CK_ATTRIBUTE relabel = { CKA_LABEL, "x", 1 };
+    is_rv(p11->C_SetAttributeValue(s, prof[0], &relabel, 1), CKR_ACTION_PROHIBITED, "  nor changed");
+
     CK_OBJECT_CLASS dc = CKO_DATA;
     CK_ATTRIBUTE d[] = { { CKA_CLASS, &dc, sizeof(dc) }, { CKA_TOKEN, &no, 1 }, { CKA_APPLICATION, "app", 3 },
                          { CKA_VALUE, "payload", 7 } };

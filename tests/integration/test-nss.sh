@@ -22,6 +22,11 @@ tls_login() {   # tls_login NICKNAME SUBJECT [PIN]: tstclnt as that certificate;
     client tstclnt -A "$WORK/request" -h 127.0.0.1 -p "$port" -d "$db" -n "$1" -w "${3:-$PIN}" -V tls1.2:tls1.3 > "$WORK/tls.out" 2>&1
     sed -n '/^Client certificate/,$p' "$WORK/tls.out" | grep -q "Subject: $2$" || { cat "$WORK/tls.out"; return 1; }
 }
+friendly_list() { # friendly_list TOKEN: its certificates, and no PIN prompt
+    client certutil -L -d "$db" -h "$1" < /dev/null > "$WORK/friendly.out" 2>&1 &&
+        ! grep -qi "password\|PIN" "$WORK/friendly.out" && grep -q "^$1:" "$WORK/friendly.out" ||
+        { cat "$WORK/friendly.out"; return 1; }
+}
 smime_sign() {    # smime_sign NICKNAME: cmsutil signs on the card, OpenSSL verifies the S/MIME signature
     client cmsutil -S -d "$db" -N "$1" -p "$PIN" -i "$WORK/message" -o "$WORK/signed.p7m" &&
         openssl cms -verify -inform DER -in "$WORK/signed.p7m" -CAfile "$WORK/ca.pem" -purpose smimesign \
@@ -47,6 +52,9 @@ t_ok "certutil -L -h all lists the card's certificates" client certutil -L -d "$
 cp "$WORK/last.out" "$WORK/certs"
 t_ok "  Jane's RSA certificate" grep -q "^Jane TPM:Jane RSA " "$WORK/certs"
 t_ok "  and her EC one" grep -q "^Jane TPM:Jane EC " "$WORK/certs"
+# A token that says CKP_PUBLIC_CERTIFICATES_TOKEN is "friendly" to NSS: its
+# certificates are listed without a PIN (no -f, nothing on stdin to answer with).
+t_ok "certutil -L -h TOKEN lists them without asking for the PIN" friendly_list "Jane TPM"
 t_ok "certutil -K lists the keys (after login)" client certutil -K -d "$db" -h "Jane TPM" -f "$WORK/pin"
 t_is "  both" "$(grep -c "^<.*  Jane \(RSA\|EC\)$" "$WORK/last.out")" 2
 t_ok "tstclnt: TLS client authentication with the RSA key" tls_login "Jane TPM:Jane RSA" "CN=Jane Doe, O=Example"
@@ -65,6 +73,7 @@ if prog_have_piv; then
     cp "$WORK/last.out" "$WORK/certs"
     t_ok "  9A's, named by its PIV slot" grep -q "^$auth " "$WORK/certs"
     t_ok "  and 9D's" grep -q "^$enc " "$WORK/certs"
+    t_ok "certutil -L -h TOKEN lists them without asking for the PIN" friendly_list "$token"
     t_ok "tstclnt: TLS client authentication with 9A" tls_login "$auth" "CN=Jane PIV, O=Example"
     t_ok "cmsutil signs with 9A, OpenSSL verifies" smime_sign "$auth"
     t_ok "cmsutil decrypts with 9D" smime_decrypt "$WORK/piv-enc.pem"
