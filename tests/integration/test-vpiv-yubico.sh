@@ -25,11 +25,6 @@ cd "$WORK" || exit 1
 Y() { yubico-piv-tool -r "$READER" "$@"; }
 p11() { pkcs11-tool --module "$OPENSC_P11" "$@"; }
 
-t_skip() {   # t_skip NAME REASON: a TAP skip
-    t_n=$((t_n + 1))
-    echo "ok $t_n - $1 # SKIP $2"
-}
-
 
 # A certificate for a card key from a CA of the test's own. (yubico-piv-tool
 # 2.2.0 cannot sign certificates itself with OpenSSL 3: see below.)

@@ -3,6 +3,7 @@
 #   t_ok "name" command...      passes when the command succeeds
 #   t_fail "name" command...    passes when it fails
 #   t_is "name" got want
+#   t_skip "name" reason        a TAP skip
 #   t_done                      prints the plan; exit status = failures
 
 t_n=0
@@ -47,6 +48,11 @@ t_fail() {
 
 t_is() {
     if [ "$2" = "$3" ]; then t_report 0 "$1"; else echo "got '$2', want '$3'" >"$WORK/last.out"; t_report 1 "$1"; fi
+}
+
+t_skip() {
+    t_n=$((t_n + 1))
+    echo "ok $t_n - $1 # SKIP $2"
 }
 
 t_done() {

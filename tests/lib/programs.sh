@@ -22,6 +22,8 @@
 #   tls_server_start NAME PORT  openssl s_server on 127.0.0.1:PORT that demands a
 #                               client certificate from the CA and answers
 #                               with what it saw (-www); stopped by the harness
+#   xvfb_start                  an X server of the test's own (Xvfb, on a free
+#                               display number); sets DISPLAY
 # Processes a test starts write $WORK/NAME.proc.pid; with-swtpm.sh stops them.
 
 PIN=123456
@@ -136,5 +138,20 @@ tls_server_start() {   # tls_server_start NAME PORT
         grep -q '^ACCEPT' "$WORK/$1.log" 2>/dev/null && return 0
         sleep 0.05
     done
+    return 1
+}
+
+xvfb_start() {
+    # -displayfd: Xvfb picks a free display and writes its number once it
+    # accepts clients. No TCP; the socket is in /tmp/.X11-unix as usual.
+    Xvfb -displayfd 3 -nolisten tcp -screen 0 1280x800x24 3>"$WORK/xvfb.display" \
+        >"$WORK/xvfb.log" 2>&1 </dev/null &
+    echo $! > "$WORK/xvfb.proc.pid"
+    local i
+    for i in $(seq 100); do
+        [ -s "$WORK/xvfb.display" ] && { DISPLAY=:$(cat "$WORK/xvfb.display"); export DISPLAY; return 0; }
+        sleep 0.05
+    done
+    cat "$WORK/xvfb.log"
     return 1
 }
