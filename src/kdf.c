@@ -85,6 +85,27 @@ int tess_key_alg_parse(const char *name, enum tess_key_alg *alg)
     return -1;
 }
 
+const char *tess_prf_name(enum tess_prf prf)
+{
+    switch (prf) {
+    case TESS_PRF_CMAC_AES128: return "cmac-aes128";
+    case TESS_PRF_CMAC_AES256: return "cmac-aes256";
+    case TESS_PRF_HMAC_SHA256: return "hmac-sha256";
+    }
+    return "?";
+}
+
+const char *tess_key_alg_name(enum tess_key_alg alg)
+{
+    switch (alg) {
+    case TESS_KEY_3DES: return "3des";
+    case TESS_KEY_AES128: return "aes128";
+    case TESS_KEY_AES192: return "aes192";
+    case TESS_KEY_AES256: return "aes256";
+    }
+    return "?";
+}
+
 int tess_prf_parse(const char *name, enum tess_prf *prf)
 {
     if (!strcasecmp(name, "cmac-aes128"))

@@ -31,6 +31,9 @@ CK_RV tess_kbkdf_external(tess_prf_fn prf, void *ctx, size_t block_len, const ui
 size_t tess_key_alg_len(enum tess_key_alg alg);
 int tess_key_alg_parse(const char *name, enum tess_key_alg *alg);
 int tess_prf_parse(const char *name, enum tess_prf *prf);
+/* The names the parsers take. */
+const char *tess_prf_name(enum tess_prf prf);
+const char *tess_key_alg_name(enum tess_key_alg alg);
 
 /* A card's admin key: KBKDF(master, label "Tessera card admin key v1",
  * context = the card's serial), the length of alg; 3DES keys get odd parity. */

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "private_file.h"
 #include "util.h"
 
 struct tess_store {
@@ -79,23 +80,6 @@ static int exec(struct tess_store *s, const char *sql)
     return rc;
 }
 
-static int mkdir_p(const char *dir)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 static int schema_version(struct tess_store *s)
 {
     sqlite3_stmt *st = NULL;
@@ -141,57 +125,17 @@ out:
     return -1;
 }
 
-/* The store's folder must belong to us (or root) and be closed to others:
- * otherwise someone else could swap the store or read its blobs. */
-static int check_private_dir(const char *dir, char *err, size_t errlen)
-{
-    struct stat st;
-    if (lstat(dir, &st)) {
-        snprintf(err, errlen, "cannot examine %s: %s", dir, strerror(errno));
-        return -1;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s is not a folder", dir);
-        return -1;
-    }
-    if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 022)) {
-        snprintf(err, errlen, "%s is not private (owner %u, mode %03o): others could change the store",
-                 dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
-        return -1;
-    }
-    return 0;
-}
-
 int tess_store_open(const char *path, struct tess_store **out, char *err, size_t errlen)
 {
     struct tess_store *s = calloc(1, sizeof(*s));
-    char dir[4096];
-    int fd;
 
     err[0] = '\0';
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        if (mkdir_p(dir)) {
-            snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-            goto fail;
-        }
-    }
-    if (slash && slash != dir && check_private_dir(dir, err, errlen))
+    if (tess_private_file_create(path, err, errlen))
         goto fail;
-    /* Create the file ourselves so its mode is 0600 whatever the umask;
-     * O_NOFOLLOW: a link planted in the folder is refused, not followed. */
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    close(fd);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open store %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
         goto fail;

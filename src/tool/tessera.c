@@ -66,6 +66,17 @@ void tool_usage(FILE *f)
           "  cert import-ca CARD CERT...\n"
           "  key import CARD --p12 FILE [--p12-pass-file F] [--id HEX] [--label L]\n"
           "\n"
+          "Card management (a database: --db PATH, default TESSERA_HOME/cms.db; root may add --as OPERATOR)\n"
+          "  db init [--admin NAME]                   a new database and its first administrator\n"
+          "  db status\n"
+          "  operator add|roles NAME --roles R[,R]    R: administrator, issuer, helpdesk, key-recovery, auditor\n"
+          "  operator disable NAME | operator list\n"
+          "  holder import FILE [--format csv|ldif]   CSV with a header (uid,name,email,...) or LDIF\n"
+          "  holder list [--limit N] | holder find QUERY | holder show UID\n"
+          "  profile import FILE | profile list | profile show NAME [--version N]\n"
+          "  audit [--holder U] [--card S] [--device D] [--operator O] [--action A] [--since T] [--until T] [--last N]\n"
+          "  audit verify                             is the hash chain whole?\n"
+          "\n"
           "  MASTER: --master-file F (hex, mode 0600), or --master-uri 'pkcs11:token=...;object=...' (a key\n"
           "          in an HSM, which computes the KDF) [--hsm-module SO] [--hsm-pin-file F]\n"
           "  P: cmac-aes256 (default), cmac-aes128, hmac-sha256   A: 3des (default), aes128, aes192, aes256\n"
@@ -374,6 +385,8 @@ int main(int argc, char **argv)
         rc = cmd_card_init(argc - 2, argv + 2, false);
     else if (!strcmp(noun, "card") && !strcmp(verb, "erase"))
         rc = cmd_card_erase(argc - 2, argv + 2, false);
+    else if ((rc = cmd_cms(noun, argc - 1, argv + 1)) >= 0)
+        ;
     else {
         tool_usage(stderr);
         rc = EX_USAGE;

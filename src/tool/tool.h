@@ -21,6 +21,9 @@ enum {
     EX_PIN = 4,        /* a PIN or response was wrong, or a new PIN refused by the policy */
     EX_NOTFOUND = 5,   /* no such card */
     EX_LOCKED = 6,     /* locked: PIN, unblock, no challenges left, no admin key */
+    EX_DENIED = 7,     /* card management: the operator's roles do not allow it */
+    EX_TAMPERED = 8,   /* card management: the audit trail does not verify */
+    EX_STATE = 9,      /* card management: not allowed in the card's or job's state */
 };
 
 extern struct tess_settings tool_settings;
@@ -137,5 +140,8 @@ int cmd_card_info(int argc, char **argv);
 /* card.c */
 int cmd_card_init(int argc, char **argv, bool vsc_create);
 int cmd_card_erase(int argc, char **argv, bool vsc_delete);
+/* cms.c: card management (db, operator, holder, profile, audit); argv[0] is
+ * the noun. -1 when noun and verb are not card-management ones. */
+int cmd_cms(const char *noun, int argc, char **argv);
 
 #endif
