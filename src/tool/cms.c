@@ -162,12 +162,16 @@ static int cmd_db_status(int argc, char **argv)
     if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
     char *head = cms_meta_get(c.db, "audit.head");
-    printf(tool_json ? "{\"database\":\"%s\",\"schema\":%d,\"operator\":\"%s\"" : "database %s\nschema %d\nyou are %s",
-           c.path, cms_schema_version(c.db), c.actor.name);
-    if (!tool_json) {
+    if (tool_json) {
+        printf("{\"database\":");
+        tool_json_str(c.path);
+        printf(",\"schema\":%d,\"operator\":", cms_schema_version(c.db));
+        tool_json_str(c.actor.name);
+    } else {
         char roles[128];
         cms_roles_text(c.actor.roles, roles, sizeof(roles));
-        printf(" (%s)\n", c.actor.known ? (roles[0] ? roles : "disabled") : "not an operator");
+        printf("database %s\nschema %d\nyou are %s (%s)\n", c.path, cms_schema_version(c.db), c.actor.name,
+               c.actor.known ? (roles[0] ? roles : "disabled") : "not an operator");
     }
     for (size_t i = 0; i < TESS_ARRAY_SIZE(tables); i++) {
         int64_t n = 0;
