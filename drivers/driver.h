@@ -68,6 +68,7 @@ struct tess_card_init {
     int user_tries, so_tries;
     enum tess_key_alg admin_alg;
     const uint8_t *admin_key; size_t admin_key_len;
+    const char *serial;          /* a new TPM card's, 16 lower-case hex digits; NULL: random */
 };
 
 struct tess_driver {

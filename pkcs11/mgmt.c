@@ -4,6 +4,7 @@
  * admin_* entries do the card's part. */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -239,12 +240,27 @@ static CK_RV init_params(const CK_TESSERA_INIT *in, struct tess_card_init *p, st
     return CKR_OK;
 }
 
-static CK_RV T_InitCard(CK_SLOT_ID slot_id, CK_TESSERA_INIT_PTR in)
+/* A chosen serial: 16 hex digits, kept lower case as the driver writes them. */
+static CK_RV serial_param(const CK_UTF8CHAR *in, CK_ULONG len, char out[17])
+{
+    if (!in || len != 16)
+        return CKR_ARGUMENTS_BAD;
+    for (CK_ULONG i = 0; i < len; i++) {
+        if (!isxdigit(in[i]))
+            return CKR_ARGUMENTS_BAD;
+        out[i] = (char)tolower(in[i]);
+    }
+    out[len] = '\0';
+    return CKR_OK;
+}
+
+static CK_RV init_card(CK_SLOT_ID slot_id, CK_TESSERA_INIT_PTR in, const CK_UTF8CHAR *serial_in,
+                       CK_ULONG serial_len)
 {
     struct tess_slot *slot;
     struct tess_card_init p;
     struct tess_pin_policy policy;
-    char label[33];
+    char label[33], serial[17];
     CK_RV rv = tess_enter();
     if (rv != CKR_OK)
         return rv;
@@ -254,6 +270,10 @@ static CK_RV T_InitCard(CK_SLOT_ID slot_id, CK_TESSERA_INIT_PTR in)
         goto out;
     }
     rv = in ? init_params(in, &p, &policy, label) : CKR_ARGUMENTS_BAD;
+    if (rv == CKR_OK && serial_in) {
+        rv = serial_param(serial_in, serial_len, serial);
+        p.serial = serial;
+    }
     if (rv != CKR_OK)
         goto out;
     if (!slot->tok || !slot->tok->present || slot->tok->foreign) {
@@ -272,6 +292,17 @@ static CK_RV T_InitCard(CK_SLOT_ID slot_id, CK_TESSERA_INIT_PTR in)
 out:
     tess_leave();
     return rv;
+}
+
+static CK_RV T_InitCard(CK_SLOT_ID slot_id, CK_TESSERA_INIT_PTR in)
+{
+    return init_card(slot_id, in, NULL, 0);
+}
+
+static CK_RV T_InitCardWithSerial(CK_SLOT_ID slot_id, CK_TESSERA_INIT_PTR in, CK_UTF8CHAR_PTR serial,
+                                  CK_ULONG serial_len)
+{
+    return serial ? init_card(slot_id, in, serial, serial_len) : CKR_ARGUMENTS_BAD;
 }
 
 static CK_RV T_EraseCard(CK_SESSION_HANDLE h, CK_BYTE_PTR resp, CK_ULONG resp_len)
@@ -307,4 +338,5 @@ CK_TESSERA_FUNCTION_LIST tess_mgmt_function_list = {
     T_SetAdminKey,
     T_InitCard,
     T_EraseCard,
+    T_InitCardWithSerial,
 };

@@ -205,6 +205,10 @@ CK_RV piv_init_card(struct tess_token *tok, const struct tess_card_init *p)
     CK_RV rv;
 
     /* What the card cannot take is refused before it is touched. */
+    if (p->serial) {
+        TESS_ERR("piv: a PIV card's serial is its own (its CHUID)");
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    }
     if (p->label || p->policy) {
         TESS_ERR("piv: a PIV card has no label of its own, and its PIN rule is its own (6 to 8 characters)");
         return CKR_ARGUMENTS_BAD;

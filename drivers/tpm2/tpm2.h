@@ -85,6 +85,7 @@ struct tpm2_vsc_params {
     const struct tess_pin_policy *policy;        /* NULL: settings' default */
     int user_tries, so_tries;                    /* 0: settings' */
     int slot_index;                              /* -1: lowest free */
+    const char *serial;                          /* a new card's (16 hex digits); NULL: random */
 };
 
 CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *err, size_t errlen);

@@ -348,6 +348,10 @@ static CK_RV init_card(struct tess_token *tok, struct tpm2_vsc_params *p)
     int64_t id;
     CK_RV rv;
 
+    if (t->vsc && p->serial) {
+        TESS_ERR("tpm: card %s has its serial: only a new card takes one", t->vsc->rec.serial);
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    }
     if (t->vsc) {
         rv = tpm2_vsc_reinit(t->vsc, p, err, sizeof(err));
     } else {
@@ -388,6 +392,7 @@ static CK_RV drv_init_card(struct tess_token *tok, const struct tess_card_init *
         .policy = in->policy ? in->policy : &tpm2_settings()->pin_policy,
         .user_tries = in->user_tries, .so_tries = in->so_tries,
         .admin_alg = in->admin_alg, .admin_key = in->admin_key, .admin_key_len = in->admin_key_len,
+        .serial = in->serial,
     };
     return init_card(tok, &p);
 }

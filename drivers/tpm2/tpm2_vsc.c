@@ -210,7 +210,7 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
 
     err[0] = '\0';
     rv = parts_make(p, p->policy, &parts, err, errlen);
-    if (rv == CKR_OK && RAND_bytes(serial_raw, sizeof(serial_raw)) != 1)
+    if (rv == CKR_OK && !p->serial && RAND_bytes(serial_raw, sizeof(serial_raw)) != 1)
         rv = CKR_FUNCTION_FAILED;
     if (rv == CKR_OK)
         rv = tpm2_store(&store, true);
@@ -238,7 +238,17 @@ CK_RV tpm2_vsc_create(const struct tpm2_vsc_params *p, int64_t *id_out, char *er
             goto out;
         }
     }
-    tess_hex(rec.serial, serial_raw, sizeof(serial_raw));
+    if (p->serial)
+        snprintf(rec.serial, sizeof(rec.serial), "%s", p->serial);
+    else
+        tess_hex(rec.serial, serial_raw, sizeof(serial_raw));
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(recs[i].serial, rec.serial)) {
+            snprintf(err, errlen, "a virtual card with serial %s exists already", rec.serial);
+            rv = CKR_ARGUMENTS_BAD;
+            goto out;
+        }
+    }
     rv = parts_to_rec(p, &parts, &rec);
     if (rv == CKR_OK)
         rv = tess_store_card_insert(store, &rec);

@@ -29,7 +29,7 @@ extern "C" {
 
 #define TESSERA_INTERFACE_NAME "Tessera Management"
 #define TESSERA_INTERFACE_VERSION_MAJOR 1
-#define TESSERA_INTERFACE_VERSION_MINOR 1   /* 1.1: T_InitCard, T_EraseCard */
+#define TESSERA_INTERFACE_VERSION_MINOR 2   /* 1.1: T_InitCard, T_EraseCard; 1.2: T_InitCardWithSerial */
 
 /* ---- return values beyond the standard's ---- */
 #define CKR_TESSERA_BASE (CKR_VENDOR_DEFINED | 0x54450000UL)
@@ -175,6 +175,19 @@ struct CK_TESSERA_FUNCTION_LIST {
      * unblock both locked) is erased with neither. R/W session. Every
      * session on the token ends: hSession is invalid afterwards. */
     CK_RV (*T_EraseCard)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen);
+
+    /* ---- 1.2 ---- */
+
+    /* T_InitCard on a TPM slot without a card, making the new virtual card
+     * with the serial the caller chose: 16 hexadecimal digits (upper or
+     * lower case; stored lower case). A card-management system records the
+     * serial before the card exists, so that a process killed in between
+     * leaves a card it can find again, never one it does not know.
+     * CKR_ARGUMENTS_BAD for a malformed serial or one another card has;
+     * CKR_FUNCTION_NOT_SUPPORTED on a slot that holds a card, or a PIV card
+     * (its serial is its own). */
+    CK_RV (*T_InitCardWithSerial)(CK_SLOT_ID slotID, CK_TESSERA_INIT_PTR pInit, CK_UTF8CHAR_PTR pSerial,
+                                  CK_ULONG ulSerialLen);
 };
 
 #ifdef __cplusplus

@@ -325,6 +325,32 @@ int main(void)
     is_rv(p11->C_GetSessionInfo(ro, &si), CKR_SESSION_HANDLE_INVALID, "  and the other one");
     ok(t->T_GetCardInfo(a, &ci) != CKR_OK, "  the slot holds no card");
 
+    /* T_InitCardWithSerial (1.2): a new card with the serial the caller
+     * recorded before making it. */
+    ok(t->version.minor >= 2, "the table is of version 1.2 or later");
+    CK_SLOT_ID spare;
+    if (p11_find_slot(false, &spare))
+        bail_out("no spare slot");
+    in.pLabel = (CK_UTF8CHAR_PTR) "Chosen";
+    in.ulLabelLen = 6;
+    is_rv(t->T_InitCardWithSerial(spare, &in, (CK_UTF8CHAR_PTR) "0123456789abcdeg", 16), CKR_ARGUMENTS_BAD,
+          "  a serial with a letter that is not hex is refused");
+    is_rv(t->T_InitCardWithSerial(spare, &in, (CK_UTF8CHAR_PTR) "0123456789abcde", 15), CKR_ARGUMENTS_BAD,
+          "  and one of 15 digits");
+    is_rv(t->T_InitCardWithSerial(spare, &in, NULL, 0), CKR_ARGUMENTS_BAD, "  and none");
+    is_rv(t->T_InitCardWithSerial(spare, &in, (CK_UTF8CHAR_PTR) "00C0FFEE00C0FFEE", 16), CKR_OK,
+          "T_InitCardWithSerial makes a new card");
+    is_rv(t->T_GetCardInfo(spare, &ci), CKR_OK, "  its card info");
+    ok(!memcmp(ci.serialNumber, "00c0ffee00c0ffee", 16), "  with the serial asked for, in lower case");
+    is_rv(t->T_InitCardWithSerial(spare, &in, (CK_UTF8CHAR_PTR) "00c0ffee00c0ffef", 16),
+          CKR_FUNCTION_NOT_SUPPORTED, "  a card that exists keeps its serial");
+    CK_SLOT_ID spare2;
+    if (p11_find_slot(false, &spare2))
+        bail_out("no spare slot");
+    is_rv(t->T_InitCardWithSerial(spare2, &in, (CK_UTF8CHAR_PTR) "00c0ffee00c0ffee", 16), CKR_ARGUMENTS_BAD,
+          "  a second card cannot take the same serial");
+    ok(t->T_GetCardInfo(spare2, &ci) != CKR_OK, "  and was not made");
+
     is_rv(p11->C_Finalize(NULL), CKR_OK, "C_Finalize");
     return done_testing();
 }
