@@ -135,6 +135,12 @@ CK_RV tpm2_key_generate(struct tpm2_vsc *v, const struct tess_keygen_spec *spec,
         rc = Esys_Create(esys, primary, enc != ESYS_TR_NONE ? enc : ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                          &sens, &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
         tpm2_session_end(esys, enc);
+        /* Create needs an object slot too: one held by our loaded keys or
+         * left by a killed process is made free, as loading does. */
+        if (tpm2_rc_is(rc, TPM2_RC_OBJECT_MEMORY) && tpm2_conn_evict_one(esys)) {
+            attempt--;
+            continue;
+        }
         if (!tpm2_session_mismatch(enc, rc))
             break;
     }
