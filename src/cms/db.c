@@ -120,6 +120,13 @@ static const char *const migrations[] = {
     "  error TEXT);"
     "CREATE INDEX jobs_due ON jobs(due) WHERE state = 'pending';"
     "CREATE INDEX jobs_card ON jobs(card_id);",
+    /* 2 -> 3: collection codes (found by their first group, checked by
+     * salted hash in `secret`), and which process runs a job */
+    "ALTER TABLE jobs ADD COLUMN code_id TEXT;"
+    "ALTER TABLE jobs ADD COLUMN code_expires TEXT;"
+    "ALTER TABLE jobs ADD COLUMN code_tries INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN owner TEXT;"
+    "CREATE UNIQUE INDEX jobs_code ON jobs(code_id) WHERE code_id IS NOT NULL;",
 };
 
 int cms_fail(struct cms_db *db, int rc, const char *fmt, ...)

@@ -14,6 +14,7 @@
 
 #include "../util.h"
 #include "audit.h"
+#include "holders.h"
 
 static const char *const key_types[] = { "rsa2048", "rsa3072", "p256", "p384" };
 static const uint8_t piv_slots[] = { 0x9a, 0x9c, 0x9d, 0x9e };
@@ -578,4 +579,69 @@ int cms_profile_list(struct cms_db *db, cms_profile_cb cb, void *arg)
         rc = cms_sql_fail(db, "profiles");
     sqlite3_finalize(st);
     return rc;
+}
+
+/* One RDN's value template with its placeholders filled in. */
+static int expand_value(const char *v, const struct cms_holder *h, char *out, size_t outlen, char *err, size_t errlen)
+{
+    size_t n = 0;
+    while (*v) {
+        const char *val = NULL;
+        size_t len;
+        if (v[0] == '$' && v[1] == '{') {
+            const char *close = strchr(v, '}');
+            char name[64];
+            if (!close || (size_t)(close - v - 2) >= sizeof(name)) {
+                snprintf(err, errlen, "a placeholder does not close");
+                return -1;
+            }
+            memcpy(name, v + 2, (size_t)(close - v - 2));
+            name[close - v - 2] = '\0';
+            val = cms_holder_attr(h, name);
+            if (!val || !val[0]) {
+                snprintf(err, errlen, "holder %s has no %s for the certificate's subject", h->uid, name);
+                return -1;
+            }
+            len = strlen(val);
+            v = close + 1;
+        } else {
+            val = v++;
+            len = 1;
+        }
+        if (n + len >= outlen) {
+            snprintf(err, errlen, "the subject is too long");
+            return -1;
+        }
+        memcpy(out + n, val, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+X509_NAME *cms_subject_build(const char *tmpl, const struct cms_holder *h, char *err, size_t errlen)
+{
+    X509_NAME *name = X509_NAME_new();
+    char *copy = strdup(tmpl), *save = NULL, value[512];
+    bool ok = name && copy && tmpl[0] == '/';
+    /* Split the template, not the values: a holder's name may hold '/'. */
+    for (char *rdn = ok ? strtok_r(copy, "/", &save) : NULL; rdn && ok; rdn = strtok_r(NULL, "/", &save)) {
+        char *eq = strchr(rdn, '=');
+        ok = eq && eq != rdn;
+        if (!ok) {
+            snprintf(err, errlen, "subject template '%s' is not /TYPE=value/...", tmpl);
+            break;
+        }
+        *eq = '\0';
+        ok = expand_value(eq + 1, h, value, sizeof(value), err, errlen) == 0;
+        if (ok && X509_NAME_add_entry_by_txt(name, rdn, MBSTRING_UTF8, (const unsigned char *)value, -1, -1, 0) != 1) {
+            snprintf(err, errlen, "subject attribute %s is unknown or its value does not fit", rdn);
+            ok = false;
+        }
+    }
+    free(copy);
+    if (ok && X509_NAME_entry_count(name) > 0)
+        return name;
+    X509_NAME_free(name);
+    return NULL;
 }

@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <openssl/x509.h>
+
 #include "../kdf.h"
 #include "../pin_policy.h"
 #include "db.h"
@@ -61,6 +63,12 @@ struct cms_profile {
     int notify_every_days;
     int temporary_days;
 };
+
+struct cms_holder;
+/* A key's subject for a holder: each ${attribute} of the template replaced
+ * by the holder's value (a value may hold '/' or '='); NULL with the
+ * missing attribute named in err. */
+X509_NAME *cms_subject_build(const char *tmpl, const struct cms_holder *h, char *err, size_t errlen);
 
 /* Parse a profile's text; CMS_INVALID with "line N: ..." in err. */
 int cms_profile_parse(const char *text, struct cms_profile *p, char *err, size_t errlen);

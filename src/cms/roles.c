@@ -42,6 +42,11 @@ static const struct {
     { "device.list", ANY_ROLE },
     { "card.list", ANY_ROLE },
     { "card.show", ANY_ROLE },
+    { "card.request", CMS_ROLE_ISSUER },
+    { "job.list", ANY_ROLE },
+    { "ca.init", CMS_ROLE_ADMINISTRATOR },
+    { "ca.show", ANY_ROLE },
+    { "ca.crl", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER | CMS_ROLE_AUDITOR },
     { "audit.search", CMS_ROLE_AUDITOR | CMS_ROLE_ADMINISTRATOR },
     { "audit.verify", CMS_ROLE_AUDITOR | CMS_ROLE_ADMINISTRATOR },
 };

@@ -117,8 +117,7 @@ static int parse_init(int argc, char **argv, bool vsc, struct init_args *a)
     return EX_OK;
 }
 
-/* The TPM's spare slot (the one asked for, with vsc create --slot N). */
-static int find_spare(struct tool_p11 *p, long want, CK_SLOT_ID *out)
+int tool_find_spare(struct tool_p11 *p, long want, CK_SLOT_ID *out)
 {
     CK_SLOT_ID slots[128];
     CK_ULONG n = TESS_ARRAY_SIZE(slots);
@@ -227,7 +226,7 @@ int cmd_card_init(int argc, char **argv, bool vsc)
         setenv("TESSERA_SPARE_SLOT", a.ca.slot >= 0 ? spare : "yes", 1);
         rc = tool_p11_open(&p);
         if (rc == EX_OK)
-            rc = find_spare(&p, a.ca.slot, &slot);
+            rc = tool_find_spare(&p, a.ca.slot, &slot);
     } else {
         rc = tool_open_card(&p, &a.ca, &slot, &info);
         if (rc == EX_OK) {

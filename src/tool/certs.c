@@ -97,10 +97,8 @@ static bool cert_on_card(struct tool_p11 *p, CK_SESSION_HANDLE h, const unsigned
     return n > 0;
 }
 
-/* A certificate object on the card (unless it is there already). category:
- * 1 the holder's, 2 an authority's. */
-static CK_RV store_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const uint8_t *id, CK_ULONG idlen,
-                        const char *label, CK_ULONG category, CK_OBJECT_HANDLE *out)
+CK_RV tool_store_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const uint8_t *id, CK_ULONG idlen,
+                      const char *label, CK_ULONG category, CK_OBJECT_HANDLE *out)
 {
     CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
     CK_CERTIFICATE_TYPE ct = CKC_X_509;
@@ -146,7 +144,7 @@ static int load_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const cha
     else
         X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, label, sizeof(label));
     nold = tool_find_objects(p, h, CKO_CERTIFICATE, id, *idlen, old, TESS_ARRAY_SIZE(old));
-    rv = store_cert(p, h, x, id, *idlen, label, 1, &added);
+    rv = tool_store_cert(p, h, x, id, *idlen, label, 1, &added);
     if (rv != CKR_OK)
         return tool_report(rv, "the certificate was not stored");
     for (CK_ULONG i = 0; i < nold; i++)
@@ -193,10 +191,8 @@ int cmd_cert_load(int argc, char **argv)
     return rc;
 }
 
-/* CA certificates: category "authority", CKA_ID their subject key
- * identifier (so a chain can be found by the issuer's key id). */
-static int load_ca_certs(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info,
-                         STACK_OF(X509) *cas)
+int tool_load_ca_certs(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info,
+                       STACK_OF(X509) *cas)
 {
     for (int i = 0; i < sk_X509_num(cas); i++) {
         X509 *x = sk_X509_value(cas, i);
@@ -212,7 +208,7 @@ static int load_ca_certs(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSE
         if (!skid)
             X509_pubkey_digest(x, EVP_sha1(), sha, NULL);
         X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, label, sizeof(label));
-        CK_RV rv = store_cert(p, h, x, skid ? ASN1_STRING_get0_data(skid) : sha,
+        CK_RV rv = tool_store_cert(p, h, x, skid ? ASN1_STRING_get0_data(skid) : sha,
                               skid ? (CK_ULONG)ASN1_STRING_length(skid) : 20, label, 2, &added);
         if (rv != CKR_OK)
             return tool_report(rv, "a CA certificate was not stored");
@@ -250,7 +246,7 @@ int cmd_cert_import_ca(int argc, char **argv)
     if (rc == EX_OK)
         rc = tool_card_login(&cs, &ca, pin_file);
     if (rc == EX_OK)
-        rc = load_ca_certs(&cs.p, cs.h, &cs.info, cas);
+        rc = tool_load_ca_certs(&cs.p, cs.h, &cs.info, cas);
     if (rc == EX_OK && !tool_json)
         printf("CA certificates loaded: %d\n", sk_X509_num(cas));
     else if (rc == EX_OK)
@@ -371,11 +367,11 @@ have_key:
             goto out;
         }
     }
-    if (cert && store_cert(p, h, cert, id, idlen, label, 1, &obj) != CKR_OK) {
+    if (cert && tool_store_cert(p, h, cert, id, idlen, label, 1, &obj) != CKR_OK) {
         rc = tool_report(CKR_GENERAL_ERROR, "the certificate was not stored");
         goto out;
     }
-    rc = cas ? load_ca_certs(p, h, info, cas) : EX_OK;
+    rc = cas ? tool_load_ca_certs(p, h, info, cas) : EX_OK;
     if (rc == EX_OK)
         tool_print_id("key imported", id, idlen);
 out:

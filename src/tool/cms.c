@@ -17,95 +17,8 @@
 #include "../cms/profile.h"
 #include "../cms/roles.h"
 #include "../util.h"
+#include "cms_tool.h"
 #include "tool.h"
-
-struct cms_ctx {
-    const char *db_path;
-    const char *as;
-    char path[4096 + 16];
-    struct cms_db *db;
-    struct cms_actor actor;
-};
-
-static int exit_for(int rc)
-{
-    switch (rc) {
-    case CMS_OK: return EX_OK;
-    case CMS_INVALID: return EX_USAGE;
-    case CMS_NOTFOUND: return EX_NOTFOUND;
-    case CMS_DENIED: return EX_DENIED;
-    case CMS_TAMPERED: return EX_TAMPERED;
-    case CMS_STATE: return EX_STATE;
-    default: return EX_FAIL;
-    }
-}
-
-static int report(struct cms_ctx *c, int rc)
-{
-    if (rc != CMS_OK)
-        fprintf(stderr, "tessera: %s\n", c->db ? c->db->err : "failed");
-    return exit_for(rc);
-}
-
-/* The options every CMS verb takes; 0 taken, -1 not one of them. */
-#define CMS_OPTIONS { "db", required_argument, 0, 'D' }, { "as", required_argument, 0, 'A' }
-static int cms_opt(struct cms_ctx *c, int ch, const char *arg)
-{
-    if (ch == 'D')
-        c->db_path = arg;
-    else if (ch == 'A')
-        c->as = arg;
-    else
-        return -1;
-    return 0;
-}
-
-static int cms_ctx_open(struct cms_ctx *c, bool create)
-{
-    char err[600];
-    if (c->db_path)
-        snprintf(c->path, sizeof(c->path), "%s", c->db_path);
-    else if (getenv("TESSERA_CMS_DB"))
-        snprintf(c->path, sizeof(c->path), "%s", getenv("TESSERA_CMS_DB"));
-    else
-        snprintf(c->path, sizeof(c->path), "%s/cms.db", tool_settings.home);
-    int rc = cms_open(c->path, create, &c->db, err, sizeof(err));
-    if (rc != CMS_OK) {
-        fprintf(stderr, "tessera: %s\n", err);
-        return exit_for(rc);
-    }
-    rc = cms_actor_resolve(c->db, c->as, &c->actor);
-    return rc == CMS_OK ? EX_OK : report(c, rc);
-}
-
-static void cms_ctx_close(struct cms_ctx *c)
-{
-    cms_close(c->db);
-    c->db = NULL;
-}
-
-/* Parse argv with the CMS options plus extra; each extra option calls
- * take(c, ch, optarg, arg) which returns 0 or an exit code. Positional
- * arguments are left at argv[optind..]. */
-typedef int (*opt_fn)(struct cms_ctx *c, int ch, const char *optarg_, void *arg);
-static int parse_opts(struct cms_ctx *c, int argc, char **argv, const struct option *extra, size_t nextra,
-                      opt_fn take, void *arg, const char *usage)
-{
-    struct option opts[16] = { CMS_OPTIONS };
-    size_t n = 2;
-    for (size_t i = 0; i < nextra && n < 15; i++)
-        opts[n++] = extra[i];
-    opts[n] = (struct option){ 0 };
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (cms_opt(c, ch, optarg) == 0)
-            continue;
-        if (ch == '?' || !take || take(c, ch, optarg, arg) != 0)
-            return tool_usage_error(usage);
-    }
-    return EX_OK;
-}
 
 /* ---- db */
 
@@ -124,10 +37,10 @@ static int cmd_db_init(int argc, char **argv)
     static const struct option extra[] = { { "admin", required_argument, 0, 'a' } };
     struct cms_ctx c = { 0 };
     const char *admin = NULL;
-    int rc = parse_opts(&c, argc, argv, extra, 1, opt_admin, &admin, usage);
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_admin, &admin, usage);
     if (rc != EX_OK || (rc = cms_ctx_open(&c, true)) != EX_OK)
         goto out;
-    rc = report(&c, cms_bootstrap(c.db, admin ? admin : c.actor.name));
+    rc = cms_report(&c, cms_bootstrap(c.db, admin ? admin : c.actor.name));
     if (rc == EX_OK && tool_json) {
         printf("{\"database\":");
         tool_json_str(c.path);
@@ -158,7 +71,7 @@ static int cmd_db_status(int argc, char **argv)
     static const char *const tables[] = { "operators", "holders", "devices", "profiles", "cards", "certificates",
                                           "jobs", "audit" };
     struct cms_ctx c = { 0 };
-    int rc = parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, "usage: tessera db status [--db PATH]");
+    int rc = cms_parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, "usage: tessera db status [--db PATH]");
     if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
     char *head = cms_meta_get(c.db, "audit.head");
@@ -203,7 +116,7 @@ static int cmd_operator_change(int argc, char **argv, const char *verb)
     static const struct option extra[] = { { "roles", required_argument, 0, 'r' } };
     struct cms_ctx c = { 0 };
     unsigned roles = 0;
-    int rc = parse_opts(&c, argc, argv, extra, 1, opt_roles, &roles, usage);
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_roles, &roles, usage);
     if (rc != EX_OK)
         return rc;
     bool disable = !strcmp(verb, "disable");
@@ -212,7 +125,7 @@ static int cmd_operator_change(int argc, char **argv, const char *verb)
     const char *name = argv[optind];
     if ((rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
-    rc = report(&c, !strcmp(verb, "add")     ? cms_operator_add(c.db, &c.actor, name, roles)
+    rc = cms_report(&c, !strcmp(verb, "add")     ? cms_operator_add(c.db, &c.actor, name, roles)
                     : !strcmp(verb, "roles") ? cms_operator_set_roles(c.db, &c.actor, name, roles)
                                              : cms_operator_disable(c.db, &c.actor, name));
 out:
@@ -240,14 +153,14 @@ static int cmd_operator_list(int argc, char **argv)
 {
     struct cms_ctx c = { 0 };
     bool first = true;
-    int rc = parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, "usage: tessera operator list");
+    int rc = cms_parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, "usage: tessera operator list");
     if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
-    if ((rc = report(&c, cms_authorize(c.db, &c.actor, "operator.list", NULL, NULL, NULL))) != EX_OK)
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "operator.list", NULL, NULL, NULL))) != EX_OK)
         goto out;
     if (tool_json)
         printf("[");
-    rc = report(&c, cms_operator_list(c.db, print_operator, &first));
+    rc = cms_report(&c, cms_operator_list(c.db, print_operator, &first));
     if (tool_json)
         printf("]\n");
 out:
@@ -279,7 +192,7 @@ static int cmd_holder_import(int argc, char **argv)
     struct cms_ctx c = { 0 };
     struct cms_import_counts n;
     int fmt = -1;
-    int rc = parse_opts(&c, argc, argv, extra, 1, opt_format, &fmt, usage);
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_format, &fmt, usage);
     if (rc != EX_OK)
         return rc;
     if (optind != argc - 1)
@@ -291,7 +204,7 @@ static int cmd_holder_import(int argc, char **argv)
     }
     if ((rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
-    rc = report(&c, cms_holders_import(c.db, &c.actor, file, (enum cms_holder_format)fmt, &n));
+    rc = cms_report(&c, cms_holders_import(c.db, &c.actor, file, (enum cms_holder_format)fmt, &n));
     if (rc == EX_OK)
         printf(tool_json ? "{\"created\":%" PRId64 ",\"updated\":%" PRId64 ",\"unchanged\":%" PRId64 "}\n"
                          : "holders: %" PRId64 " new, %" PRId64 " updated, %" PRId64 " unchanged\n",
@@ -349,7 +262,7 @@ static int cmd_holder_read(int argc, char **argv, const char *verb)
     struct cms_ctx c = { 0 };
     int64_t limit = 0;
     bool first = true;
-    int rc = parse_opts(&c, argc, argv, extra, 1, opt_limit, &limit, usage);
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_limit, &limit, usage);
     if (rc != EX_OK)
         return rc;
     bool list = !strcmp(verb, "list");
@@ -358,12 +271,12 @@ static int cmd_holder_read(int argc, char **argv, const char *verb)
     const char *arg = list ? NULL : argv[optind];
     if ((rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
-    if ((rc = report(&c, cms_authorize(c.db, &c.actor, list ? "holder.list" : "holder.show",
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, list ? "holder.list" : "holder.show",
                                        !strcmp(verb, "show") ? arg : NULL, NULL, NULL))) != EX_OK)
         goto out;
     if (!strcmp(verb, "show")) {
         struct cms_holder h;
-        if ((rc = report(&c, cms_holder_get(c.db, arg, &h))) == EX_OK) {
+        if ((rc = cms_report(&c, cms_holder_get(c.db, arg, &h))) == EX_OK) {
             print_holder(&first, &h);
             if (tool_json)
                 printf("\n");
@@ -373,7 +286,7 @@ static int cmd_holder_read(int argc, char **argv, const char *verb)
     }
     if (tool_json)
         printf("[");
-    rc = report(&c, cms_holder_find(c.db, arg, limit, print_holder, &first));
+    rc = cms_report(&c, cms_holder_find(c.db, arg, limit, print_holder, &first));
     if (tool_json)
         printf("]\n");
     if (rc == EX_OK && first && !list)
@@ -391,14 +304,14 @@ static int cmd_profile_import(int argc, char **argv)
     struct cms_ctx c = { 0 };
     int version = 0;
     bool unchanged = false;
-    int rc = parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, usage);
+    int rc = cms_parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, usage);
     if (rc != EX_OK)
         return rc;
     if (optind != argc - 1)
         return tool_usage_error(usage);
     if ((rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
-    rc = report(&c, cms_profile_import(c.db, &c.actor, argv[optind], &version, &unchanged));
+    rc = cms_report(&c, cms_profile_import(c.db, &c.actor, argv[optind], &version, &unchanged));
     if (rc == EX_OK)
         printf(tool_json ? "{\"version\":%d,\"unchanged\":%s}\n" : "profile version %d%s\n", version,
                unchanged ? (tool_json ? "true" : " (unchanged)") : (tool_json ? "false" : ""));
@@ -440,26 +353,26 @@ static int cmd_profile_read(int argc, char **argv, const char *verb)
     struct cms_ctx c = { 0 };
     int version = 0;
     bool first = true, list = !strcmp(verb, "list");
-    int rc = parse_opts(&c, argc, argv, extra, 1, opt_version, &version, usage);
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_version, &version, usage);
     if (rc != EX_OK)
         return rc;
     if (optind != argc - (list ? 0 : 1))
         return tool_usage_error(usage);
     if ((rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
-    if ((rc = report(&c, cms_authorize(c.db, &c.actor, list ? "profile.list" : "profile.show", NULL, NULL, NULL))) !=
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, list ? "profile.list" : "profile.show", NULL, NULL, NULL))) !=
         EX_OK)
         goto out;
     if (list) {
         if (tool_json)
             printf("[");
-        rc = report(&c, cms_profile_list(c.db, print_profile_row, &first));
+        rc = cms_report(&c, cms_profile_list(c.db, print_profile_row, &first));
         if (tool_json)
             printf("]\n");
         goto out;
     }
     struct cms_profile p;
-    if ((rc = report(&c, cms_profile_get(c.db, argv[optind], version, &p))) != EX_OK)
+    if ((rc = cms_report(&c, cms_profile_get(c.db, argv[optind], version, &p))) != EX_OK)
         goto out;
     char *text = cms_profile_format(&p);
     if (!text) {
@@ -548,7 +461,7 @@ static int cmd_audit(int argc, char **argv)
     struct cms_ctx c = { 0 };
     struct cms_audit_query q = { 0 };
     bool first = true;
-    int rc = parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_audit, &q, usage);
+    int rc = cms_parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_audit, &q, usage);
     if (rc != EX_OK)
         return rc;
     bool verify = optind == argc - 1 && !strcmp(argv[optind], "verify");
@@ -556,14 +469,14 @@ static int cmd_audit(int argc, char **argv)
         return tool_usage_error(usage);
     if ((rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
-    if ((rc = report(&c, cms_authorize(c.db, &c.actor, verify ? "audit.verify" : "audit.search", q.holder, q.card,
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, verify ? "audit.verify" : "audit.search", q.holder, q.card,
                                        q.device))) != EX_OK)
         goto out;
     if (verify) {
         struct cms_audit_check check;
         int v = cms_audit_verify(c.db, &check);
         if (v == CMS_ERR) {
-            rc = report(&c, v);
+            rc = cms_report(&c, v);
             goto out;
         }
         if (tool_json) {
@@ -579,12 +492,12 @@ static int cmd_audit(int argc, char **argv)
         } else {
             printf("audit trail BROKEN at record %" PRId64 ": %s\n", check.bad_id, check.reason);
         }
-        rc = exit_for(v);
+        rc = cms_exit_for(v);
         goto out;
     }
     if (tool_json)
         printf("[");
-    rc = report(&c, cms_audit_search(c.db, &q, print_audit, &first));
+    rc = cms_report(&c, cms_audit_search(c.db, &q, print_audit, &first));
     if (tool_json)
         printf("]\n");
 out:
@@ -616,5 +529,7 @@ int cmd_cms(const char *noun, int argc, char **argv)
         return cmd_profile_read(vargc, vargv, verb);
     if (!strcmp(noun, "audit"))
         return cmd_audit(argc, argv);
-    return -1;
+    if (!strcmp(noun, "ca"))
+        return cmd_cms_ca(verb, vargc, vargv);
+    return cmd_cms_cards(noun, verb, vargc, vargv);
 }

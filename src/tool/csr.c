@@ -14,33 +14,13 @@
 #include <openssl/x509.h>
 
 #include "../attrs.h"
+#include "../cms/ca.h"
 #include "../mech.h"
 #include "../util.h"
 #include "tool.h"
 
 static const uint8_t oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
 static const uint8_t oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-
-/* "/CN=Jane Doe/O=Example" into a name; NULL when it does not parse. */
-static X509_NAME *parse_subject(const char *text)
-{
-    X509_NAME *name = X509_NAME_new();
-    char *copy = strdup(text), *save = NULL;
-    bool ok = name && copy && text[0] == '/';
-    for (char *rdn = ok ? strtok_r(copy, "/", &save) : NULL; rdn && ok; rdn = strtok_r(NULL, "/", &save)) {
-        char *eq = strchr(rdn, '=');
-        ok = eq && eq != rdn && eq[1];
-        if (ok) {
-            *eq = '\0';
-            ok = X509_NAME_add_entry_by_txt(name, rdn, MBSTRING_UTF8, (const unsigned char *)eq + 1, -1, -1, 0) == 1;
-        }
-    }
-    free(copy);
-    if (ok && X509_NAME_entry_count(name) > 0)
-        return name;
-    X509_NAME_free(name);
-    return NULL;
-}
 
 /* The new public key as OpenSSL sees it. */
 static EVP_PKEY *public_key_of(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub)
@@ -82,8 +62,8 @@ static CK_RV sign_on_card(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HAN
     return *sig ? CKR_OK : CKR_HOST_MEMORY;
 }
 
-static int write_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv,
-                     X509_NAME *subject, const char *pin, const char *path)
+int tool_make_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv,
+                  const X509_NAME *subject, const char *pin, X509_REQ **csr)
 {
     EVP_PKEY *pk = public_key_of(p, h, pub);
     X509_REQ *req = X509_REQ_new();
@@ -93,9 +73,9 @@ static int write_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE p
     uint8_t *sig = NULL;
     size_t sig_len = 0;
     int tbs_len, rc = EX_FAIL;
-    FILE *out = NULL;
     CK_RV rv;
 
+    *csr = NULL;
     if (!pk || !req || !alg || !bits || !X509_REQ_set_version(req, 0) || !X509_REQ_set_subject_name(req, subject) ||
         !X509_REQ_set_pubkey(req, pk))
         goto out;
@@ -122,15 +102,10 @@ static int write_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE p
         fprintf(stderr, "tessera: the signed request does not verify\n");
         goto out;
     }
-    out = strcmp(path, "-") ? fopen(path, "w") : stdout;
-    if (!out || !PEM_write_X509_REQ(out, req)) {
-        fprintf(stderr, "tessera: cannot write %s\n", path);
-        goto out;
-    }
+    *csr = req;
+    req = NULL;
     rc = EX_OK;
 out:
-    if (out && out != stdout)
-        fclose(out);
     OPENSSL_free(tbs);
     OPENSSL_free(sig);
     ASN1_BIT_STRING_free(bits);
@@ -158,6 +133,54 @@ static int key_type(const char *name, CK_MECHANISM_TYPE *mech, CK_ULONG *bits, c
     } else
         return -1;
     return 0;
+}
+
+CK_RV tool_generate_pair(struct tool_p11 *p, CK_SESSION_HANDLE h, const char *type, const uint8_t *id, CK_ULONG idlen,
+                         const char *label, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+    CK_MECHANISM_TYPE mech;
+    CK_ULONG bits;
+    const uint8_t *oid;
+    size_t oid_len = 0;
+    CK_BBOOL yes = CK_TRUE;
+    CK_ULONG n_pub = 0, n_priv = 0;
+    CK_ATTRIBUTE pub_t[5], priv_t[4];
+
+    if (key_type(type, &mech, &bits, &oid, &oid_len))
+        return CKR_ARGUMENTS_BAD;
+    pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_TOKEN, &yes, sizeof(yes) };
+    pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)label, (CK_ULONG)strlen(label) };
+    if (oid)
+        pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)oid, (CK_ULONG)oid_len };
+    else
+        pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits, sizeof(bits) };
+    priv_t[n_priv++] = (CK_ATTRIBUTE){ CKA_TOKEN, &yes, sizeof(yes) };
+    priv_t[n_priv++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)label, (CK_ULONG)strlen(label) };
+    if (id) {
+        pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_ID, (void *)id, idlen };
+        priv_t[n_priv++] = (CK_ATTRIBUTE){ CKA_ID, (void *)id, idlen };
+    }
+    CK_MECHANISM m = { mech, NULL, 0 };
+    return p->f->C_GenerateKeyPair(h, &m, pub_t, n_pub, priv_t, n_priv, pub, priv);
+}
+
+static int write_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv,
+                     const X509_NAME *subject, const char *pin, const char *path)
+{
+    X509_REQ *req = NULL;
+    FILE *out = NULL;
+    int rc = tool_make_csr(p, h, pub, priv, subject, pin, &req);
+    if (rc != EX_OK)
+        return rc;
+    out = strcmp(path, "-") ? fopen(path, "w") : stdout;
+    if (!out || !PEM_write_X509_REQ(out, req)) {
+        fprintf(stderr, "tessera: cannot write %s\n", path);
+        rc = EX_FAIL;
+    }
+    if (out && out != stdout)
+        fclose(out);
+    X509_REQ_free(req);
+    return rc;
 }
 
 int cmd_key_generate(int argc, char **argv)
@@ -198,7 +221,7 @@ int cmd_key_generate(int argc, char **argv)
     if (rc != EX_OK || optind != argc || key_type(type, &mech, &bits, &oid, &oid_len) ||
         (id_hex && (tool_unhex(id_hex, id, sizeof(id), &idlen) || !idlen)) || !csr != !subject_text)
         return tool_usage_error(use);
-    if (subject_text && !(subject = parse_subject(subject_text))) {
+    if (subject_text && !(subject = cms_parse_dn(subject_text))) {
         fprintf(stderr, "tessera: --subject wants /TYPE=value/..., e.g. /CN=Jane Doe/O=Example\n");
         return EX_USAGE;
     }
@@ -209,23 +232,7 @@ int cmd_key_generate(int argc, char **argv)
         id[0] = 0x01;   /* 9A, PIV authentication */
         idlen = 1;
     }
-    CK_BBOOL yes = CK_TRUE;
-    CK_ULONG n_pub = 0, n_priv = 0;
-    CK_ATTRIBUTE pub_t[5], priv_t[4];
-    pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_TOKEN, &yes, sizeof(yes) };
-    pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)label, (CK_ULONG)strlen(label) };
-    if (oid)
-        pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)oid, (CK_ULONG)oid_len };
-    else
-        pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits, sizeof(bits) };
-    priv_t[n_priv++] = (CK_ATTRIBUTE){ CKA_TOKEN, &yes, sizeof(yes) };
-    priv_t[n_priv++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)label, (CK_ULONG)strlen(label) };
-    if (idlen) {
-        pub_t[n_pub++] = (CK_ATTRIBUTE){ CKA_ID, id, (CK_ULONG)idlen };
-        priv_t[n_priv++] = (CK_ATTRIBUTE){ CKA_ID, id, (CK_ULONG)idlen };
-    }
-    CK_MECHANISM m = { mech, NULL, 0 };
-    CK_RV rv = cs.p.f->C_GenerateKeyPair(cs.h, &m, pub_t, n_pub, priv_t, n_priv, &pub, &priv);
+    CK_RV rv = tool_generate_pair(&cs.p, cs.h, type, idlen ? id : NULL, (CK_ULONG)idlen, label, &pub, &priv);
     if (rv != CKR_OK) {
         rc = tool_report(rv, "no key was made");
         goto out;

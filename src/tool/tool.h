@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <openssl/x509.h>
+
 #include "../../pkcs11/pk11.h"
 #include "../kdf.h"
 #include "../settings.h"
@@ -124,6 +126,23 @@ CK_ULONG tool_find_objects(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_CL
 void tool_print_id(const char *what, const uint8_t *id, CK_ULONG idlen);
 
 /* certs.c, csr.c: certificates and keys onto a card. */
+/* A certificate object on the card (unless it is there already). category:
+ * 1 the holder's, 2 an authority's. */
+CK_RV tool_store_cert(struct tool_p11 *p, CK_SESSION_HANDLE h, X509 *x, const uint8_t *id, CK_ULONG idlen,
+                      const char *label, CK_ULONG category, CK_OBJECT_HANDLE *out);
+/* CA certificates: category "authority", CKA_ID their subject key
+ * identifier (so a chain can be found by the issuer's key id); a PIV card
+ * has no place for them (said, not an error). */
+int tool_load_ca_certs(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info,
+                       STACK_OF(X509) *cas);
+/* A key pair made on the card: type rsa2048, rsa3072, p256 or p384; id NULL
+ * lets the card choose (a PIV card: its 9A slot). */
+CK_RV tool_generate_pair(struct tool_p11 *p, CK_SESSION_HANDLE h, const char *type, const uint8_t *id, CK_ULONG idlen,
+                         const char *label, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv);
+/* A PKCS#10 request for the key pair, signed on the card (with pin again
+ * for a key that wants it each time); verified before it is handed out. */
+int tool_make_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv,
+                  const X509_NAME *subject, const char *pin, X509_REQ **csr);
 int cmd_cert_load(int argc, char **argv);
 int cmd_cert_import_ca(int argc, char **argv);
 int cmd_key_import(int argc, char **argv);
@@ -140,6 +159,9 @@ int cmd_card_info(int argc, char **argv);
 /* card.c */
 int cmd_card_init(int argc, char **argv, bool vsc_create);
 int cmd_card_erase(int argc, char **argv, bool vsc_delete);
+/* The TPM's spare slot (want >= 0: that one), with TESSERA_SPARE_SLOT set
+ * before the module was opened. */
+int tool_find_spare(struct tool_p11 *p, long want, CK_SLOT_ID *out);
 /* cms.c: card management (db, operator, holder, profile, audit); argv[0] is
  * the noun. -1 when noun and verb are not card-management ones. */
 int cmd_cms(const char *noun, int argc, char **argv);

@@ -62,6 +62,8 @@ static void test_migrations(void)
     ok(cms_holder_get(db, "old", &h) == CMS_OK && !strcmp(h.name, "Old Holder"), "  the holder is still there");
     cms_holder_clear(&h);
     ok(exec(db, "SELECT count(*) FROM cards") == SQLITE_OK, "  and the tables of schema 2 exist");
+    ok(exec(db, "SELECT code_id, code_expires, code_tries, owner FROM jobs") == SQLITE_OK,
+       "  and the columns of schema 3");
     struct stat st;
     ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "the file is 0600");
     ok(exec(db, "PRAGMA user_version = 99") == SQLITE_OK, "a database from a newer Tessera");

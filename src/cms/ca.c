@@ -1,0 +1,70 @@
+/* The CA connector: which CA the database uses, and what every connector
+ * shares. */
+#include "config.h"
+#include "ca.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+
+int cms_ca_open(struct cms_db *db, struct cms_ca **out)
+{
+    char *kind = cms_meta_get(db, "ca.kind");
+    int rc;
+    *out = NULL;
+    if (!kind)
+        rc = cms_fail(db, CMS_NOTFOUND, "this database has no CA yet: 'tessera ca init' makes the embedded one");
+    else if (!strcmp(kind, "local"))
+        rc = cms_ca_local_open(db, out);
+    else
+        rc = cms_fail(db, CMS_ERR, "this database uses a CA of kind '%s', which this Tessera does not know", kind);
+    free(kind);
+    return rc;
+}
+
+void cms_ca_close(struct cms_ca *ca)
+{
+    if (ca)
+        ca->ops->close(ca);
+}
+
+int cms_ca_fail(struct cms_ca *ca, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ca->err, sizeof(ca->err), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void cms_ca_serial(const X509 *x, char *out, size_t outlen)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    snprintf(out, outlen, "%s", hex ? hex : "");
+    OPENSSL_free(hex);
+    BN_free(bn);
+}
+
+X509_NAME *cms_parse_dn(const char *text)
+{
+    X509_NAME *name = X509_NAME_new();
+    char *copy = strdup(text), *save = NULL;
+    bool ok = name && copy && text[0] == '/';
+    for (char *rdn = ok ? strtok_r(copy, "/", &save) : NULL; rdn && ok; rdn = strtok_r(NULL, "/", &save)) {
+        char *eq = strchr(rdn, '=');
+        ok = eq && eq != rdn && eq[1];
+        if (ok) {
+            *eq = '\0';
+            ok = X509_NAME_add_entry_by_txt(name, rdn, MBSTRING_UTF8, (const unsigned char *)eq + 1, -1, -1, 0) == 1;
+        }
+    }
+    free(copy);
+    if (ok && X509_NAME_entry_count(name) > 0)
+        return name;
+    X509_NAME_free(name);
+    return NULL;
+}

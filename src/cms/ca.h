@@ -1,0 +1,90 @@
+/* The CA connector: how card management gets certificates issued and
+ * revoked, whatever the CA is. The lifecycle code speaks only to this
+ * table; behind it are the embedded CA (ca_local.c: OpenSSL, its key and
+ * register beside the database) and, later, CA servers over their own
+ * protocols (cfssl's REST API, CMP, EST, a Microsoft or Entrust gateway).
+ *
+ * Which CA a database uses is in its meta table ("ca.kind", and what that
+ * kind needs), set by `tessera ca init` (the embedded one) or `tessera ca
+ * connect`. Every operation may be repeated: enrolling twice makes two
+ * certificates (the lifecycle records each before it is loaded), revoking
+ * a revoked certificate succeeds, so a job killed half-way can redo its
+ * step. */
+#ifndef TESSERA_CMS_CA_H
+#define TESSERA_CMS_CA_H
+
+#include <stdbool.h>
+
+#include <openssl/x509.h>
+
+#include "db.h"
+#include "roles.h"
+
+/* What the lifecycle asks for: the request the card signed with its new
+ * key, and what the profile and holder say the certificate carries. */
+struct cms_cert_request {
+    X509_REQ *csr;                   /* its signature is checked by the CA */
+    const X509_NAME *subject;        /* the profile's subject for the holder */
+    int lifetime_days;
+    unsigned eku;                    /* CMS_EKU_* (profile.h) */
+    bool sign, decrypt;              /* key usage */
+    const char *email;               /* rfc822Name in the alternative name (NULL: none) */
+    const char *upn;                 /* Microsoft UPN otherName, for smart-card logon (NULL: none) */
+};
+
+/* RFC 5280 CRLReason values the lifecycle uses. */
+enum cms_revoke_reason {
+    CMS_REVOKE_UNSPECIFIED = 0,
+    CMS_REVOKE_KEY_COMPROMISE = 1,   /* lost or stolen */
+    CMS_REVOKE_SUPERSEDED = 4,       /* renewed, replaced */
+    CMS_REVOKE_CESSATION = 5,        /* cancelled, erased */
+    CMS_REVOKE_HOLD = 6,             /* suspended: may come back */
+};
+
+struct cms_ca;
+
+struct cms_ca_ops {
+    const char *kind;
+    /* A certificate for the request (CMS_INVALID when the request does not
+     * verify or the CA refuses it). */
+    int (*enroll)(struct cms_ca *ca, const struct cms_cert_request *req, X509 **out);
+    /* Revoke by serial (hexadecimal, as cms_ca_serial gives it); a
+     * revoked certificate stays revoked (CMS_OK again), except that a hold
+     * is lifted by reason -1. */
+    int (*revoke)(struct cms_ca *ca, const char *serial, int reason);
+    /* The CA's current CRL (the embedded CA makes and publishes a new one). */
+    int (*crl)(struct cms_ca *ca, X509_CRL **out);
+    /* The CA's own certificate (caller frees). */
+    int (*certificate)(struct cms_ca *ca, X509 **out);
+    void (*close)(struct cms_ca *ca);
+};
+
+struct cms_ca {
+    const struct cms_ca_ops *ops;
+    char name[128];                  /* recorded with each certificate: "local:CN=..." */
+    char err[512];
+    void *impl;
+};
+
+/* The CA the database is set up to use (CMS_NOTFOUND: none yet; the
+ * message says how to make one). */
+int cms_ca_open(struct cms_db *db, struct cms_ca **out);
+void cms_ca_close(struct cms_ca *ca);
+int cms_ca_fail(struct cms_ca *ca, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A certificate's serial as the connector names it: upper-case hex. */
+void cms_ca_serial(const X509 *x, char *out, size_t outlen);
+
+/* The embedded CA: a new key and self-signed certificate beside the
+ * database (TESSERA_HOME/ca/), and the database set to use it. subject as
+ * "/CN=.../O=..."; key type p256, p384, rsa3072 or rsa4096; crl_url (NULL:
+ * none) goes into each certificate's CRL distribution point. */
+int cms_ca_local_create(struct cms_db *db, const struct cms_actor *by, const char *subject, const char *key_type,
+                        int days, const char *crl_url, char *err, size_t errlen);
+int cms_ca_local_open(struct cms_db *db, struct cms_ca **out);
+/* Where the embedded CA keeps its files, and publishes its CRL (crl.pem). */
+void cms_ca_local_dir(const struct cms_db *db, char *out, size_t outlen);
+
+/* "/CN=Jane Doe/O=Example" into a name (NULL when it does not parse). */
+X509_NAME *cms_parse_dn(const char *text);
+
+#endif

@@ -1,0 +1,735 @@
+/* Cards, certificates and the issuance job in the database (cards.h). */
+#include "config.h"
+#include "cards.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "../util.h"
+#include "audit.h"
+#include "ca.h"
+#include "profile.h"
+
+#define SALT_LEN 16
+#define HASH_LEN 32
+#define CODE_CHARS 20
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* ---- collection codes ---- */
+
+static void code_make(char code[CMS_CODE_LEN], const uint8_t raw[13])
+{
+    size_t n = 0;
+    for (int i = 0; i < CODE_CHARS; i++) {
+        int bit = i * 5, v = 0;
+        for (int b = 0; b < 5; b++, bit++)
+            v = (v << 1) | ((raw[bit / 8] >> (7 - bit % 8)) & 1);
+        if (i && i % 5 == 0)
+            code[n++] = '-';
+        code[n++] = crockford[v];
+    }
+    code[n] = '\0';
+}
+
+/* What was typed, as stored: dashes and spaces dropped, upper case, and
+ * Crockford's look-alikes (O for 0, I and L for 1) read as meant. */
+static int code_normalize(const char *in, char out[CODE_CHARS + 1])
+{
+    size_t n = 0;
+    for (; *in; in++) {
+        int c = toupper((unsigned char)*in);
+        if (c == '-' || c == ' ')
+            continue;
+        if (c == 'O')
+            c = '0';
+        else if (c == 'I' || c == 'L')
+            c = '1';
+        if (!strchr(crockford, c) || c == 0 || n == CODE_CHARS)
+            return -1;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return n == CODE_CHARS ? 0 : -1;
+}
+
+static int code_hash(const uint8_t salt[SALT_LEN], const char *norm, uint8_t out[HASH_LEN])
+{
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, "tessera-collect-v1", 18) &&
+             EVP_DigestUpdate(ctx, salt, SALT_LEN) && EVP_DigestUpdate(ctx, norm, CODE_CHARS) &&
+             EVP_DigestFinal_ex(ctx, out, &n) && n == HASH_LEN;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+/* ---- rows ---- */
+
+#define CARD_COLS                                                                                              \
+    "c.id, c.type, coalesce(c.serial, ''), c.state, h.uid, coalesce(d.name, ''), p.name, p.version, c.created, " \
+    "c.updated"
+#define CARD_FROM                                                                                              \
+    " FROM cards c JOIN holders h ON h.id = c.holder_id JOIN profiles p ON p.id = c.profile_id"              \
+    " LEFT JOIN devices d ON d.id = c.device_id"
+
+static void text_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    snprintf(out, outlen, "%s", v ? (const char *)v : "");
+}
+
+static void card_row(sqlite3_stmt *st, int base, struct cms_card *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = sqlite3_column_int64(st, base);
+    text_col(st, base + 1, c->type, sizeof(c->type));
+    text_col(st, base + 2, c->serial, sizeof(c->serial));
+    text_col(st, base + 3, c->state, sizeof(c->state));
+    text_col(st, base + 4, c->holder, sizeof(c->holder));
+    text_col(st, base + 5, c->device, sizeof(c->device));
+    text_col(st, base + 6, c->profile, sizeof(c->profile));
+    c->profile_version = sqlite3_column_int(st, base + 7);
+    text_col(st, base + 8, c->created, sizeof(c->created));
+    text_col(st, base + 9, c->updated, sizeof(c->updated));
+}
+
+#define JOB_COLS                                                                                               \
+    "j.id, j.kind, j.state, coalesce(j.step, ''), coalesce(j.card_id, 0), j.created_by, "                     \
+    "coalesce(j.code_expires, ''), j.created, j.updated, coalesce(j.error, '')"
+
+static void job_row(sqlite3_stmt *st, int base, struct cms_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->id = sqlite3_column_int64(st, base);
+    text_col(st, base + 1, j->kind, sizeof(j->kind));
+    text_col(st, base + 2, j->state, sizeof(j->state));
+    text_col(st, base + 3, j->step, sizeof(j->step));
+    j->card_id = sqlite3_column_int64(st, base + 4);
+    text_col(st, base + 5, j->created_by, sizeof(j->created_by));
+    text_col(st, base + 6, j->code_expires, sizeof(j->code_expires));
+    text_col(st, base + 7, j->created, sizeof(j->created));
+    text_col(st, base + 8, j->updated, sizeof(j->updated));
+    text_col(st, base + 9, j->error, sizeof(j->error));
+}
+
+void cms_holder_actor(const struct cms_card *card, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "holder:%s", card->holder);
+}
+
+static int audit_card(struct cms_db *db, const char *who, const char *action, const char *result,
+                      const struct cms_card *card, const char *detail)
+{
+    struct cms_audit_rec rec = {
+        .operator = who, .action = action, .result = result, .holder = card->holder,
+        .card = card->serial[0] ? card->serial : NULL, .device = card->device[0] ? card->device : NULL,
+        .detail = detail,
+    };
+    return cms_audit_append(db, &rec);
+}
+
+/* A step with one statement of SQL bound to up to three values. */
+static int exec_bind(struct cms_db *db, const char *sql, const char *what, int64_t a, const char *b, const char *c)
+{
+    sqlite3_stmt *st = cms_prepare(db, sql);
+    int rc;
+    if (!st)
+        return CMS_ERR;
+    sqlite3_bind_int64(st, 1, a);
+    if (b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    if (c)
+        sqlite3_bind_text(st, 3, c, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int device_id(struct cms_db *db, const char *name, bool create, int64_t *id)
+{
+    sqlite3_stmt *st = cms_prepare(db, "SELECT id FROM devices WHERE name = ?");
+    char now[32];
+    int rc = CMS_NOTFOUND;
+    if (!st)
+        return CMS_ERR;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        rc = CMS_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc == CMS_OK || !create)
+        return rc == CMS_OK ? rc : cms_fail(db, rc, "no device %s (tessera device add)", name);
+    cms_now(now);
+    st = cms_prepare(db, "INSERT INTO devices (name, created) VALUES (?, ?)");
+    if (!st)
+        return CMS_ERR;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, "devices");
+    sqlite3_finalize(st);
+    *id = sqlite3_last_insert_rowid(db->db);
+    return rc;
+}
+
+/* ---- request ---- */
+
+int cms_card_request(struct cms_db *db, const struct cms_actor *by, const char *holder_uid, const char *profile,
+                     const char *type, const char *device, int valid_days, char code[CMS_CODE_LEN],
+                     int64_t *card_id, int64_t *job_id)
+{
+    struct cms_profile p;
+    struct cms_card card = { 0 };
+    uint8_t raw[13], secret[SALT_LEN + HASH_LEN];
+    char norm[CODE_CHARS + 1], now[32], expires[32], detail[256];
+    int64_t holder_id = 0, dev_id = 0;
+    sqlite3_stmt *st = NULL;
+    unsigned want;
+    int rc;
+
+    code[0] = '\0';
+    if (valid_days < 1 || valid_days > 365)
+        return cms_fail(db, CMS_INVALID, "a collection code is valid for 1 to 365 days");
+    rc = cms_begin(db);
+    if (rc != CMS_OK)
+        return rc;
+    if ((rc = cms_profile_get(db, profile, 0, &p)) != CMS_OK)
+        goto out;
+    if (!type)
+        type = p.card_types == CMS_CARD_PIV ? "piv" : p.card_types == CMS_CARD_TPM ? "tpm" : NULL;
+    want = !type ? 0 : !strcmp(type, "tpm") ? CMS_CARD_TPM : !strcmp(type, "piv") ? CMS_CARD_PIV : 0;
+    if (!type) {
+        rc = cms_fail(db, CMS_INVALID, "profile %s is for TPM and PIV cards: say which (--type tpm|piv)", profile);
+        goto out;
+    }
+    if (!(p.card_types & want)) {
+        rc = cms_fail(db, CMS_INVALID, "profile %s is not for %s cards", profile, type);
+        goto out;
+    }
+    st = cms_prepare(db, "SELECT id, name FROM holders WHERE uid = ?");
+    if (!st) {
+        rc = CMS_ERR;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, holder_uid, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = cms_fail(db, CMS_NOTFOUND, "no holder %s", holder_uid);
+        goto out;
+    }
+    holder_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (device && (rc = device_id(db, device, false, &dev_id)) != CMS_OK)
+        goto out;
+    /* The code: random, shown once; the database keeps its first group
+     * (to find the job) and a salted hash of the whole. */
+    if (RAND_bytes(raw, sizeof(raw)) != 1 || RAND_bytes(secret, SALT_LEN) != 1) {
+        rc = cms_fail(db, CMS_ERR, "no random numbers");
+        goto out;
+    }
+    code_make(code, raw);
+    if (code_normalize(code, norm) || code_hash(secret, norm, secret + SALT_LEN)) {
+        rc = cms_fail(db, CMS_ERR, "cannot make a collection code");
+        goto out;
+    }
+    cms_now(now);
+    cms_time_text((int64_t)time(NULL) + (int64_t)valid_days * 86400, expires);
+    st = cms_prepare(db, "INSERT INTO cards (type, state, holder_id, device_id, profile_id, created, updated) "
+                         "VALUES (?, 'requested', ?, ?, ?, ?, ?)");
+    if (!st) {
+        rc = CMS_ERR;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, holder_id);
+    if (dev_id)
+        sqlite3_bind_int64(st, 3, dev_id);
+    sqlite3_bind_int64(st, 4, p.id);
+    sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = cms_sql_fail(db, "cards");
+        goto out;
+    }
+    *card_id = sqlite3_last_insert_rowid(db->db);
+    sqlite3_finalize(st);
+    st = cms_prepare(db, "INSERT INTO jobs (kind, state, card_id, holder_id, device_id, secret, code_id, "
+                         "code_expires, created, created_by, updated) VALUES ('issue', 'pending', ?, ?, ?, ?, ?, ?, "
+                         "?, ?, ?)");
+    if (!st) {
+        rc = CMS_ERR;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, *card_id);
+    sqlite3_bind_int64(st, 2, holder_id);
+    if (dev_id)
+        sqlite3_bind_int64(st, 3, dev_id);
+    sqlite3_bind_blob(st, 4, secret, sizeof(secret), SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, norm, 5, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, expires, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, by->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, now, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        /* Two codes sharing a first group: one in 2^25 per pending job. */
+        rc = sqlite3_extended_errcode(db->db) == SQLITE_CONSTRAINT_UNIQUE
+                 ? cms_fail(db, CMS_ERR, "collection code clash: request again")
+                 : cms_sql_fail(db, "jobs");
+        goto out;
+    }
+    *job_id = sqlite3_last_insert_rowid(db->db);
+    snprintf(card.holder, sizeof(card.holder), "%s", holder_uid);
+    snprintf(card.device, sizeof(card.device), "%s", device ? device : "");
+    snprintf(detail, sizeof(detail), "card %" PRId64 " (%s), profile %s version %d, job %" PRId64 ", code until %s",
+             *card_id, type, p.name, p.version, *job_id, expires);
+    rc = audit_card(db, by->name, "card.request", "ok", &card, detail);
+out:
+    sqlite3_finalize(st);
+    tess_wipe(raw, sizeof(raw));
+    tess_wipe(norm, sizeof(norm));
+    if (rc == CMS_OK)
+        rc = cms_commit(db);
+    else
+        cms_rollback(db);
+    if (rc != CMS_OK)
+        tess_wipe(code, CMS_CODE_LEN);
+    return rc;
+}
+
+/* ---- collect ---- */
+
+/* This process, as a job's owner: host, pid and the pid's start time (a
+ * pid used again by another process does not look like us). */
+static void self_owner(char *out, size_t outlen)
+{
+    char host[256] = "", stat[1024] = "", *p;
+    unsigned long long start = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        if (!fgets(stat, sizeof(stat), f))
+            stat[0] = '\0';
+        fclose(f);
+    }
+    /* Field 22 (starttime) counts from after the command name's ')'. */
+    p = strrchr(stat, ')');
+    for (int field = 2; p && *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    if (p)
+        start = strtoull(p, NULL, 10);
+    gethostname(host, sizeof(host) - 1);
+    snprintf(out, outlen, "%s %ld %llu", host, (long)getpid(), start);
+}
+
+/* Is the process that owner names still running here? */
+static bool owner_alive(const char *owner)
+{
+    char host[256] = "", mine[400], path[64], stat[1024] = "", *p;
+    long pid = 0;
+    unsigned long long start = 0, now_start = 0;
+    FILE *f;
+    if (!owner || sscanf(owner, "%255s %ld %llu", host, &pid, &start) != 3)
+        return false;
+    self_owner(mine, sizeof(mine));
+    if (strncmp(mine, host, strlen(host)) || mine[strlen(host)] != ' ' || pid == (long)getpid())
+        return false;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (!(f = fopen(path, "r")))
+        return false;
+    if (!fgets(stat, sizeof(stat), f))
+        stat[0] = '\0';
+    fclose(f);
+    p = strrchr(stat, ')');
+    for (int field = 2; p && *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    if (p)
+        now_start = strtoull(p, NULL, 10);
+    return now_start == start;
+}
+
+int cms_collect_claim(struct cms_db *db, const char *code, const char *device, struct cms_job *job,
+                      struct cms_card *card)
+{
+    char norm[CODE_CHARS + 1], now[32], who[160], detail[700], owner[400];
+    uint8_t hash[HASH_LEN];
+    sqlite3_stmt *st = NULL;
+    int rc, tries;
+    bool right;
+    const char *job_owner;
+
+    memset(job, 0, sizeof(*job));
+    memset(card, 0, sizeof(*card));
+    if (code_normalize(code, norm))
+        return cms_fail(db, CMS_INVALID, "a collection code is 20 letters and digits, as XXXXX-XXXXX-XXXXX-XXXXX");
+    rc = cms_begin(db);
+    if (rc != CMS_OK)
+        return rc;
+    st = cms_prepare(db, "SELECT " JOB_COLS ", j.secret, j.code_tries, j.owner, " CARD_COLS
+                         " FROM jobs j JOIN cards c ON c.id = j.card_id JOIN holders h ON h.id = c.holder_id"
+                         " JOIN profiles p ON p.id = c.profile_id LEFT JOIN devices d ON d.id = c.device_id"
+                         " WHERE j.code_id = ? AND j.kind = 'issue'");
+    if (!st) {
+        rc = CMS_ERR;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, norm, 5, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        struct cms_audit_rec rec = { .operator = "holder:?", .action = "card.collect", .result = "denied",
+                                     .device = device, .detail = "no job has this collection code" };
+        rc = cms_audit_append(db, &rec);
+        if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+            rc = cms_fail(db, CMS_DENIED, "no card waits for this collection code");
+        goto out;
+    }
+    job_row(st, 0, job);
+    card_row(st, 13, card);
+    tries = sqlite3_column_int(st, 11);
+    job_owner = (const char *)sqlite3_column_text(st, 12);
+    cms_holder_actor(card, who, sizeof(who));
+    right = sqlite3_column_bytes(st, 10) == SALT_LEN + HASH_LEN &&
+            code_hash(sqlite3_column_blob(st, 10), norm, hash) == 0 &&
+            CRYPTO_memcmp(hash, (const uint8_t *)sqlite3_column_blob(st, 10) + SALT_LEN, HASH_LEN) == 0;
+    bool alive = owner_alive(job_owner);
+    sqlite3_finalize(st);
+    st = NULL;
+    cms_now(now);
+    if (!right) {
+        tries++;
+        bool void_now = tries >= CMS_CODE_TRIES;
+        snprintf(detail, sizeof(detail), "wrong collection code for job %" PRId64 " (%d of %d)%s", job->id, tries,
+                 CMS_CODE_TRIES, void_now ? ": code void, card cancelled" : "");
+        rc = exec_bind(db, void_now ? "UPDATE jobs SET code_tries = code_tries + 1, state = 'failed', code_id = NULL,"
+                                      " secret = NULL, error = 'collection code void: too many wrong codes',"
+                                      " updated = ?2 WHERE id = ?1"
+                                    : "UPDATE jobs SET code_tries = code_tries + 1, updated = ?2 WHERE id = ?1",
+                       "jobs", job->id, now, NULL);
+        if (rc == CMS_OK && void_now)
+            rc = exec_bind(db, "UPDATE cards SET state = 'cancelled', updated = ?2 WHERE id = ?1", "cards", card->id,
+                           now, NULL);
+        if (rc == CMS_OK)
+            rc = audit_card(db, who, "card.collect", "denied", card, detail);
+        if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+            rc = void_now ? cms_fail(db, CMS_DENIED, "wrong collection code: it is void now, ask for a new card")
+                          : cms_fail(db, CMS_DENIED, "wrong collection code (%d tries left)", CMS_CODE_TRIES - tries);
+        goto out;
+    }
+    if (strcmp(job->state, "pending") && strcmp(job->state, "running")) {
+        rc = cms_fail(db, CMS_STATE, "this card was %s", !strcmp(job->state, "done") ? "collected already"
+                                                          : !strcmp(job->state, "failed") ? "not issued: its job failed"
+                                                                                          : "cancelled");
+        goto out;
+    }
+    if (strcmp(now, job->code_expires) > 0) {
+        snprintf(detail, sizeof(detail), "collection code of job %" PRId64 " expired at %s", job->id,
+                 job->code_expires);
+        rc = audit_card(db, who, "card.collect", "denied", card, detail);
+        if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+            rc = cms_fail(db, CMS_STATE, "this collection code expired at %s: ask for a new card", job->code_expires);
+        goto out;
+    }
+    if (card->device[0] && strcasecmp(card->device, device)) {
+        snprintf(detail, sizeof(detail), "job %" PRId64 " is for device %s, not %s", job->id, card->device, device);
+        struct cms_audit_rec rec = { .operator = who, .action = "card.collect", .result = "denied",
+                                     .holder = card->holder, .device = device, .detail = detail };
+        rc = cms_audit_append(db, &rec);
+        if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+            rc = cms_fail(db, CMS_DENIED, "this card is to be collected on %s, not here (%s)", card->device, device);
+        goto out;
+    }
+    if (!strcmp(job->state, "running") && alive) {
+        rc = cms_fail(db, CMS_STATE, "this card is being collected now, by another process");
+        goto out;
+    }
+    if (!card->device[0]) {
+        int64_t dev;
+        if ((rc = device_id(db, device, true, &dev)) != CMS_OK)
+            goto out;
+        st = cms_prepare(db, "UPDATE cards SET device_id = ? WHERE id = ?");
+        if (!st) {
+            rc = CMS_ERR;
+            goto out;
+        }
+        sqlite3_bind_int64(st, 1, dev);
+        sqlite3_bind_int64(st, 2, card->id);
+        rc = sqlite3_step(st) == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, "cards");
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc != CMS_OK)
+            goto out;
+        snprintf(card->device, sizeof(card->device), "%s", device);
+    }
+    self_owner(owner, sizeof(owner));
+    bool resumed = !strcmp(job->state, "running");
+    rc = exec_bind(db, "UPDATE jobs SET state = 'running', owner = ?3, updated = ?2,"
+                       " step = coalesce(step, 'claimed') WHERE id = ?1",
+                   "jobs", job->id, now, owner);
+    if (rc != CMS_OK)
+        goto out;
+    snprintf(detail, sizeof(detail), resumed ? "job %" PRId64 " taken up again after step %s"
+                                             : "job %" PRId64 " started%s",
+             job->id, resumed ? job->step : "");
+    rc = audit_card(db, who, "card.collect", "started", card, detail);
+    if (rc == CMS_OK)
+        rc = cms_commit(db);
+    if (rc == CMS_OK) {
+        snprintf(job->state, sizeof(job->state), "running");
+        if (!job->step[0])
+            snprintf(job->step, sizeof(job->step), "claimed");
+    }
+out:
+    sqlite3_finalize(st);
+    tess_wipe(norm, sizeof(norm));
+    if (!sqlite3_get_autocommit(db->db))
+        cms_rollback(db);
+    return rc;
+}
+
+int cms_job_step(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *step,
+                 const char *serial, const char *action, const char *detail)
+{
+    char now[32], who[160];
+    int rc = cms_begin(db);
+    cms_now(now);
+    if (rc == CMS_OK)
+        rc = exec_bind(db, "UPDATE jobs SET step = ?3, updated = ?2 WHERE id = ?1", "jobs", job->id, now, step);
+    if (rc == CMS_OK && serial)
+        rc = exec_bind(db, "UPDATE cards SET serial = nullif(?3, ''), updated = ?2 WHERE id = ?1", "cards", card->id,
+                       now, serial);
+    if (rc == CMS_OK && action) {
+        struct cms_card c = *card;
+        if (serial)
+            snprintf(c.serial, sizeof(c.serial), "%s", serial);
+        cms_holder_actor(card, who, sizeof(who));
+        rc = audit_card(db, who, action, "ok", &c, detail);
+    }
+    if (rc == CMS_OK)
+        return cms_commit(db);
+    cms_rollback(db);
+    return rc;
+}
+
+static int asn1_time_text(const ASN1_TIME *t, char out[32])
+{
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1)
+        return -1;
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return 0;
+}
+
+int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *key_name, const char *ca_name, X509 *x)
+{
+    char serial[80], subject[512], nb[32], na[32], detail[700], who[160];
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der), rc;
+    sqlite3_stmt *st = NULL;
+
+    cms_ca_serial(x, serial, sizeof(serial));
+    X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+    if (len <= 0 || asn1_time_text(X509_get0_notBefore(x), nb) || asn1_time_text(X509_get0_notAfter(x), na)) {
+        OPENSSL_free(der);
+        return cms_fail(db, CMS_ERR, "cannot read the certificate");
+    }
+    rc = cms_begin(db);
+    if (rc == CMS_OK && !(st = cms_prepare(db, "INSERT INTO certificates (card_id, key_name, ca, serial, subject, "
+                                               "not_before, not_after, state, der) VALUES (?,?,?,?,?,?,?,'active',?)")))
+        rc = CMS_ERR;
+    if (rc == CMS_OK) {
+        sqlite3_bind_int64(st, 1, card->id);
+        sqlite3_bind_text(st, 2, key_name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, ca_name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, serial, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, subject, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, nb, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, na, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 8, der, len, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, "certificates");
+    }
+    if (rc == CMS_OK) {
+        snprintf(detail, sizeof(detail), "key %s: certificate %s from %s, %s, until %s", key_name, serial, ca_name,
+                 subject, na);
+        cms_holder_actor(card, who, sizeof(who));
+        rc = audit_card(db, who, "cert.issue", "ok", card, detail);
+    }
+    sqlite3_finalize(st);
+    OPENSSL_free(der);
+    if (rc == CMS_OK)
+        return cms_commit(db);
+    cms_rollback(db);
+    return rc;
+}
+
+int cms_card_certs(struct cms_db *db, int64_t card_id, cms_cert_cb cb, void *arg)
+{
+    sqlite3_stmt *st = cms_prepare(db, "SELECT id, ca, serial, key_name, state FROM certificates "
+                                       "WHERE card_id = ? ORDER BY id");
+    int rc = CMS_OK, step = SQLITE_DONE;
+    if (!st)
+        return CMS_ERR;
+    sqlite3_bind_int64(st, 1, card_id);
+    while (rc == CMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = cb(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
+                (const char *)sqlite3_column_text(st, 4));
+    if (rc == CMS_OK && step != SQLITE_DONE)
+        rc = cms_sql_fail(db, "certificates");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cms_cert_set_state(struct cms_db *db, int64_t cert_id, const char *state)
+{
+    return exec_bind(db, "UPDATE certificates SET state = ?2 WHERE id = ?1", "certificates", cert_id, state, NULL);
+}
+
+int cms_collect_finish(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *detail)
+{
+    char now[32], who[160];
+    int rc = cms_begin(db);
+    cms_now(now);
+    if (rc == CMS_OK)
+        rc = exec_bind(db, "UPDATE jobs SET state = 'done', step = 'done', code_id = NULL, secret = NULL, owner = NULL,"
+                           " updated = ?2 WHERE id = ?1",
+                       "jobs", job->id, now, NULL);
+    if (rc == CMS_OK)
+        rc = exec_bind(db, "UPDATE cards SET state = 'active', updated = ?2 WHERE id = ?1", "cards", card->id, now,
+                       NULL);
+    if (rc == CMS_OK) {
+        cms_holder_actor(card, who, sizeof(who));
+        rc = audit_card(db, who, "card.collect", "ok", card, detail);
+    }
+    if (rc == CMS_OK)
+        return cms_commit(db);
+    cms_rollback(db);
+    return rc;
+}
+
+int cms_collect_failed(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *why)
+{
+    char now[32], who[160], result[300];
+    int rc = cms_begin(db);
+    cms_now(now);
+    if (rc == CMS_OK)
+        rc = exec_bind(db, "UPDATE jobs SET error = ?2, owner = NULL, updated = ?3 WHERE id = ?1", "jobs", job->id,
+                       why, now);
+    if (rc == CMS_OK) {
+        cms_holder_actor(card, who, sizeof(who));
+        snprintf(result, sizeof(result), "failed: %s", why);
+        rc = audit_card(db, who, "card.collect", result, card, job->step);
+    }
+    if (rc == CMS_OK)
+        return cms_commit(db);
+    cms_rollback(db);
+    return rc;
+}
+
+int cms_collect_undone(struct cms_db *db, struct cms_job *job, const struct cms_card *card, bool pending,
+                       const char *detail)
+{
+    char now[32], who[160];
+    int rc = cms_begin(db);
+    cms_now(now);
+    if (rc == CMS_OK)
+        rc = exec_bind(db, pending ? "UPDATE jobs SET state = 'pending', step = NULL, owner = NULL, updated = ?2"
+                                     " WHERE id = ?1"
+                                   : "UPDATE jobs SET step = 'claimed', updated = ?2 WHERE id = ?1",
+                       "jobs", job->id, now, NULL);
+    /* A PIV card keeps its own serial: the card row only forgets a TPM
+     * card's, which the next collect chooses anew. */
+    if (rc == CMS_OK)
+        rc = exec_bind(db, "UPDATE cards SET serial = CASE type WHEN 'tpm' THEN NULL ELSE serial END, updated = ?2"
+                           " WHERE id = ?1",
+                       "cards", card->id, now, NULL);
+    if (rc == CMS_OK) {
+        cms_holder_actor(card, who, sizeof(who));
+        rc = audit_card(db, who, "card.rollback", "ok", card, detail);
+    }
+    if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+        snprintf(job->step, sizeof(job->step), "%s", pending ? "" : "claimed");
+    else
+        cms_rollback(db);
+    return rc;
+}
+
+int cms_card_get(struct cms_db *db, int64_t id, const char *serial, struct cms_card *card)
+{
+    sqlite3_stmt *st = cms_prepare(db, serial ? "SELECT " CARD_COLS CARD_FROM " WHERE c.serial = ?"
+                                              : "SELECT " CARD_COLS CARD_FROM " WHERE c.id = ?");
+    int rc;
+    if (!st)
+        return CMS_ERR;
+    if (serial)
+        sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        card_row(st, 0, card);
+        rc = CMS_OK;
+    } else {
+        rc = serial ? cms_fail(db, CMS_NOTFOUND, "no card %s", serial)
+                    : cms_fail(db, CMS_NOTFOUND, "no card %" PRId64, id);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cms_card_list(struct cms_db *db, const char *holder_uid, cms_card_cb cb, void *arg)
+{
+    sqlite3_stmt *st = cms_prepare(db, holder_uid ? "SELECT " CARD_COLS CARD_FROM " WHERE h.uid = ? ORDER BY c.id DESC"
+                                                  : "SELECT " CARD_COLS CARD_FROM " ORDER BY c.id DESC");
+    struct cms_card c;
+    int rc = CMS_OK, step = SQLITE_DONE;
+    if (!st)
+        return CMS_ERR;
+    if (holder_uid)
+        sqlite3_bind_text(st, 1, holder_uid, -1, SQLITE_STATIC);
+    while (rc == CMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        card_row(st, 0, &c);
+        rc = cb(arg, &c);
+    }
+    if (rc == CMS_OK && step != SQLITE_DONE)
+        rc = cms_sql_fail(db, "cards");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cms_job_list(struct cms_db *db, const char *state, cms_job_cb cb, void *arg)
+{
+    sqlite3_stmt *st = cms_prepare(db, state ? "SELECT " JOB_COLS ", " CARD_COLS " FROM jobs j"
+                                               " JOIN cards c ON c.id = j.card_id JOIN holders h ON h.id = c.holder_id"
+                                               " JOIN profiles p ON p.id = c.profile_id"
+                                               " LEFT JOIN devices d ON d.id = c.device_id"
+                                               " WHERE j.state = ? ORDER BY j.id"
+                                             : "SELECT " JOB_COLS ", " CARD_COLS " FROM jobs j"
+                                               " JOIN cards c ON c.id = j.card_id JOIN holders h ON h.id = c.holder_id"
+                                               " JOIN profiles p ON p.id = c.profile_id"
+                                               " LEFT JOIN devices d ON d.id = c.device_id ORDER BY j.id");
+    struct cms_job j;
+    struct cms_card c;
+    int rc = CMS_OK, step = SQLITE_DONE;
+    if (!st)
+        return CMS_ERR;
+    if (state)
+        sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+    while (rc == CMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        job_row(st, 0, &j);
+        card_row(st, 10, &c);
+        rc = cb(arg, &j, &c);
+    }
+    if (rc == CMS_OK && step != SQLITE_DONE)
+        rc = cms_sql_fail(db, "jobs");
+    sqlite3_finalize(st);
+    return rc;
+}

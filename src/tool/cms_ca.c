@@ -1,0 +1,169 @@
+/* tessera ca init | show | crl | certificate: the CA the card-management
+ * database issues certificates from (src/cms/ca.h). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+
+#include "../cms/ca.h"
+#include "cms_tool.h"
+#include "tool.h"
+
+struct ca_init_args {
+    const char *subject, *type, *crl_url;
+    int days;
+};
+
+static int opt_ca_init(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    struct ca_init_args *a = arg;
+    (void)c;
+    switch (ch) {
+    case 's': a->subject = v; return 0;
+    case 't': a->type = v; return 0;
+    case 'u': a->crl_url = v; return 0;
+    case 'd': a->days = atoi(v); return a->days < 1;
+    default: return -1;
+    }
+}
+
+static int cmd_ca_init(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera ca init --subject /CN=.../O=... [--type p256|p384|rsa3072|rsa4096] "
+                                "[--days N] [--crl-url URL]";
+    static const struct option extra[] = {
+        { "subject", required_argument, 0, 's' }, { "type", required_argument, 0, 't' },
+        { "days", required_argument, 0, 'd' },    { "crl-url", required_argument, 0, 'u' },
+    };
+    struct ca_init_args a = { NULL, "p256", NULL, 3650 };
+    struct cms_ctx c = { 0 };
+    char err[600], dir[4200];
+    int rc = cms_parse_opts(&c, argc, argv, extra, 4, opt_ca_init, &a, usage);
+    if (rc == EX_OK && (!a.subject || optind != argc))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "ca.init", NULL, NULL, NULL))) != EX_OK)
+        goto out;
+    int r = cms_ca_local_create(c.db, &c.actor, a.subject, a.type, a.days, a.crl_url, err, sizeof(err));
+    if (r != CMS_OK) {
+        fprintf(stderr, "tessera: %s\n", err);
+        rc = cms_exit_for(r);
+        goto out;
+    }
+    cms_ca_local_dir(c.db, dir, sizeof(dir));
+    if (tool_json) {
+        printf("{\"kind\":\"local\",\"directory\":");
+        tool_json_str(dir);
+        printf("}\n");
+    } else {
+        printf("embedded CA %s made in %s (certificate ca.crt, CRL crl.pem)\n", a.subject, dir);
+    }
+out:
+    cms_ctx_close(&c);
+    return rc;
+}
+
+/* show: the CA and its certificate; certificate: its PEM; crl: a new CRL
+ * published, and printed with --out -. */
+static int opt_out(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    (void)c;
+    if (ch != 'o')
+        return -1;
+    *(const char **)arg = v;
+    return 0;
+}
+
+static int cmd_ca_read(int argc, char **argv, const char *verb)
+{
+    static const char usage[] = "usage: tessera ca show | ca certificate | ca crl [--out FILE|-]";
+    static const struct option extra[] = { { "out", required_argument, 0, 'o' } };
+    struct cms_ctx c = { 0 };
+    struct cms_ca *ca = NULL;
+    const char *out_path = NULL;
+    X509 *cert = NULL;
+    X509_CRL *crl = NULL;
+    FILE *out = NULL;
+    char action[32];
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_out, &out_path, usage);
+    if (rc == EX_OK && (optind != argc || (out_path && strcmp(verb, "crl"))))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto done;
+    snprintf(action, sizeof(action), "ca.%s", strcmp(verb, "crl") ? "show" : "crl");
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, action, NULL, NULL, NULL))) != EX_OK ||
+        (rc = cms_report(&c, cms_ca_open(c.db, &ca))) != EX_OK)
+        goto done;
+    if (!strcmp(verb, "crl")) {
+        char dir[4200];
+        if (ca->ops->crl(ca, &crl) != CMS_OK) {
+            fprintf(stderr, "tessera: %s\n", ca->err);
+            rc = EX_FAIL;
+            goto done;
+        }
+        cms_ca_local_dir(c.db, dir, sizeof(dir));
+        if (out_path) {
+            out = strcmp(out_path, "-") ? fopen(out_path, "w") : stdout;
+            if (!out || !PEM_write_X509_CRL(out, crl)) {
+                fprintf(stderr, "tessera: cannot write %s\n", out_path);
+                rc = EX_FAIL;
+                goto done;
+            }
+        }
+        if (!out_path || strcmp(out_path, "-")) {
+            ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+            STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
+            printf("CRL %ld published: %s/crl.pem, %d revoked\n", number ? ASN1_INTEGER_get(number) : 0L, dir,
+                   revoked ? sk_X509_REVOKED_num(revoked) : 0);
+            ASN1_INTEGER_free(number);
+        }
+        goto done;
+    }
+    if (ca->ops->certificate(ca, &cert) != CMS_OK) {
+        fprintf(stderr, "tessera: %s\n", ca->err);
+        rc = EX_FAIL;
+        goto done;
+    }
+    if (!strcmp(verb, "certificate")) {
+        PEM_write_X509(stdout, cert);
+        goto done;
+    }
+    char subject[256], not_after[64] = "";
+    BIO *b = BIO_new(BIO_s_mem());
+    X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+    if (b && ASN1_TIME_print(b, X509_get0_notAfter(cert)) > 0)
+        BIO_read(b, not_after, sizeof(not_after) - 1);
+    BIO_free(b);
+    if (tool_json) {
+        printf("{\"kind\":\"%s\",\"name\":", ca->ops->kind);
+        tool_json_str(ca->name);
+        printf(",\"subject\":");
+        tool_json_str(subject);
+        printf(",\"not_after\":");
+        tool_json_str(not_after);
+        printf("}\n");
+    } else {
+        printf("kind:       %s\nsubject:    %s\nvalid to:   %s\n", ca->ops->kind, subject, not_after);
+    }
+done:
+    if (out && out != stdout)
+        fclose(out);
+    X509_free(cert);
+    X509_CRL_free(crl);
+    cms_ca_close(ca);
+    cms_ctx_close(&c);
+    return rc;
+}
+
+int cmd_cms_ca(const char *verb, int argc, char **argv)
+{
+    if (!strcmp(verb, "init"))
+        return cmd_ca_init(argc, argv);
+    if (!strcmp(verb, "show") || !strcmp(verb, "certificate") || !strcmp(verb, "crl"))
+        return cmd_ca_read(argc, argv, verb);
+    return -1;
+}

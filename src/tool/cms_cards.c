@@ -1,0 +1,332 @@
+/* tessera device add|list, card request|list|show|collect, job list: the
+ * inventory and the issuance job (src/cms/cards.c; collect.c does the
+ * card's side of collecting). */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../cms/audit.h"
+#include "../cms/cards.h"
+#include "../util.h"
+#include "cms_tool.h"
+#include "tool.h"
+
+int cmd_card_collect(int argc, char **argv);
+
+/* ---- devices ---- */
+
+static int cmd_device_add(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera device add NAME   (the machine's full name, as hostname -f)";
+    struct cms_ctx c = { 0 };
+    char now[32];
+    int rc = cms_parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, usage);
+    if (rc == EX_OK && (optind != argc - 1 || !argv[optind][0] || strlen(argv[optind]) > 253))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    const char *name = argv[optind];
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "device.add", NULL, NULL, name))) != EX_OK ||
+        (rc = cms_report(&c, cms_begin(c.db))) != EX_OK)
+        goto out;
+    sqlite3_stmt *st = cms_prepare(c.db, "INSERT INTO devices (name, created) VALUES (?, ?)");
+    int r = st ? CMS_OK : CMS_ERR;
+    cms_now(now);
+    if (st) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            r = sqlite3_extended_errcode(c.db->db) == SQLITE_CONSTRAINT_UNIQUE
+                    ? cms_fail(c.db, CMS_EXISTS, "device %s is known already", name)
+                    : cms_sql_fail(c.db, "devices");
+        sqlite3_finalize(st);
+    }
+    if (r == CMS_OK) {
+        struct cms_audit_rec rec = { .operator = c.actor.name, .action = "device.add", .result = "ok", .device = name };
+        r = cms_audit_append(c.db, &rec);
+    }
+    if (r == CMS_OK)
+        r = cms_commit(c.db);
+    else
+        cms_rollback(c.db);
+    rc = cms_report(&c, r);
+    if (rc == EX_OK && !tool_json)
+        printf("device %s added\n", name);
+out:
+    cms_ctx_close(&c);
+    return rc;
+}
+
+static int cmd_device_list(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera device list";
+    struct cms_ctx c = { 0 };
+    bool first = true;
+    int rc = cms_parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "device.list", NULL, NULL, NULL))) != EX_OK)
+        goto out;
+    sqlite3_stmt *st = cms_prepare(c.db, "SELECT d.name, d.created, count(c.id) FROM devices d LEFT JOIN cards c"
+                                         " ON c.device_id = d.id GROUP BY d.id ORDER BY d.name");
+    if (!st) {
+        rc = cms_report(&c, CMS_ERR);
+        goto out;
+    }
+    if (tool_json)
+        putchar('[');
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (tool_json) {
+            printf("%s{\"name\":", first ? "" : ",");
+            tool_json_str(name);
+            printf(",\"created\":\"%s\",\"cards\":%d}", sqlite3_column_text(st, 1), sqlite3_column_int(st, 2));
+        } else {
+            printf("%-40s %s  %d card(s)\n", name, sqlite3_column_text(st, 1), sqlite3_column_int(st, 2));
+        }
+        first = false;
+    }
+    if (tool_json)
+        puts("]");
+    sqlite3_finalize(st);
+out:
+    cms_ctx_close(&c);
+    return rc;
+}
+
+/* ---- cards ---- */
+
+struct request_args {
+    const char *holder, *profile, *type, *device;
+    int days;
+};
+
+static int opt_request(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    struct request_args *a = arg;
+    (void)c;
+    switch (ch) {
+    case 'h': a->holder = v; return 0;
+    case 'p': a->profile = v; return 0;
+    case 't': a->type = v; return 0;
+    case 'd': a->device = v; return 0;
+    case 'v': a->days = atoi(v); return a->days < 1;
+    default: return -1;
+    }
+}
+
+static int cmd_card_request(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera card request --holder UID --profile NAME [--type tpm|piv] "
+                                "[--device NAME] [--valid-days N]";
+    static const struct option extra[] = {
+        { "holder", required_argument, 0, 'h' }, { "profile", required_argument, 0, 'p' },
+        { "type", required_argument, 0, 't' },   { "device", required_argument, 0, 'd' },
+        { "valid-days", required_argument, 0, 'v' },
+    };
+    struct request_args a = { NULL, NULL, NULL, NULL, 14 };
+    struct cms_ctx c = { 0 };
+    char code[CMS_CODE_LEN];
+    int64_t card_id = 0, job_id = 0;
+    int rc = cms_parse_opts(&c, argc, argv, extra, 5, opt_request, &a, usage);
+    if (rc == EX_OK && (!a.holder || !a.profile || optind != argc))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "card.request", a.holder, NULL, a.device))) != EX_OK)
+        goto out;
+    rc = cms_report(&c, cms_card_request(c.db, &c.actor, a.holder, a.profile, a.type, a.device, a.days, code,
+                                         &card_id, &job_id));
+    if (rc != EX_OK)
+        goto out;
+    if (tool_json) {
+        printf("{\"card\":%" PRId64 ",\"job\":%" PRId64 ",\"code\":\"%s\"}\n", card_id, job_id, code);
+    } else {
+        printf("card %" PRId64 " requested for %s (job %" PRId64 ")\n", card_id, a.holder, job_id);
+        printf("collection code (give it to the holder; it is not shown again): %s\n", code);
+    }
+out:
+    tess_wipe(code, sizeof(code));
+    cms_ctx_close(&c);
+    return rc;
+}
+
+/* leave_open: the JSON object stays open for more fields. */
+static void print_card(const struct cms_card *k, bool first, bool leave_open)
+{
+    if (tool_json) {
+        printf("%s{\"id\":%" PRId64 ",\"type\":\"%s\",\"serial\":", first ? "" : ",", k->id, k->type);
+        tool_json_str(k->serial);
+        printf(",\"state\":\"%s\",\"holder\":", k->state);
+        tool_json_str(k->holder);
+        printf(",\"device\":");
+        tool_json_str(k->device);
+        printf(",\"profile\":");
+        tool_json_str(k->profile);
+        printf(",\"version\":%d,\"created\":\"%s\",\"updated\":\"%s\"%s", k->profile_version, k->created,
+               k->updated, leave_open ? "" : "}");
+    } else {
+        printf("%-5" PRId64 " %-4s %-17s %-10s %-16s %-12s v%-3d %s\n", k->id, k->type, k->serial[0] ? k->serial : "-",
+               k->state, k->holder, k->profile, k->profile_version, k->device[0] ? k->device : "-");
+    }
+}
+
+struct list_state {
+    bool first;
+};
+
+static int list_card(void *arg, const struct cms_card *k)
+{
+    struct list_state *s = arg;
+    print_card(k, s->first, false);
+    s->first = false;
+    return CMS_OK;
+}
+
+static int opt_holder(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    (void)c;
+    if (ch != 'h')
+        return -1;
+    *(const char **)arg = v;
+    return 0;
+}
+
+static int print_cert(void *arg, int64_t id, const char *ca, const char *serial, const char *key_name,
+                      const char *state)
+{
+    bool *first = arg;
+    (void)id;
+    if (tool_json) {
+        printf("%s{\"key\":", *first ? "" : ",");
+        tool_json_str(key_name);
+        printf(",\"serial\":\"%s\",\"state\":\"%s\",\"ca\":", serial, state);
+        tool_json_str(ca);
+        printf("}");
+    } else {
+        printf("  certificate %-34s %-12s %-10s %s\n", serial, key_name, state, ca);
+    }
+    *first = false;
+    return CMS_OK;
+}
+
+static int cmd_card_read(int argc, char **argv, const char *verb)
+{
+    static const char usage[] = "usage: tessera card list [--holder UID] | card show ID|SERIAL";
+    static const struct option extra[] = { { "holder", required_argument, 0, 'h' } };
+    struct cms_ctx c = { 0 };
+    struct list_state s = { true };
+    const char *holder = NULL;
+    bool show = !strcmp(verb, "show");
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_holder, &holder, usage);
+    if (rc == EX_OK && (show ? optind != argc - 1 || holder : optind != argc))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, show ? "card.show" : "card.list", holder, NULL, NULL))) !=
+        EX_OK)
+        goto out;
+    if (!show) {
+        if (tool_json)
+            putchar('[');
+        rc = cms_report(&c, cms_card_list(c.db, holder, list_card, &s));
+        if (tool_json)
+            puts("]");
+        goto out;
+    }
+    struct cms_card k;
+    char *end;
+    long long id = strtoll(argv[optind], &end, 10);
+    /* A database id is short; a serial is 16 hex digits (or a PIV GUID). */
+    bool by_id = !*end && strlen(argv[optind]) < 12;
+    rc = cms_report(&c, cms_card_get(c.db, by_id ? id : 0, by_id ? NULL : argv[optind], &k));
+    if (rc != EX_OK)
+        goto out;
+    bool first = true;
+    print_card(&k, true, true);
+    if (tool_json)
+        printf(",\"certificates\":[");
+    rc = cms_report(&c, cms_card_certs(c.db, k.id, print_cert, &first));
+    if (tool_json)
+        puts("]}");
+out:
+    cms_ctx_close(&c);
+    return rc;
+}
+
+/* ---- jobs ---- */
+
+static int print_job(void *arg, const struct cms_job *j, const struct cms_card *k)
+{
+    bool *first = arg;
+    if (tool_json) {
+        printf("%s{\"id\":%" PRId64 ",\"kind\":\"%s\",\"state\":\"%s\",\"step\":", *first ? "" : ",", j->id, j->kind,
+               j->state);
+        tool_json_str(j->step);
+        printf(",\"card\":%" PRId64 ",\"holder\":", k->id);
+        tool_json_str(k->holder);
+        printf(",\"created_by\":");
+        tool_json_str(j->created_by);
+        printf(",\"updated\":\"%s\",\"error\":", j->updated);
+        tool_json_str(j->error);
+        printf("}");
+    } else {
+        printf("%-5" PRId64 " %-6s %-9s %-16s card %-5" PRId64 " %-16s %s%s%s\n", j->id, j->kind, j->state,
+               j->step[0] ? j->step : "-", k->id, k->holder, j->updated, j->error[0] ? "  " : "", j->error);
+    }
+    *first = false;
+    return CMS_OK;
+}
+
+static int opt_state(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    (void)c;
+    if (ch != 's')
+        return -1;
+    *(const char **)arg = v;
+    return 0;
+}
+
+static int cmd_job_list(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera job list [--state pending|running|done|failed|cancelled]";
+    static const struct option extra[] = { { "state", required_argument, 0, 's' } };
+    struct cms_ctx c = { 0 };
+    const char *state = NULL;
+    bool first = true;
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_state, &state, usage);
+    if (rc == EX_OK && optind != argc)
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "job.list", NULL, NULL, NULL))) != EX_OK)
+        goto out;
+    if (tool_json)
+        putchar('[');
+    rc = cms_report(&c, cms_job_list(c.db, state, print_job, &first));
+    if (tool_json)
+        puts("]");
+out:
+    cms_ctx_close(&c);
+    return rc;
+}
+
+int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv)
+{
+    if (!strcmp(noun, "device") && !strcmp(verb, "add"))
+        return cmd_device_add(argc, argv);
+    if (!strcmp(noun, "device") && !strcmp(verb, "list"))
+        return cmd_device_list(argc, argv);
+    if (!strcmp(noun, "card") && !strcmp(verb, "request"))
+        return cmd_card_request(argc, argv);
+    if (!strcmp(noun, "card") && (!strcmp(verb, "list") || !strcmp(verb, "show")))
+        return cmd_card_read(argc, argv, verb);
+    if (!strcmp(noun, "card") && !strcmp(verb, "collect"))
+        return cmd_card_collect(argc, argv);
+    if (!strcmp(noun, "job") && !strcmp(verb, "list"))
+        return cmd_job_list(argc, argv);
+    return -1;
+}

@@ -1,0 +1,508 @@
+/* tessera card collect: the holder, on the device, turns a collection code
+ * into a card. Everything it does to the card is recorded in the database
+ * first (src/cms/cards.c):
+ *
+ *   claimed        the code was right; the job runs
+ *   serial         the new TPM card's serial, chosen before the card exists
+ *   created        the card, made in one call with its PIN, PIN policy,
+ *                  tries and diversified admin key (T_InitCardWithSerial)
+ *   key:NAME       for each key of the profile: made on the card, a request
+ *                  signed by it, a certificate from the CA, recorded, loaded
+ *   done           the card is active, the code gone
+ *
+ * A collect that fails, or one killed at any point (the next collect finds
+ * its job running with a dead owner), is undone before anything else: the
+ * card with the recorded serial is erased by its admin key (a challenge
+ * answered with the key diversified again), the certificates recorded for
+ * it revoked, and the job starts over. So there is never a card the
+ * database does not know, nor a card row that speaks of a card that is not
+ * there. TESSERA_TEST_KILL_AT=STEP makes the process kill itself with
+ * SIGKILL just after STEP: how the tests prove it. */
+#include "config.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "../cms/ca.h"
+#include "../cms/cards.h"
+#include "../cms/holders.h"
+#include "../cms/profile.h"
+#include "../kdf.h"
+#include "../pin_policy.h"
+#include "../util.h"
+#include "cms_tool.h"
+#include "tool.h"
+
+#define PIN_BUF (TESS_PIN_MAX_LEN + 2)
+
+struct collect {
+    struct cms_ctx c;
+    struct cms_job job;
+    struct cms_card card;
+    struct cms_profile prof;
+    struct cms_holder holder;
+    struct cms_ca *ca;
+    struct tool_p11 p;
+    struct tool_key_source ks;
+    char device[256];
+    char pin[PIN_BUF];
+    int certs;
+};
+
+static void kill_point(const char *step)
+{
+    const char *at = getenv("TESSERA_TEST_KILL_AT");
+    if (at && !strcmp(at, step)) {
+        fflush(NULL);
+        raise(SIGKILL);
+    }
+}
+
+/* This machine's full name: the canonical name of its host name where the
+ * resolver knows one, else the host name. */
+static void device_name(char *out, size_t outlen)
+{
+    struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    if (getaddrinfo(host, NULL, &hints, &ai) == 0 && ai && ai->ai_canonname && strchr(ai->ai_canonname, '.'))
+        snprintf(out, outlen, "%s", ai->ai_canonname);
+    else
+        snprintf(out, outlen, "%s", host);
+    if (ai)
+        freeaddrinfo(ai);
+}
+
+/* ---- undoing ---- */
+
+static int revoke_one(void *arg, int64_t id, const char *ca_name, const char *serial, const char *key_name,
+                      const char *state)
+{
+    struct collect *k = arg;
+    (void)key_name;
+    if (!strcmp(state, "revoked"))
+        return CMS_OK;
+    if (strcmp(ca_name, k->ca->name)) {
+        fprintf(stderr, "tessera: certificate %s is from %s, not this database's CA: revoke it there\n", serial,
+                ca_name);
+    } else if (k->ca->ops->revoke(k->ca, serial, CMS_REVOKE_CESSATION) != CMS_OK) {
+        return cms_fail(k->c.db, CMS_ERR, "cannot revoke certificate %s: %s", serial, k->ca->err);
+    }
+    k->certs++;
+    return cms_cert_set_state(k->c.db, id, "revoked");
+}
+
+/* Erase the card with this serial, if it exists, by its admin key. */
+static int erase_card(struct collect *k, const char *serial, bool *erased)
+{
+    CK_TESSERA_CARD_INFO info;
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    CK_SLOT_ID slot;
+    uint8_t key[32], chal[16], resp[16];
+    size_t klen = sizeof(key), blk = tess_admin_block_len(k->ks.alg);
+    CK_ULONG clen = sizeof(chal);
+    CK_RV rv;
+    int rc;
+
+    *erased = false;
+    if (tool_p11_find(&k->p, -1, serial, &slot, &info) != EX_OK)
+        return EX_OK;   /* never made */
+    rc = tool_key_source_key(&k->ks, serial, key, &klen);
+    if (rc != EX_OK)
+        return rc;
+    rv = k->p.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+    if (rv == CKR_OK)
+        rv = k->p.t->T_GetChallenge(h, 0, chal, &clen);
+    if (rv == CKR_OK && clen != blk)
+        rv = CKR_TESSERA_NO_ADMIN_KEY;
+    if (rv == CKR_OK)
+        rv = tess_admin_response(k->ks.alg, key, klen, chal, blk, resp);
+    if (rv == CKR_OK)
+        rv = k->p.t->T_EraseCard(h, resp, (CK_ULONG)blk);
+    if (rv == CKR_OK) {
+        h = CK_INVALID_HANDLE;
+        *erased = true;
+    }
+    if (h != CK_INVALID_HANDLE)
+        k->p.f->C_CloseSession(h);
+    tess_wipe(key, sizeof(key));
+    tess_wipe(resp, sizeof(resp));
+    return tool_report(rv, "the half-made card could not be erased");
+}
+
+/* Undo what a collect did: pending = true after a failure here (the holder
+ * may try again), false when this collect goes on to issue. */
+static int undo(struct collect *k, bool pending)
+{
+    char detail[256], serial[40];
+    bool erased = false;
+    int rc = EX_OK;
+
+    snprintf(serial, sizeof(serial), "%s", k->card.serial);
+    if (serial[0] && k->card.type[0] == 't')
+        rc = erase_card(k, serial, &erased);
+    k->certs = 0;
+    if (rc == EX_OK)
+        rc = cms_report(&k->c, cms_card_certs(k->c.db, k->card.id, revoke_one, k));
+    if (rc != EX_OK)
+        return rc;
+    snprintf(detail, sizeof(detail), "after step %s: %s, %d certificate(s) revoked", k->job.step,
+             erased ? "card erased" : "no card to erase", k->certs);
+    rc = cms_report(&k->c, cms_collect_undone(k->c.db, &k->job, &k->card, pending, detail));
+    if (rc == EX_OK && k->card.type[0] == 't')
+        k->card.serial[0] = '\0';
+    return rc;
+}
+
+/* ---- issuing ---- */
+
+static int choose_pin(struct collect *k, const char *pin_file)
+{
+    char err[256];
+    const struct tess_pin_policy *pol = &k->prof.pin;
+    if (k->prof.pin_generated) {
+        /* Digits only, unless the policy forbids them or wants more. */
+        static const char *sets[TESS_PIN_NCLASSES] = { "0123456789", "ABCDEFGHJKLMNPQRSTUVWXYZ",
+                                                      "abcdefghijkmnopqrstuvwxyz", "#$%&*+-=?@" };
+        int len = pol->min_len > 8 ? pol->min_len : (pol->max_len >= 8 ? 8 : pol->max_len);
+        for (int attempt = 0; attempt < 100; attempt++) {
+            char alphabet[128] = "";
+            for (int c = 0; c < TESS_PIN_NCLASSES; c++)
+                if (pol->rule[c] == TESS_PIN_MANDATORY || (c == 0 && pol->rule[c] != TESS_PIN_FORBIDDEN))
+                    strcat(alphabet, sets[c]);
+            size_t n = strlen(alphabet);
+            uint8_t r[TESS_PIN_MAX_LEN];
+            if (!n || RAND_bytes(r, len) != 1)
+                break;
+            for (int i = 0; i < len; i++)
+                k->pin[i] = alphabet[r[i] % n];
+            k->pin[len] = '\0';
+            tess_wipe(r, sizeof(r));
+            if (tess_pin_policy_check(pol, (const unsigned char *)k->pin, (size_t)len, err, sizeof(err)) == 0)
+                return EX_OK;
+        }
+        fprintf(stderr, "tessera: cannot make a PIN to profile %s's policy\n", k->prof.name);
+        return EX_FAIL;
+    }
+    if (tool_read_secret(pin_file, "choose the card's PIN", k->pin, sizeof(k->pin)))
+        return EX_USAGE;
+    if (tess_pin_policy_check(pol, (const unsigned char *)k->pin, strlen(k->pin), err, sizeof(err))) {
+        fprintf(stderr, "tessera: this PIN is not allowed: %s\n", err);
+        return EX_PIN;
+    }
+    return EX_OK;
+}
+
+/* A label of at most 32 bytes that does not cut a UTF-8 character. */
+static void card_label(const char *name, char out[33])
+{
+    size_t n = strlen(name);
+    if (n > 32) {
+        n = 32;
+        while (n && ((unsigned char)name[n] & 0xc0) == 0x80)
+            n--;
+    }
+    memcpy(out, name, n);
+    out[n] = '\0';
+}
+
+static int create_card(struct collect *k, CK_SLOT_ID *slot)
+{
+    CK_TESSERA_INIT init;
+    CK_TESSERA_PIN_POLICY pol;
+    uint8_t key[32], so_raw[12];
+    size_t klen = sizeof(key);
+    char label[33], so_pin[2 * sizeof(so_raw) + 1], serial[17], detail[256];
+    CK_RV rv;
+    int rc;
+
+    /* The serial goes into the database before the card exists. */
+    if (RAND_bytes((uint8_t *)detail, 8) != 1)
+        return EX_FAIL;
+    tess_hex(serial, (uint8_t *)detail, 8);
+    rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, "serial", serial, NULL, NULL));
+    if (rc != EX_OK)
+        return rc;
+    snprintf(k->card.serial, sizeof(k->card.serial), "%s", serial);
+    snprintf(k->job.step, sizeof(k->job.step), "serial");
+    kill_point("serial");
+
+    rc = tool_find_spare(&k->p, -1, slot);
+    if (rc == EX_OK)
+        rc = tool_key_source_key(&k->ks, serial, key, &klen);
+    /* The SO PIN: random and not kept. The admin key (diversified from the
+     * profile's master) is the card's administrative authority. */
+    if (rc == EX_OK && RAND_bytes(so_raw, sizeof(so_raw)) != 1)
+        rc = EX_FAIL;
+    if (rc != EX_OK)
+        goto out;
+    tess_hex(so_pin, so_raw, sizeof(so_raw));
+    card_label(k->holder.name, label);
+    pol = (CK_TESSERA_PIN_POLICY){
+        (CK_ULONG)k->prof.pin.min_len, (CK_ULONG)k->prof.pin.max_len, k->prof.pin.rule[TESS_PIN_DIGITS],
+        k->prof.pin.rule[TESS_PIN_UPPER], k->prof.pin.rule[TESS_PIN_LOWER], k->prof.pin.rule[TESS_PIN_SPECIAL],
+    };
+    init = (CK_TESSERA_INIT){
+        .pLabel = (CK_UTF8CHAR_PTR)label, .ulLabelLen = strlen(label),
+        .pSoPin = (CK_UTF8CHAR_PTR)so_pin, .ulSoPinLen = strlen(so_pin),
+        .pUserPin = (CK_UTF8CHAR_PTR)k->pin, .ulUserPinLen = strlen(k->pin),
+        .pPinPolicy = &pol, .ulUserPinTries = (CK_ULONG)k->prof.pin_tries,
+        .adminKeyType = k->ks.alg == TESS_KEY_3DES ? CKK_DES3 : CKK_AES, .pAdminKey = key, .ulAdminKeyLen = klen,
+    };
+    rv = k->p.t->T_InitCardWithSerial(*slot, &init, (CK_UTF8CHAR_PTR)serial, 16);
+    if (rv != CKR_OK) {
+        rc = tool_report(rv, "the card was not made");
+        goto out;
+    }
+    kill_point("created");
+    snprintf(detail, sizeof(detail), "TPM virtual card, PIN %s, %d tries, admin key %s", k->prof.pin_generated ?
+             "generated" : "chosen by the holder", k->prof.pin_tries, tess_key_alg_name(k->ks.alg));
+    rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, "created", NULL, "card.create", detail));
+    if (rc == EX_OK)
+        snprintf(k->job.step, sizeof(k->job.step), "created");
+out:
+    tess_wipe(key, sizeof(key));
+    tess_wipe(so_raw, sizeof(so_raw));
+    tess_wipe(so_pin, sizeof(so_pin));
+    return rc;
+}
+
+static int issue_key(struct collect *k, CK_SESSION_HANDLE h, int index)
+{
+    const struct cms_key_spec *spec = &k->prof.keys[index];
+    uint8_t id[1] = { (uint8_t)(index + 1) };
+    CK_OBJECT_HANDLE pub, priv, added;
+    X509_NAME *subject = NULL;
+    X509_REQ *csr = NULL;
+    X509 *cert = NULL;
+    char err[256], step[64];
+    CK_RV rv;
+    int rc;
+
+    rv = tool_generate_pair(&k->p, h, spec->type, id, 1, spec->name, &pub, &priv);
+    if (rv != CKR_OK)
+        return tool_report(rv, "no key was made");
+    snprintf(step, sizeof(step), "key:%s", spec->name);
+    kill_point(step);
+    if (!spec->eku)
+        goto recorded;   /* a key without a certificate */
+    subject = cms_subject_build(spec->subject, &k->holder, err, sizeof(err));
+    if (!subject) {
+        fprintf(stderr, "tessera: key %s: %s\n", spec->name, err);
+        rc = EX_FAIL;
+        goto out;
+    }
+    rc = tool_make_csr(&k->p, h, pub, priv, subject, k->pin, &csr);
+    if (rc != EX_OK)
+        goto out;
+    struct cms_cert_request req = {
+        .csr = csr, .subject = subject, .lifetime_days = spec->lifetime_days, .eku = spec->eku,
+        .sign = spec->sign, .decrypt = spec->decrypt,
+        .email = (spec->eku & CMS_EKU_EMAIL) ? k->holder.email : NULL,
+        .upn = (spec->eku & CMS_EKU_SMARTCARD_LOGON) ? cms_holder_attr(&k->holder, "upn") : NULL,
+    };
+    if (k->ca->ops->enroll(k->ca, &req, &cert) != CMS_OK) {
+        fprintf(stderr, "tessera: key %s: the CA issued no certificate: %s\n", spec->name, k->ca->err);
+        rc = EX_FAIL;
+        goto out;
+    }
+    snprintf(step, sizeof(step), "enrolled:%s", spec->name);
+    kill_point(step);
+    rc = cms_report(&k->c, cms_cert_record(k->c.db, &k->card, spec->name, k->ca->name, cert));
+    if (rc != EX_OK)
+        goto out;
+    snprintf(step, sizeof(step), "recorded:%s", spec->name);
+    kill_point(step);
+    rv = tool_store_cert(&k->p, h, cert, id, 1, spec->name, 1, &added);
+    if (rv != CKR_OK) {
+        rc = tool_report(rv, "the certificate was not stored");
+        goto out;
+    }
+    snprintf(step, sizeof(step), "loaded:%s", spec->name);
+    kill_point(step);
+recorded:
+    snprintf(step, sizeof(step), "key:%s", spec->name);
+    rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, step, NULL, NULL, NULL));
+out:
+    X509_free(cert);
+    X509_REQ_free(csr);
+    X509_NAME_free(subject);
+    return rc;
+}
+
+static int issue(struct collect *k)
+{
+    CK_SLOT_ID slot;
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    CK_TESSERA_CARD_INFO info;
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    X509 *ca_cert = NULL;
+    char detail[256];
+    CK_RV rv;
+    int rc = create_card(k, &slot);
+
+    if (rc != EX_OK)
+        goto out;
+    rv = k->p.t->T_GetCardInfo(slot, &info);
+    if (rv == CKR_OK)
+        rv = k->p.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+    if (rv == CKR_OK)
+        rv = k->p.f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)k->pin, (CK_ULONG)strlen(k->pin));
+    if (rv != CKR_OK) {
+        rc = tool_report(rv, "the new card does not open");
+        goto out;
+    }
+    for (int i = 0; i < k->prof.nkeys && rc == EX_OK; i++)
+        rc = issue_key(k, h, i);
+    if (rc == EX_OK && (k->ca->ops->certificate(k->ca, &ca_cert) != CMS_OK || !chain || !sk_X509_push(chain, ca_cert)))
+        rc = EX_FAIL;
+    else if (rc == EX_OK)
+        ca_cert = NULL;   /* the stack owns it */
+    if (rc == EX_OK)
+        rc = tool_load_ca_certs(&k->p, h, &info, chain);
+    if (rc != EX_OK)
+        goto out;
+    kill_point("loaded");
+    snprintf(detail, sizeof(detail), "job %" PRId64 ": card %s, profile %s version %d, %d key(s)", k->job.id,
+             k->card.serial, k->prof.name, k->prof.version, k->prof.nkeys);
+    rc = cms_report(&k->c, cms_collect_finish(k->c.db, &k->job, &k->card, detail));
+    if (rc == EX_OK)
+        kill_point("done");
+out:
+    if (h != CK_INVALID_HANDLE)
+        k->p.f->C_CloseSession(h);
+    X509_free(ca_cert);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+/* What collect needs before it touches anything: the profile, holder, CA
+ * and admin-key master it names, and a PIN to its policy. */
+static int prepare(struct collect *k, const char *pin_file)
+{
+    int rc = cms_report(&k->c, cms_profile_get(k->c.db, k->card.profile, k->card.profile_version, &k->prof));
+    if (rc == EX_OK)
+        rc = cms_report(&k->c, cms_holder_get(k->c.db, k->card.holder, &k->holder));
+    if (rc == EX_OK)
+        rc = cms_report(&k->c, cms_ca_open(k->c.db, &k->ca));
+    if (rc != EX_OK)
+        return rc;
+    if (strcmp(k->card.type, "tpm")) {
+        fprintf(stderr, "tessera: collecting a PIV card is not done by this version yet; a TPM card is\n");
+        return EX_FAIL;
+    }
+    for (int i = 0; i < k->prof.nkeys; i++) {
+        if (k->prof.keys[i].escrow) {
+            fprintf(stderr, "tessera: profile %s key %s wants escrow, which this version cannot do yet\n",
+                    k->prof.name, k->prof.keys[i].name);
+            return EX_FAIL;
+        }
+    }
+    k->ks.master_file = k->prof.master_file[0] ? k->prof.master_file : NULL;
+    k->ks.master_uri = k->prof.master_uri[0] ? k->prof.master_uri : NULL;
+    k->ks.prf = k->prof.prf;
+    k->ks.alg = k->prof.alg;
+    if (!tool_key_source_given(&k->ks)) {
+        fprintf(stderr, "tessera: profile %s names no admin-key master (master-file or master-uri)\n", k->prof.name);
+        return EX_FAIL;
+    }
+    return choose_pin(k, pin_file);
+}
+
+static int opt_collect(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    const char **args = arg;
+    (void)c;
+    if (ch == 'c')
+        args[0] = v;
+    else if (ch == 'P')
+        args[1] = v;
+    else
+        return -1;
+    return 0;
+}
+
+int cmd_card_collect(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera card collect [--code CODE] [--pin-file F]";
+    static const struct option extra[] = { { "code", required_argument, 0, 'c' },
+                                           { "pin-file", required_argument, 0, 'P' } };
+    struct collect k;
+    const char *args[2] = { NULL, NULL };
+    char code[64] = "";
+    int rc;
+
+    memset(&k, 0, sizeof(k));
+    k.ks = (struct tool_key_source)TOOL_KEY_SOURCE_INIT;
+    rc = cms_parse_opts(&k.c, argc, argv, extra, 2, opt_collect, args, usage);
+    if (rc == EX_OK && optind != argc)
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK)
+        return rc;
+    if (args[0])
+        snprintf(code, sizeof(code), "%s", args[0]);
+    else if (tool_read_secret(NULL, "collection code", code, sizeof(code)))
+        return EX_USAGE;
+    device_name(k.device, sizeof(k.device));
+    if ((rc = cms_ctx_open(&k.c, false)) != EX_OK)
+        goto done;
+    rc = cms_report(&k.c, cms_collect_claim(k.c.db, code, k.device, &k.job, &k.card));
+    if (rc != EX_OK)
+        goto done;
+    rc = prepare(&k, args[1]);
+    if (rc == EX_OK) {
+        setenv("TESSERA_SPARE_SLOT", "yes", 1);
+        rc = tool_p11_open(&k.p);
+    }
+    /* A collect killed or failed before: undo what it did, then start over. */
+    if (rc == EX_OK && strcmp(k.job.step, "claimed"))
+        rc = undo(&k, false);
+    if (rc != EX_OK) {
+        /* Nothing touched: the code stays good. A card left by an earlier
+         * collect that could not be undone stays for the next one. */
+        if (!strcmp(k.job.step, "claimed"))
+            cms_collect_undone(k.c.db, &k.job, &k.card, true, "stopped before the card was touched");
+        else
+            cms_collect_failed(k.c.db, &k.job, &k.card, "an earlier collect could not be undone");
+        goto done;
+    }
+    rc = issue(&k);
+    if (rc != EX_OK) {
+        cms_collect_failed(k.c.db, &k.job, &k.card, "issuing the card failed");
+        /* Undone now when possible; otherwise the next collect does it. */
+        if (undo(&k, true) != EX_OK)
+            fprintf(stderr, "tessera: the half-made card stays recorded; the next collect undoes it\n");
+        goto done;
+    }
+    if (tool_json) {
+        printf("{\"card\":\"%s\",\"holder\":", k.card.serial);
+        tool_json_str(k.card.holder);
+        printf(",\"profile\":");
+        tool_json_str(k.prof.name);
+        printf(",\"version\":%d,\"keys\":%d", k.prof.version, k.prof.nkeys);
+        if (k.prof.pin_generated)
+            printf(",\"pin\":\"%s\"", k.pin);
+        printf("}\n");
+    } else {
+        printf("card %s collected for %s: profile %s version %d, %d key(s)\n", k.card.serial, k.holder.name,
+               k.prof.name, k.prof.version, k.prof.nkeys);
+        if (k.prof.pin_generated)
+            printf("its PIN (shown once): %s\n", k.pin);
+    }
+done:
+    tool_p11_close(&k.p);
+    cms_ca_close(k.ca);
+    cms_holder_clear(&k.holder);
+    cms_ctx_close(&k.c);
+    tess_wipe(k.pin, sizeof(k.pin));
+    tess_wipe(code, sizeof(code));
+    return rc;
+}
