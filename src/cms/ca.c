@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 
@@ -47,6 +48,15 @@ void cms_ca_serial(const X509 *x, char *out, size_t outlen)
     snprintf(out, outlen, "%s", hex ? hex : "");
     OPENSSL_free(hex);
     BN_free(bn);
+}
+
+int cms_asn1_time_text(const ASN1_TIME *t, char out[32])
+{
+    struct tm tm;
+    if (ASN1_TIME_to_tm(t, &tm) != 1)
+        return -1;
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return 0;
 }
 
 X509_NAME *cms_parse_dn(const char *text)

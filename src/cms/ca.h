@@ -84,6 +84,9 @@ int cms_ca_local_open(struct cms_db *db, struct cms_ca **out);
 /* Where the embedded CA keeps its files, and publishes its CRL (crl.pem). */
 void cms_ca_local_dir(const struct cms_db *db, char *out, size_t outlen);
 
+/* A certificate time as the database keeps times: "2027-11-22T06:22:13Z". */
+int cms_asn1_time_text(const ASN1_TIME *t, char out[32]);
+
 /* "/CN=Jane Doe/O=Example" into a name (NULL when it does not parse). */
 X509_NAME *cms_parse_dn(const char *text);
 

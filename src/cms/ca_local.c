@@ -316,28 +316,15 @@ static int alt_names(X509 *x, const struct cms_cert_request *req)
     return ok ? 0 : -1;
 }
 
-static int asn1_time_text(const ASN1_TIME *t, char out[32])
-{
-    struct tm tm;
-    if (ASN1_TIME_to_tm(t, &tm) != 1)
-        return -1;
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return 0;
-}
-
 static int register_add(struct local_ca *l, X509 *x)
 {
     sqlite3_stmt *st = NULL;
     unsigned char *der = NULL;
     int len = i2d_X509(x, &der), ok;
     char serial[64], subject[512], not_after[32];
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    char *hex = bn ? BN_bn2hex(bn) : NULL;
-    snprintf(serial, sizeof(serial), "%s", hex ? hex : "");
-    OPENSSL_free(hex);
-    BN_free(bn);
+    cms_ca_serial(x, serial, sizeof(serial));
     X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
-    ok = len > 0 && serial[0] && asn1_time_text(X509_get0_notAfter(x), not_after) == 0 &&
+    ok = len > 0 && serial[0] && cms_asn1_time_text(X509_get0_notAfter(x), not_after) == 0 &&
          sqlite3_prepare_v2(l->reg, "INSERT INTO issued (serial, subject, not_after, der) VALUES (?, ?, ?, ?)", -1,
                             &st, NULL) == SQLITE_OK;
     if (ok) {

@@ -311,42 +311,14 @@ out:
 
 /* This process, as a job's owner: host, pid and the pid's start time (a
  * pid used again by another process does not look like us). */
-static void self_owner(char *out, size_t outlen)
+/* A process's start time (field 22 of /proc/PID/stat, counted from after
+ * the command name's ')'); 0 when it is gone. */
+static unsigned long long start_time(const char *stat_path)
 {
-    char host[256] = "", stat[1024] = "", *p;
-    unsigned long long start = 0;
-    FILE *f = fopen("/proc/self/stat", "r");
-    if (f) {
-        if (!fgets(stat, sizeof(stat), f))
-            stat[0] = '\0';
-        fclose(f);
-    }
-    /* Field 22 (starttime) counts from after the command name's ')'. */
-    p = strrchr(stat, ')');
-    for (int field = 2; p && *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    if (p)
-        start = strtoull(p, NULL, 10);
-    gethostname(host, sizeof(host) - 1);
-    snprintf(out, outlen, "%s %ld %llu", host, (long)getpid(), start);
-}
-
-/* Is the process that owner names still running here? */
-static bool owner_alive(const char *owner)
-{
-    char host[256] = "", mine[400], path[64], stat[1024] = "", *p;
-    long pid = 0;
-    unsigned long long start = 0, now_start = 0;
-    FILE *f;
-    if (!owner || sscanf(owner, "%255s %ld %llu", host, &pid, &start) != 3)
-        return false;
-    self_owner(mine, sizeof(mine));
-    if (strncmp(mine, host, strlen(host)) || mine[strlen(host)] != ' ' || pid == (long)getpid())
-        return false;
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    if (!(f = fopen(path, "r")))
-        return false;
+    char stat[1024] = "", *p;
+    FILE *f = fopen(stat_path, "r");
+    if (!f)
+        return 0;
     if (!fgets(stat, sizeof(stat), f))
         stat[0] = '\0';
     fclose(f);
@@ -354,9 +326,29 @@ static bool owner_alive(const char *owner)
     for (int field = 2; p && *p && field < 22; p++)
         if (*p == ' ')
             field++;
-    if (p)
-        now_start = strtoull(p, NULL, 10);
-    return now_start == start;
+    return p ? strtoull(p, NULL, 10) : 0;
+}
+
+static void self_owner(char *out, size_t outlen)
+{
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(out, outlen, "%s %ld %llu", host, (long)getpid(), start_time("/proc/self/stat"));
+}
+
+/* Is the process that owner names still running here? */
+static bool owner_alive(const char *owner)
+{
+    char host[256] = "", mine[400], path[64];
+    long pid = 0;
+    unsigned long long start = 0;
+    if (!owner || sscanf(owner, "%255s %ld %llu", host, &pid, &start) != 3)
+        return false;
+    self_owner(mine, sizeof(mine));
+    if (strncmp(mine, host, strlen(host)) || mine[strlen(host)] != ' ' || pid == (long)getpid())
+        return false;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    return start != 0 && start_time(path) == start;
 }
 
 int cms_collect_claim(struct cms_db *db, const char *code, const char *device, struct cms_job *job,
@@ -520,15 +512,6 @@ int cms_job_step(struct cms_db *db, const struct cms_job *job, const struct cms_
     return rc;
 }
 
-static int asn1_time_text(const ASN1_TIME *t, char out[32])
-{
-    struct tm tm;
-    if (ASN1_TIME_to_tm(t, &tm) != 1)
-        return -1;
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return 0;
-}
-
 int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *key_name, const char *ca_name, X509 *x)
 {
     char serial[80], subject[512], nb[32], na[32], detail[700], who[160];
@@ -538,7 +521,7 @@ int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *
 
     cms_ca_serial(x, serial, sizeof(serial));
     X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
-    if (len <= 0 || asn1_time_text(X509_get0_notBefore(x), nb) || asn1_time_text(X509_get0_notAfter(x), na)) {
+    if (len <= 0 || cms_asn1_time_text(X509_get0_notBefore(x), nb) || cms_asn1_time_text(X509_get0_notAfter(x), na)) {
         OPENSSL_free(der);
         return cms_fail(db, CMS_ERR, "cannot read the certificate");
     }

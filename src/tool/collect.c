@@ -218,16 +218,16 @@ static int create_card(struct collect *k, CK_SLOT_ID *slot)
 {
     CK_TESSERA_INIT init;
     CK_TESSERA_PIN_POLICY pol;
-    uint8_t key[32], so_raw[12];
+    uint8_t key[32], so_raw[12], serial_raw[8];
     size_t klen = sizeof(key);
     char label[33], so_pin[2 * sizeof(so_raw) + 1], serial[17], detail[256];
     CK_RV rv;
     int rc;
 
     /* The serial goes into the database before the card exists. */
-    if (RAND_bytes((uint8_t *)detail, 8) != 1)
+    if (RAND_bytes(serial_raw, sizeof(serial_raw)) != 1)
         return EX_FAIL;
-    tess_hex(serial, (uint8_t *)detail, 8);
+    tess_hex(serial, serial_raw, sizeof(serial_raw));
     rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, "serial", serial, NULL, NULL));
     if (rc != EX_OK)
         return rc;
