@@ -183,6 +183,43 @@ static int device_id(struct cms_db *db, const char *name, bool create, int64_t *
     return rc;
 }
 
+int cms_device_add(struct cms_db *db, const struct cms_actor *by, const char *name)
+{
+    int64_t id;
+    int rc = cms_begin(db);
+    if (rc != CMS_OK)
+        return rc;
+    if (device_id(db, name, false, &id) == CMS_OK) {
+        cms_rollback(db);
+        return cms_fail(db, CMS_EXISTS, "device %s is known already", name);
+    }
+    rc = device_id(db, name, true, &id);
+    if (rc == CMS_OK) {
+        struct cms_audit_rec rec = { .operator = by->name, .action = "device.add", .result = "ok", .device = name };
+        rc = cms_audit_append(db, &rec);
+    }
+    if (rc == CMS_OK)
+        return cms_commit(db);
+    cms_rollback(db);
+    return rc;
+}
+
+int cms_device_list(struct cms_db *db, cms_device_cb cb, void *arg)
+{
+    sqlite3_stmt *st = cms_prepare(db, "SELECT d.name, d.created, count(c.id) FROM devices d LEFT JOIN cards c"
+                                       " ON c.device_id = d.id GROUP BY d.id ORDER BY d.name");
+    int rc = CMS_OK, step = SQLITE_DONE;
+    if (!st)
+        return CMS_ERR;
+    while (rc == CMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+                sqlite3_column_int(st, 2));
+    if (rc == CMS_OK && step != SQLITE_DONE)
+        rc = cms_sql_fail(db, "devices");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* ---- request ---- */
 
 int cms_card_request(struct cms_db *db, const struct cms_actor *by, const char *holder_uid, const char *profile,

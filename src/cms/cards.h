@@ -50,6 +50,13 @@ struct cms_job {
     char error[256];
 };
 
+/* A machine that holds TPM cards, by its full name (any case): recorded
+ * with its audit record; CMS_EXISTS when known already. */
+int cms_device_add(struct cms_db *db, const struct cms_actor *by, const char *name);
+typedef int (*cms_device_cb)(void *arg, const char *name, const char *created, int cards);
+/* Every device, by name, with how many cards are bound to it. */
+int cms_device_list(struct cms_db *db, cms_device_cb cb, void *arg);
+
 /* A card of profile (its latest version) for the holder; type "tpm" or
  * "piv" (NULL: the profile's only type, else an error); device NULL for
  * any. The collection code (CMS_CODE_LEN bytes) is shown once and not kept. */

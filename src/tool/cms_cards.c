@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cms/audit.h"
 #include "../cms/cards.h"
 #include "../util.h"
 #include "cms_tool.h"
@@ -22,42 +21,32 @@ static int cmd_device_add(int argc, char **argv)
 {
     static const char usage[] = "usage: tessera device add NAME   (the machine's full name, as hostname -f)";
     struct cms_ctx c = { 0 };
-    char now[32];
     int rc = cms_parse_opts(&c, argc, argv, NULL, 0, NULL, NULL, usage);
     if (rc == EX_OK && (optind != argc - 1 || !argv[optind][0] || strlen(argv[optind]) > 253))
         rc = tool_usage_error(usage);
     if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
     const char *name = argv[optind];
-    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "device.add", NULL, NULL, name))) != EX_OK ||
-        (rc = cms_report(&c, cms_begin(c.db))) != EX_OK)
-        goto out;
-    sqlite3_stmt *st = cms_prepare(c.db, "INSERT INTO devices (name, created) VALUES (?, ?)");
-    int r = st ? CMS_OK : CMS_ERR;
-    cms_now(now);
-    if (st) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            r = sqlite3_extended_errcode(c.db->db) == SQLITE_CONSTRAINT_UNIQUE
-                    ? cms_fail(c.db, CMS_EXISTS, "device %s is known already", name)
-                    : cms_sql_fail(c.db, "devices");
-        sqlite3_finalize(st);
-    }
-    if (r == CMS_OK) {
-        struct cms_audit_rec rec = { .operator = c.actor.name, .action = "device.add", .result = "ok", .device = name };
-        r = cms_audit_append(c.db, &rec);
-    }
-    if (r == CMS_OK)
-        r = cms_commit(c.db);
-    else
-        cms_rollback(c.db);
-    rc = cms_report(&c, r);
-    if (rc == EX_OK && !tool_json)
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "device.add", NULL, NULL, name))) == EX_OK &&
+        (rc = cms_report(&c, cms_device_add(c.db, &c.actor, name))) == EX_OK && !tool_json)
         printf("device %s added\n", name);
 out:
     cms_ctx_close(&c);
     return rc;
+}
+
+static int print_device(void *arg, const char *name, const char *created, int cards)
+{
+    bool *first = arg;
+    if (tool_json) {
+        printf("%s{\"name\":", *first ? "" : ",");
+        tool_json_str(name);
+        printf(",\"created\":\"%s\",\"cards\":%d}", created, cards);
+    } else {
+        printf("%-40s %s  %d card(s)\n", name, created, cards);
+    }
+    *first = false;
+    return CMS_OK;
 }
 
 static int cmd_device_list(int argc, char **argv)
@@ -70,28 +59,11 @@ static int cmd_device_list(int argc, char **argv)
         goto out;
     if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "device.list", NULL, NULL, NULL))) != EX_OK)
         goto out;
-    sqlite3_stmt *st = cms_prepare(c.db, "SELECT d.name, d.created, count(c.id) FROM devices d LEFT JOIN cards c"
-                                         " ON c.device_id = d.id GROUP BY d.id ORDER BY d.name");
-    if (!st) {
-        rc = cms_report(&c, CMS_ERR);
-        goto out;
-    }
     if (tool_json)
         putchar('[');
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (tool_json) {
-            printf("%s{\"name\":", first ? "" : ",");
-            tool_json_str(name);
-            printf(",\"created\":\"%s\",\"cards\":%d}", sqlite3_column_text(st, 1), sqlite3_column_int(st, 2));
-        } else {
-            printf("%-40s %s  %d card(s)\n", name, sqlite3_column_text(st, 1), sqlite3_column_int(st, 2));
-        }
-        first = false;
-    }
+    rc = cms_report(&c, cms_device_list(c.db, print_device, &first));
     if (tool_json)
         puts("]");
-    sqlite3_finalize(st);
 out:
     cms_ctx_close(&c);
     return rc;
