@@ -131,6 +131,11 @@ echo "  collection code for Jane: $code"
 echo 13572468 > "$work/jane.pin"
 run tessera card collect --code "$code" --pin-file "$work/jane.pin"
 run tessera card list
+say "11. The helpdesk suspends Jane's card (her certificate on hold in the CA's CRL), then enables it"
+card=$(tessera --json card list | sed -n 's/.*"id":\([0-9]*\).*/\1/p' | head -n1)
+run tessera card suspend "$card" --note "reported missing"
+tessera ca crl --out "$work/crl.pem" && openssl crl -in "$work/crl.pem" -noout -text | grep -A1 "CRL Reason Code" | sed 's/^/  /'
+run tessera card enable "$card" --note "found in her bag"
 run tessera audit verify
 tessera card list | grep -q " active " && cms=ok || cms=failed
 
@@ -146,7 +151,8 @@ cat <<TXT
   - The card-management database recorded Jane Doe, a credential profile and a request; her
     collection code made a second virtual card with her PIN, an admin key diversified from the
     profile's master key, a key generated on the card and a certificate from the embedded CA,
-    each step in a hash-chained audit trail: collect $cms.
+    each step in a hash-chained audit trail; suspending it put the certificate on hold in the
+    CA's CRL and enabling it lifted the hold: card management $cms.
   Everything this demo started is now stopped and its files removed.
 TXT
 [ "$tls" = ok ] && [ "$cms" = ok ]

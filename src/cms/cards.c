@@ -74,11 +74,29 @@ static int code_hash(const uint8_t salt[SALT_LEN], const char *norm, uint8_t out
     return ok ? 0 : -1;
 }
 
+/* A new code: random, shown once; the database keeps its first group (to
+ * find the job: norm's first 5 characters) and a salted hash of the whole. */
+static int code_new(struct cms_db *db, char code[CMS_CODE_LEN], char norm[CODE_CHARS + 1],
+                    uint8_t secret[SALT_LEN + HASH_LEN])
+{
+    uint8_t raw[13];
+    int rc = CMS_OK;
+    if (RAND_bytes(raw, sizeof(raw)) != 1 || RAND_bytes(secret, SALT_LEN) != 1)
+        rc = cms_fail(db, CMS_ERR, "no random numbers");
+    if (rc == CMS_OK) {
+        code_make(code, raw);
+        if (code_normalize(code, norm) || code_hash(secret, norm, secret + SALT_LEN))
+            rc = cms_fail(db, CMS_ERR, "cannot make a collection code");
+    }
+    tess_wipe(raw, sizeof(raw));
+    return rc;
+}
+
 /* ---- rows ---- */
 
 #define CARD_COLS                                                                                              \
     "c.id, c.type, coalesce(c.serial, ''), c.state, h.uid, coalesce(d.name, ''), p.name, p.version, c.created, " \
-    "c.updated"
+    "c.updated, c.temporary, coalesce(c.expires, ''), coalesce(c.replaces_id, 0)"
 #define CARD_FROM                                                                                              \
     " FROM cards c JOIN holders h ON h.id = c.holder_id JOIN profiles p ON p.id = c.profile_id"              \
     " LEFT JOIN devices d ON d.id = c.device_id"
@@ -102,6 +120,9 @@ static void card_row(sqlite3_stmt *st, int base, struct cms_card *c)
     c->profile_version = sqlite3_column_int(st, base + 7);
     text_col(st, base + 8, c->created, sizeof(c->created));
     text_col(st, base + 9, c->updated, sizeof(c->updated));
+    c->temporary = sqlite3_column_int(st, base + 10) != 0;
+    text_col(st, base + 11, c->expires, sizeof(c->expires));
+    c->replaces = sqlite3_column_int64(st, base + 12);
 }
 
 #define JOB_COLS                                                                                               \
@@ -128,8 +149,8 @@ void cms_holder_actor(const struct cms_card *card, char *out, size_t outlen)
     snprintf(out, outlen, "holder:%s", card->holder);
 }
 
-static int audit_card(struct cms_db *db, const char *who, const char *action, const char *result,
-                      const struct cms_card *card, const char *detail)
+int cms_card_audit(struct cms_db *db, const char *who, const char *action, const char *result,
+                   const struct cms_card *card, const char *detail)
 {
     struct cms_audit_rec rec = {
         .operator = who, .action = action, .result = result, .holder = card->holder,
@@ -137,23 +158,6 @@ static int audit_card(struct cms_db *db, const char *who, const char *action, co
         .detail = detail,
     };
     return cms_audit_append(db, &rec);
-}
-
-/* A step with one statement of SQL bound to up to three values. */
-static int exec_bind(struct cms_db *db, const char *sql, const char *what, int64_t a, const char *b, const char *c)
-{
-    sqlite3_stmt *st = cms_prepare(db, sql);
-    int rc;
-    if (!st)
-        return CMS_ERR;
-    sqlite3_bind_int64(st, 1, a);
-    if (b)
-        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-    if (c)
-        sqlite3_bind_text(st, 3, c, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, what);
-    sqlite3_finalize(st);
-    return rc;
 }
 
 static int device_id(struct cms_db *db, const char *name, bool create, int64_t *id)
@@ -222,36 +226,34 @@ int cms_device_list(struct cms_db *db, cms_device_cb cb, void *arg)
 
 /* ---- request ---- */
 
-int cms_card_request(struct cms_db *db, const struct cms_actor *by, const char *holder_uid, const char *profile,
-                     const char *type, const char *device, int valid_days, char code[CMS_CODE_LEN],
-                     int64_t *card_id, int64_t *job_id)
+int cms_card_request_in(struct cms_db *db, const struct cms_actor *by, const struct cms_request *r,
+                        char code[CMS_CODE_LEN], int64_t *card_id, int64_t *job_id)
 {
     struct cms_profile p;
     struct cms_card card = { 0 };
-    uint8_t raw[13], secret[SALT_LEN + HASH_LEN];
-    char norm[CODE_CHARS + 1], now[32], expires[32], detail[256];
-    int64_t holder_id = 0, dev_id = 0;
+    uint8_t secret[SALT_LEN + HASH_LEN];
+    char norm[CODE_CHARS + 1], now[32], expires[32], card_expires[32] = "", detail[400];
+    int64_t holder_id = 0, dev_id = 0, t = (int64_t)time(NULL);
     sqlite3_stmt *st = NULL;
+    const char *type = r->type;
+    int valid_days = r->valid_days;
     unsigned want;
     int rc;
 
     code[0] = '\0';
     if (valid_days < 1 || valid_days > 365)
         return cms_fail(db, CMS_INVALID, "a collection code is valid for 1 to 365 days");
-    rc = cms_begin(db);
-    if (rc != CMS_OK)
-        return rc;
-    if ((rc = cms_profile_get(db, profile, 0, &p)) != CMS_OK)
+    if ((rc = cms_profile_get(db, r->profile, 0, &p)) != CMS_OK)
         goto out;
     if (!type)
         type = p.card_types == CMS_CARD_PIV ? "piv" : p.card_types == CMS_CARD_TPM ? "tpm" : NULL;
     want = !type ? 0 : !strcmp(type, "tpm") ? CMS_CARD_TPM : !strcmp(type, "piv") ? CMS_CARD_PIV : 0;
     if (!type) {
-        rc = cms_fail(db, CMS_INVALID, "profile %s is for TPM and PIV cards: say which (--type tpm|piv)", profile);
+        rc = cms_fail(db, CMS_INVALID, "profile %s is for TPM and PIV cards: say which (--type tpm|piv)", r->profile);
         goto out;
     }
     if (!(p.card_types & want)) {
-        rc = cms_fail(db, CMS_INVALID, "profile %s is not for %s cards", profile, type);
+        rc = cms_fail(db, CMS_INVALID, "profile %s is not for %s cards", r->profile, type);
         goto out;
     }
     st = cms_prepare(db, "SELECT id, name FROM holders WHERE uid = ?");
@@ -259,31 +261,29 @@ int cms_card_request(struct cms_db *db, const struct cms_actor *by, const char *
         rc = CMS_ERR;
         goto out;
     }
-    sqlite3_bind_text(st, 1, holder_uid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, r->holder, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = cms_fail(db, CMS_NOTFOUND, "no holder %s", holder_uid);
+        rc = cms_fail(db, CMS_NOTFOUND, "no holder %s", r->holder);
         goto out;
     }
     holder_id = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    if (device && (rc = device_id(db, device, false, &dev_id)) != CMS_OK)
+    if (r->device && (rc = device_id(db, r->device, false, &dev_id)) != CMS_OK)
         goto out;
-    /* The code: random, shown once; the database keeps its first group
-     * (to find the job) and a salted hash of the whole. */
-    if (RAND_bytes(raw, sizeof(raw)) != 1 || RAND_bytes(secret, SALT_LEN) != 1) {
-        rc = cms_fail(db, CMS_ERR, "no random numbers");
-        goto out;
+    /* A temporary card lives the profile's temporary-card-days from now,
+     * and its code cannot outlive it. */
+    if (r->temporary_days > 0) {
+        cms_time_text(t + (int64_t)r->temporary_days * 86400, card_expires);
+        if (valid_days > r->temporary_days)
+            valid_days = r->temporary_days;
     }
-    code_make(code, raw);
-    if (code_normalize(code, norm) || code_hash(secret, norm, secret + SALT_LEN)) {
-        rc = cms_fail(db, CMS_ERR, "cannot make a collection code");
+    if ((rc = code_new(db, code, norm, secret)) != CMS_OK)
         goto out;
-    }
     cms_now(now);
-    cms_time_text((int64_t)time(NULL) + (int64_t)valid_days * 86400, expires);
-    st = cms_prepare(db, "INSERT INTO cards (type, state, holder_id, device_id, profile_id, created, updated) "
-                         "VALUES (?, 'requested', ?, ?, ?, ?, ?)");
+    cms_time_text(t + (int64_t)valid_days * 86400, expires);
+    st = cms_prepare(db, "INSERT INTO cards (type, state, holder_id, device_id, profile_id, replaces_id, temporary, "
+                         "expires, created, updated) VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st) {
         rc = CMS_ERR;
         goto out;
@@ -293,8 +293,13 @@ int cms_card_request(struct cms_db *db, const struct cms_actor *by, const char *
     if (dev_id)
         sqlite3_bind_int64(st, 3, dev_id);
     sqlite3_bind_int64(st, 4, p.id);
-    sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
+    if (r->replaces)
+        sqlite3_bind_int64(st, 5, r->replaces);
+    sqlite3_bind_int(st, 6, card_expires[0] != '\0');
+    if (card_expires[0])
+        sqlite3_bind_text(st, 7, card_expires, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, now, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) {
         rc = cms_sql_fail(db, "cards");
         goto out;
@@ -326,28 +331,107 @@ int cms_card_request(struct cms_db *db, const struct cms_actor *by, const char *
         goto out;
     }
     *job_id = sqlite3_last_insert_rowid(db->db);
-    snprintf(card.holder, sizeof(card.holder), "%s", holder_uid);
-    snprintf(card.device, sizeof(card.device), "%s", device ? device : "");
-    snprintf(detail, sizeof(detail), "card %" PRId64 " (%s), profile %s version %d, job %" PRId64 ", code until %s",
-             *card_id, type, p.name, p.version, *job_id, expires);
-    rc = audit_card(db, by->name, "card.request", "ok", &card, detail);
+    snprintf(card.holder, sizeof(card.holder), "%s", r->holder);
+    snprintf(card.device, sizeof(card.device), "%s", r->device ? r->device : "");
+    snprintf(detail, sizeof(detail), "card %" PRId64 " (%s%s), profile %s version %d, job %" PRId64 ", code until %s",
+             *card_id, type, card_expires[0] ? ", temporary" : "", p.name, p.version, *job_id, expires);
+    if (card_expires[0])
+        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), ", card until %s", card_expires);
+    if (r->replaces)
+        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail), ", replaces card %" PRId64, r->replaces);
+    rc = cms_card_audit(db, by->name, "card.request", "ok", &card, detail);
 out:
     sqlite3_finalize(st);
-    tess_wipe(raw, sizeof(raw));
     tess_wipe(norm, sizeof(norm));
-    if (rc == CMS_OK)
-        rc = cms_commit(db);
-    else
-        cms_rollback(db);
+    tess_wipe(secret, sizeof(secret));
     if (rc != CMS_OK)
         tess_wipe(code, CMS_CODE_LEN);
     return rc;
 }
 
+int cms_card_request(struct cms_db *db, const struct cms_actor *by, const struct cms_request *r,
+                     char code[CMS_CODE_LEN], int64_t *card_id, int64_t *job_id)
+{
+    int rc = cms_begin(db);
+    if (rc != CMS_OK)
+        return rc;
+    rc = cms_card_request_in(db, by, r, code, card_id, job_id);
+    if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+        return CMS_OK;
+    cms_rollback(db);
+    tess_wipe(code, CMS_CODE_LEN);
+    return rc;
+}
+
+int cms_card_new_code(struct cms_db *db, const struct cms_actor *by, int64_t card_id, int valid_days,
+                      char code[CMS_CODE_LEN])
+{
+    struct cms_card card;
+    uint8_t secret[SALT_LEN + HASH_LEN];
+    char norm[CODE_CHARS + 1], now[32], expires[32], detail[200];
+    sqlite3_stmt *st = NULL;
+    int64_t job_id = 0;
+    int rc;
+
+    code[0] = '\0';
+    if (valid_days < 1 || valid_days > 365)
+        return cms_fail(db, CMS_INVALID, "a collection code is valid for 1 to 365 days");
+    if ((rc = cms_begin(db)) != CMS_OK)
+        return rc;
+    if ((rc = cms_card_get(db, card_id, NULL, &card)) != CMS_OK)
+        goto out;
+    if (!(st = cms_prepare(db, "SELECT id FROM jobs WHERE card_id = ? AND kind = 'issue' AND state = 'pending'"))) {
+        rc = CMS_ERR;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, card_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        job_id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!job_id || strcmp(card.state, "requested")) {
+        rc = cms_fail(db, CMS_STATE, "card %" PRId64 " is %s and waits for no collect%s", card_id, card.state,
+                      strcmp(card.state, "requested") ? "" : " (it is being collected now)");
+        goto out;
+    }
+    if ((rc = code_new(db, code, norm, secret)) != CMS_OK)
+        goto out;
+    cms_now(now);
+    cms_time_text((int64_t)time(NULL) + (int64_t)valid_days * 86400, expires);
+    if (card.expires[0] && strcmp(expires, card.expires) > 0)
+        snprintf(expires, sizeof(expires), "%s", card.expires);   /* not beyond a temporary card's life */
+    if (!(st = cms_prepare(db, "UPDATE jobs SET secret = ?, code_id = ?, code_expires = ?, code_tries = 0, "
+                               "updated = ? WHERE id = ?"))) {
+        rc = CMS_ERR;
+        goto out;
+    }
+    sqlite3_bind_blob(st, 1, secret, sizeof(secret), SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, norm, 5, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, expires, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, job_id);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = sqlite3_extended_errcode(db->db) == SQLITE_CONSTRAINT_UNIQUE
+                 ? cms_fail(db, CMS_ERR, "collection code clash: try again")
+                 : cms_sql_fail(db, "jobs");
+        goto out;
+    }
+    snprintf(detail, sizeof(detail), "job %" PRId64 ": a new collection code until %s; the old one is void", job_id,
+             expires);
+    rc = cms_card_audit(db, by->name, "card.code", "ok", &card, detail);
+out:
+    sqlite3_finalize(st);
+    tess_wipe(norm, sizeof(norm));
+    tess_wipe(secret, sizeof(secret));
+    if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+        return CMS_OK;
+    cms_rollback(db);
+    tess_wipe(code, CMS_CODE_LEN);
+    return rc;
+}
+
 /* ---- collect ---- */
 
-/* This process, as a job's owner: host, pid and the pid's start time (a
- * pid used again by another process does not look like us). */
 /* A process's start time (field 22 of /proc/PID/stat, counted from after
  * the command name's ')'); 0 when it is gone. */
 static unsigned long long start_time(const char *stat_path)
@@ -366,7 +450,7 @@ static unsigned long long start_time(const char *stat_path)
     return p ? strtoull(p, NULL, 10) : 0;
 }
 
-static void self_owner(char *out, size_t outlen)
+void cms_owner_self(char *out, size_t outlen)
 {
     char host[256] = "";
     gethostname(host, sizeof(host) - 1);
@@ -374,14 +458,14 @@ static void self_owner(char *out, size_t outlen)
 }
 
 /* Is the process that owner names still running here? */
-static bool owner_alive(const char *owner)
+bool cms_owner_alive(const char *owner)
 {
     char host[256] = "", mine[400], path[64];
     long pid = 0;
     unsigned long long start = 0;
     if (!owner || sscanf(owner, "%255s %ld %llu", host, &pid, &start) != 3)
         return false;
-    self_owner(mine, sizeof(mine));
+    cms_owner_self(mine, sizeof(mine));
     if (strncmp(mine, host, strlen(host)) || mine[strlen(host)] != ' ' || pid == (long)getpid())
         return false;
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
@@ -430,7 +514,7 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
     right = sqlite3_column_bytes(st, 10) == SALT_LEN + HASH_LEN &&
             code_hash(sqlite3_column_blob(st, 10), norm, hash) == 0 &&
             CRYPTO_memcmp(hash, (const uint8_t *)sqlite3_column_blob(st, 10) + SALT_LEN, HASH_LEN) == 0;
-    bool alive = owner_alive(job_owner);
+    bool alive = cms_owner_alive(job_owner);
     sqlite3_finalize(st);
     st = NULL;
     cms_now(now);
@@ -439,16 +523,16 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
         bool void_now = tries >= CMS_CODE_TRIES;
         snprintf(detail, sizeof(detail), "wrong collection code for job %" PRId64 " (%d of %d)%s", job->id, tries,
                  CMS_CODE_TRIES, void_now ? ": code void, card cancelled" : "");
-        rc = exec_bind(db, void_now ? "UPDATE jobs SET code_tries = code_tries + 1, state = 'failed', code_id = NULL,"
+        rc = cms_exec_bind(db, void_now ? "UPDATE jobs SET code_tries = code_tries + 1, state = 'failed', code_id = NULL,"
                                       " secret = NULL, error = 'collection code void: too many wrong codes',"
                                       " updated = ?2 WHERE id = ?1"
                                     : "UPDATE jobs SET code_tries = code_tries + 1, updated = ?2 WHERE id = ?1",
                        "jobs", job->id, now, NULL);
         if (rc == CMS_OK && void_now)
-            rc = exec_bind(db, "UPDATE cards SET state = 'cancelled', updated = ?2 WHERE id = ?1", "cards", card->id,
+            rc = cms_exec_bind(db, "UPDATE cards SET state = 'cancelled', updated = ?2 WHERE id = ?1", "cards", card->id,
                            now, NULL);
         if (rc == CMS_OK)
-            rc = audit_card(db, who, "card.collect", "denied", card, detail);
+            rc = cms_card_audit(db, who, "card.collect", "denied", card, detail);
         if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
             rc = void_now ? cms_fail(db, CMS_DENIED, "wrong collection code: it is void now, ask for a new card")
                           : cms_fail(db, CMS_DENIED, "wrong collection code (%d tries left)", CMS_CODE_TRIES - tries);
@@ -463,7 +547,7 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
     if (strcmp(now, job->code_expires) > 0) {
         snprintf(detail, sizeof(detail), "collection code of job %" PRId64 " expired at %s", job->id,
                  job->code_expires);
-        rc = audit_card(db, who, "card.collect", "denied", card, detail);
+        rc = cms_card_audit(db, who, "card.collect", "denied", card, detail);
         if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
             rc = cms_fail(db, CMS_STATE, "this collection code expired at %s: ask for a new card", job->code_expires);
         goto out;
@@ -499,9 +583,9 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
             goto out;
         snprintf(card->device, sizeof(card->device), "%s", device);
     }
-    self_owner(owner, sizeof(owner));
+    cms_owner_self(owner, sizeof(owner));
     bool resumed = !strcmp(job->state, "running");
-    rc = exec_bind(db, "UPDATE jobs SET state = 'running', owner = ?3, updated = ?2,"
+    rc = cms_exec_bind(db, "UPDATE jobs SET state = 'running', owner = ?3, updated = ?2,"
                        " step = coalesce(step, 'claimed') WHERE id = ?1",
                    "jobs", job->id, now, owner);
     if (rc != CMS_OK)
@@ -509,7 +593,7 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
     snprintf(detail, sizeof(detail), resumed ? "job %" PRId64 " taken up again after step %s"
                                              : "job %" PRId64 " started%s",
              job->id, resumed ? job->step : "");
-    rc = audit_card(db, who, "card.collect", "started", card, detail);
+    rc = cms_card_audit(db, who, "card.collect", "started", card, detail);
     if (rc == CMS_OK)
         rc = cms_commit(db);
     if (rc == CMS_OK) {
@@ -532,16 +616,16 @@ int cms_job_step(struct cms_db *db, const struct cms_job *job, const struct cms_
     int rc = cms_begin(db);
     cms_now(now);
     if (rc == CMS_OK)
-        rc = exec_bind(db, "UPDATE jobs SET step = ?3, updated = ?2 WHERE id = ?1", "jobs", job->id, now, step);
+        rc = cms_exec_bind(db, "UPDATE jobs SET step = ?3, updated = ?2 WHERE id = ?1", "jobs", job->id, now, step);
     if (rc == CMS_OK && serial)
-        rc = exec_bind(db, "UPDATE cards SET serial = nullif(?3, ''), updated = ?2 WHERE id = ?1", "cards", card->id,
+        rc = cms_exec_bind(db, "UPDATE cards SET serial = nullif(?3, ''), updated = ?2 WHERE id = ?1", "cards", card->id,
                        now, serial);
     if (rc == CMS_OK && action) {
         struct cms_card c = *card;
         if (serial)
             snprintf(c.serial, sizeof(c.serial), "%s", serial);
         cms_holder_actor(card, who, sizeof(who));
-        rc = audit_card(db, who, action, "ok", &c, detail);
+        rc = cms_card_audit(db, who, action, "ok", &c, detail);
     }
     if (rc == CMS_OK)
         return cms_commit(db);
@@ -581,7 +665,7 @@ int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *
         snprintf(detail, sizeof(detail), "key %s: certificate %s from %s, %s, until %s", key_name, serial, ca_name,
                  subject, na);
         cms_holder_actor(card, who, sizeof(who));
-        rc = audit_card(db, who, "cert.issue", "ok", card, detail);
+        rc = cms_card_audit(db, who, "cert.issue", "ok", card, detail);
     }
     sqlite3_finalize(st);
     OPENSSL_free(der);
@@ -611,7 +695,7 @@ int cms_card_certs(struct cms_db *db, int64_t card_id, cms_cert_cb cb, void *arg
 
 int cms_cert_set_state(struct cms_db *db, int64_t cert_id, const char *state)
 {
-    return exec_bind(db, "UPDATE certificates SET state = ?2 WHERE id = ?1", "certificates", cert_id, state, NULL);
+    return cms_exec_bind(db, "UPDATE certificates SET state = ?2 WHERE id = ?1", "certificates", cert_id, state, NULL);
 }
 
 int cms_collect_finish(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *detail)
@@ -620,15 +704,15 @@ int cms_collect_finish(struct cms_db *db, const struct cms_job *job, const struc
     int rc = cms_begin(db);
     cms_now(now);
     if (rc == CMS_OK)
-        rc = exec_bind(db, "UPDATE jobs SET state = 'done', step = 'done', code_id = NULL, secret = NULL, owner = NULL,"
+        rc = cms_exec_bind(db, "UPDATE jobs SET state = 'done', step = 'done', code_id = NULL, secret = NULL, owner = NULL,"
                            " updated = ?2 WHERE id = ?1",
                        "jobs", job->id, now, NULL);
     if (rc == CMS_OK)
-        rc = exec_bind(db, "UPDATE cards SET state = 'active', updated = ?2 WHERE id = ?1", "cards", card->id, now,
+        rc = cms_exec_bind(db, "UPDATE cards SET state = 'active', updated = ?2 WHERE id = ?1", "cards", card->id, now,
                        NULL);
     if (rc == CMS_OK) {
         cms_holder_actor(card, who, sizeof(who));
-        rc = audit_card(db, who, "card.collect", "ok", card, detail);
+        rc = cms_card_audit(db, who, "card.collect", "ok", card, detail);
     }
     if (rc == CMS_OK)
         return cms_commit(db);
@@ -642,12 +726,12 @@ int cms_collect_failed(struct cms_db *db, const struct cms_job *job, const struc
     int rc = cms_begin(db);
     cms_now(now);
     if (rc == CMS_OK)
-        rc = exec_bind(db, "UPDATE jobs SET error = ?2, owner = NULL, updated = ?3 WHERE id = ?1", "jobs", job->id,
+        rc = cms_exec_bind(db, "UPDATE jobs SET error = ?2, owner = NULL, updated = ?3 WHERE id = ?1", "jobs", job->id,
                        why, now);
     if (rc == CMS_OK) {
         cms_holder_actor(card, who, sizeof(who));
         snprintf(result, sizeof(result), "failed: %s", why);
-        rc = audit_card(db, who, "card.collect", result, card, job->step);
+        rc = cms_card_audit(db, who, "card.collect", result, card, job->step);
     }
     if (rc == CMS_OK)
         return cms_commit(db);
@@ -662,19 +746,19 @@ int cms_collect_undone(struct cms_db *db, struct cms_job *job, const struct cms_
     int rc = cms_begin(db);
     cms_now(now);
     if (rc == CMS_OK)
-        rc = exec_bind(db, pending ? "UPDATE jobs SET state = 'pending', step = NULL, owner = NULL, updated = ?2"
+        rc = cms_exec_bind(db, pending ? "UPDATE jobs SET state = 'pending', step = NULL, owner = NULL, updated = ?2"
                                      " WHERE id = ?1"
                                    : "UPDATE jobs SET step = 'claimed', updated = ?2 WHERE id = ?1",
                        "jobs", job->id, now, NULL);
     /* A PIV card keeps its own serial: the card row only forgets a TPM
      * card's, which the next collect chooses anew. */
     if (rc == CMS_OK)
-        rc = exec_bind(db, "UPDATE cards SET serial = CASE type WHEN 'tpm' THEN NULL ELSE serial END, updated = ?2"
+        rc = cms_exec_bind(db, "UPDATE cards SET serial = CASE type WHEN 'tpm' THEN NULL ELSE serial END, updated = ?2"
                            " WHERE id = ?1",
                        "cards", card->id, now, NULL);
     if (rc == CMS_OK) {
         cms_holder_actor(card, who, sizeof(who));
-        rc = audit_card(db, who, "card.rollback", "ok", card, detail);
+        rc = cms_card_audit(db, who, "card.rollback", "ok", card, detail);
     }
     if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
         snprintf(job->step, sizeof(job->step), "%s", pending ? "" : "claimed");

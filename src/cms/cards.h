@@ -36,11 +36,14 @@ struct cms_card {
     char profile[64];
     int profile_version;
     char created[32], updated[32];
+    bool temporary;                  /* a temporary replacement, until expires */
+    char expires[32];                /* "" when not temporary */
+    int64_t replaces;                /* the card this one replaces (0: none) */
 };
 
 struct cms_job {
     int64_t id;
-    char kind[16];                   /* issue */
+    char kind[16];                   /* issue, or a change (lifecycle.h) */
     char state[16];                  /* pending, running, done, failed, cancelled */
     char step[64];                   /* the last step recorded ("" before any) */
     int64_t card_id;
@@ -57,12 +60,32 @@ typedef int (*cms_device_cb)(void *arg, const char *name, const char *created, i
 /* Every device, by name, with how many cards are bound to it. */
 int cms_device_list(struct cms_db *db, cms_device_cb cb, void *arg);
 
-/* A card of profile (its latest version) for the holder; type "tpm" or
- * "piv" (NULL: the profile's only type, else an error); device NULL for
- * any. The collection code (CMS_CODE_LEN bytes) is shown once and not kept. */
-int cms_card_request(struct cms_db *db, const struct cms_actor *by, const char *holder_uid, const char *profile,
-                     const char *type, const char *device, int valid_days, char code[CMS_CODE_LEN],
-                     int64_t *card_id, int64_t *job_id);
+/* What an issuer asks for: a card of profile (its latest version) for the
+ * holder; type "tpm" or "piv" (NULL: the profile's only type, else an
+ * error); device NULL for any. A replacement names the card it replaces;
+ * a temporary one lives temporary_days (and its code no longer). */
+struct cms_request {
+    const char *holder;              /* uid */
+    const char *profile;
+    const char *type;
+    const char *device;
+    int valid_days;                  /* of the collection code */
+    int64_t replaces;
+    int temporary_days;              /* 0: not temporary */
+};
+
+/* The card and its issue job; the collection code (CMS_CODE_LEN bytes) is
+ * shown once and not kept. */
+int cms_card_request(struct cms_db *db, const struct cms_actor *by, const struct cms_request *r,
+                     char code[CMS_CODE_LEN], int64_t *card_id, int64_t *job_id);
+/* The same inside the caller's transaction (a replacement, lifecycle.c). */
+int cms_card_request_in(struct cms_db *db, const struct cms_actor *by, const struct cms_request *r,
+                        char code[CMS_CODE_LEN], int64_t *card_id, int64_t *job_id);
+
+/* A new collection code for a requested card (the holder lost the first,
+ * or it expired): the old one is void, the wrong tries start again. */
+int cms_card_new_code(struct cms_db *db, const struct cms_actor *by, int64_t card_id, int valid_days,
+                      char code[CMS_CODE_LEN]);
 
 /* The holder's side: the job the code opens, run on the device named
  * `device` (this machine's full name). A pending job starts running; a
@@ -109,5 +132,14 @@ int cms_job_list(struct cms_db *db, const char *state, cms_job_cb cb, void *arg)
 
 /* Who collects, in the trail: "holder:UID". */
 void cms_holder_actor(const struct cms_card *card, char *out, size_t outlen);
+
+/* An audit record about the card (its holder, serial and device). */
+int cms_card_audit(struct cms_db *db, const char *who, const char *action, const char *result,
+                   const struct cms_card *card, const char *detail);
+/* This process as a job's owner: host, pid and the pid's start time (a pid
+ * used again by another process does not look like the owner). */
+void cms_owner_self(char *out, size_t outlen);
+/* Is the process an owner names still running on this host? */
+bool cms_owner_alive(const char *owner);
 
 #endif

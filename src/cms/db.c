@@ -164,6 +164,22 @@ static int exec(struct cms_db *db, const char *sql)
     return CMS_ERR;
 }
 
+int cms_exec_bind(struct cms_db *db, const char *sql, const char *what, int64_t a, const char *b, const char *c)
+{
+    sqlite3_stmt *st = cms_prepare(db, sql);
+    int rc;
+    if (!st)
+        return CMS_ERR;
+    sqlite3_bind_int64(st, 1, a);
+    if (b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    if (c)
+        sqlite3_bind_text(st, 3, c, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int cms_begin(struct cms_db *db)
 {
     return exec(db, "BEGIN IMMEDIATE");

@@ -55,6 +55,10 @@ int cms_sql_fail(struct cms_db *db, const char *what);
 /* Prepare a statement (NULL and db->err set on failure). */
 sqlite3_stmt *cms_prepare(struct cms_db *db, const char *sql);
 
+/* One statement bound to ?1 = a, ?2 = b and ?3 = c (text, when not NULL),
+ * run to completion; what names it in the error. */
+int cms_exec_bind(struct cms_db *db, const char *sql, const char *what, int64_t a, const char *b, const char *c);
+
 /* Now, as stored: UTC, "2026-11-22T05:40:09.123Z" (sorts as text). */
 void cms_now(char out[32]);
 /* The UTC text form of a time_t, and back (0 on success). */

@@ -13,7 +13,6 @@
 #include "cms_tool.h"
 #include "tool.h"
 
-int cmd_card_collect(int argc, char **argv);
 
 /* ---- devices ---- */
 
@@ -110,8 +109,9 @@ static int cmd_card_request(int argc, char **argv)
         goto out;
     if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "card.request", a.holder, NULL, a.device))) != EX_OK)
         goto out;
-    rc = cms_report(&c, cms_card_request(c.db, &c.actor, a.holder, a.profile, a.type, a.device, a.days, code,
-                                         &card_id, &job_id));
+    rc = cms_report(&c, cms_card_request(c.db, &c.actor,
+                                         &(struct cms_request){ a.holder, a.profile, a.type, a.device, a.days, 0, 0 },
+                                         code, &card_id, &job_id));
     if (rc != EX_OK)
         goto out;
     if (tool_json) {
@@ -120,6 +120,50 @@ static int cmd_card_request(int argc, char **argv)
         printf("card %" PRId64 " requested for %s (job %" PRId64 ")\n", card_id, a.holder, job_id);
         printf("collection code (give it to the holder; it is not shown again): %s\n", code);
     }
+out:
+    tess_wipe(code, sizeof(code));
+    cms_ctx_close(&c);
+    return rc;
+}
+
+int cms_card_arg(struct cms_ctx *c, const char *arg, struct cms_card *card)
+{
+    char *end;
+    long long id = strtoll(arg, &end, 10);
+    /* A database id is short; a serial is 16 hex digits (or a PIV GUID). */
+    bool by_id = !*end && strlen(arg) < 12 && id > 0;
+    return cms_report(c, cms_card_get(c->db, by_id ? id : 0, by_id ? NULL : arg, card));
+}
+
+static int opt_days(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    (void)c;
+    if (ch != 'v')
+        return -1;
+    *(int *)arg = atoi(v);
+    return *(int *)arg < 1 || *(int *)arg > 365;
+}
+
+static int cmd_card_code(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera card code ID|SERIAL [--valid-days N]";
+    static const struct option extra[] = { { "valid-days", required_argument, 0, 'v' } };
+    struct cms_ctx c = { 0 };
+    struct cms_card k;
+    char code[CMS_CODE_LEN];
+    int days = 14;
+    int rc = cms_parse_opts(&c, argc, argv, extra, 1, opt_days, &days, usage);
+    if (rc == EX_OK && optind != argc - 1)
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK || (rc = cms_card_arg(&c, argv[optind], &k)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "card.code", k.holder, NULL, NULL))) != EX_OK ||
+        (rc = cms_report(&c, cms_card_new_code(c.db, &c.actor, k.id, days, code))) != EX_OK)
+        goto out;
+    if (tool_json)
+        printf("{\"card\":%" PRId64 ",\"code\":\"%s\"}\n", k.id, code);
+    else
+        printf("card %" PRId64 ": new collection code (the old one is void; it is not shown again): %s\n", k.id, code);
 out:
     tess_wipe(code, sizeof(code));
     cms_ctx_close(&c);
@@ -138,11 +182,21 @@ static void print_card(const struct cms_card *k, bool first, bool leave_open)
         tool_json_str(k->device);
         printf(",\"profile\":");
         tool_json_str(k->profile);
-        printf(",\"version\":%d,\"created\":\"%s\",\"updated\":\"%s\"%s", k->profile_version, k->created,
-               k->updated, leave_open ? "" : "}");
+        printf(",\"version\":%d,\"created\":\"%s\",\"updated\":\"%s\"", k->profile_version, k->created, k->updated);
+        if (k->temporary)
+            printf(",\"temporary\":true,\"expires\":\"%s\"", k->expires);
+        if (k->replaces)
+            printf(",\"replaces\":%" PRId64, k->replaces);
+        printf("%s", leave_open ? "" : "}");
     } else {
         printf("%-5" PRId64 " %-4s %-17s %-10s %-16s %-12s v%-3d %s\n", k->id, k->type, k->serial[0] ? k->serial : "-",
                k->state, k->holder, k->profile, k->profile_version, k->device[0] ? k->device : "-");
+        if (!leave_open)
+            return;   /* a list: one line a card */
+        if (k->temporary)
+            printf("      temporary until %s\n", k->expires);
+        if (k->replaces)
+            printf("      replaces card %" PRId64 "\n", k->replaces);
     }
 }
 
@@ -210,12 +264,7 @@ static int cmd_card_read(int argc, char **argv, const char *verb)
         goto out;
     }
     struct cms_card k;
-    char *end;
-    long long id = strtoll(argv[optind], &end, 10);
-    /* A database id is short; a serial is 16 hex digits (or a PIV GUID). */
-    bool by_id = !*end && strlen(argv[optind]) < 12;
-    rc = cms_report(&c, cms_card_get(c.db, by_id ? id : 0, by_id ? NULL : argv[optind], &k));
-    if (rc != EX_OK)
+    if ((rc = cms_card_arg(&c, argv[optind], &k)) != EX_OK)
         goto out;
     bool first = true;
     print_card(&k, true, true);
@@ -298,6 +347,13 @@ int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv)
         return cmd_card_read(argc, argv, verb);
     if (!strcmp(noun, "card") && !strcmp(verb, "collect"))
         return cmd_card_collect(argc, argv);
+    if (!strcmp(noun, "card") && !strcmp(verb, "code"))
+        return cmd_card_code(argc, argv);
+    if (!strcmp(noun, "card") && (!strcmp(verb, "suspend") || !strcmp(verb, "enable") || !strcmp(verb, "cancel") ||
+                                  !strcmp(verb, "erase") || !strcmp(verb, "reprovision") || !strcmp(verb, "replace")))
+        return cmd_card_change(verb, argc, argv);
+    if (!strcmp(noun, "job") && !strcmp(verb, "resume"))
+        return cmd_job_resume(argc, argv);
     if (!strcmp(noun, "job") && !strcmp(verb, "list"))
         return cmd_job_list(argc, argv);
     return -1;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../cms/cards.h"
 #include "../cms/db.h"
 #include "../cms/roles.h"
 
@@ -34,8 +35,29 @@ typedef int (*opt_fn)(struct cms_ctx *c, int ch, const char *optarg_, void *arg)
 int cms_parse_opts(struct cms_ctx *c, int argc, char **argv, const struct option *extra, size_t nextra, opt_fn take,
                    void *arg, const char *usage);
 
+/* cms_device.c: this machine, as card management sees it. */
+struct cms_profile;
+struct tool_key_source;
+struct tool_p11;
+/* TESSERA_TEST_KILL_AT=STEP: the process kills itself (SIGKILL) at STEP. */
+void cms_kill_point(const char *step);
+/* This machine's full name: the canonical name of its host name where the
+ * resolver knows one, else the host name. */
+void cms_device_name(char *out, size_t outlen);
+/* The admin-key master the profile names, as a key source. */
+int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks);
+/* Erase the card with this serial, when it is in this machine, by a
+ * challenge answered with its diversified admin key (*erased: it was). */
+int cms_erase_card(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, bool *erased);
+/* A card named on the command line: a database id (a short number) or a serial. */
+int cms_card_arg(struct cms_ctx *c, const char *arg, struct cms_card *card);
+
 /* cms_ca.c, cms_cards.c: the verbs of those nouns; -1 when not theirs. */
 int cmd_cms_ca(const char *verb, int argc, char **argv);
 int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv);
+/* collect.c, cms_change.c */
+int cmd_card_collect(int argc, char **argv);
+int cmd_card_change(const char *verb, int argc, char **argv);
+int cmd_job_resume(int argc, char **argv);
 
 #endif

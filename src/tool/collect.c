@@ -22,11 +22,10 @@
 
 #include <getopt.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -57,30 +56,6 @@ struct collect {
     int certs;
 };
 
-static void kill_point(const char *step)
-{
-    const char *at = getenv("TESSERA_TEST_KILL_AT");
-    if (at && !strcmp(at, step)) {
-        fflush(NULL);
-        raise(SIGKILL);
-    }
-}
-
-/* This machine's full name: the canonical name of its host name where the
- * resolver knows one, else the host name. */
-static void device_name(char *out, size_t outlen)
-{
-    struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
-    char host[256] = "";
-    gethostname(host, sizeof(host) - 1);
-    if (getaddrinfo(host, NULL, &hints, &ai) == 0 && ai && ai->ai_canonname && strchr(ai->ai_canonname, '.'))
-        snprintf(out, outlen, "%s", ai->ai_canonname);
-    else
-        snprintf(out, outlen, "%s", host);
-    if (ai)
-        freeaddrinfo(ai);
-}
-
 /* ---- undoing ---- */
 
 static int revoke_one(void *arg, int64_t id, const char *ca_name, const char *serial, const char *key_name,
@@ -100,44 +75,6 @@ static int revoke_one(void *arg, int64_t id, const char *ca_name, const char *se
     return cms_cert_set_state(k->c.db, id, "revoked");
 }
 
-/* Erase the card with this serial, if it exists, by its admin key. */
-static int erase_card(struct collect *k, const char *serial, bool *erased)
-{
-    CK_TESSERA_CARD_INFO info;
-    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-    CK_SLOT_ID slot;
-    uint8_t key[32], chal[16], resp[16];
-    size_t klen = sizeof(key), blk = tess_admin_block_len(k->ks.alg);
-    CK_ULONG clen = sizeof(chal);
-    CK_RV rv;
-    int rc;
-
-    *erased = false;
-    if (tool_p11_find(&k->p, -1, serial, &slot, &info) != EX_OK)
-        return EX_OK;   /* never made */
-    rc = tool_key_source_key(&k->ks, serial, key, &klen);
-    if (rc != EX_OK)
-        return rc;
-    rv = k->p.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
-    if (rv == CKR_OK)
-        rv = k->p.t->T_GetChallenge(h, 0, chal, &clen);
-    if (rv == CKR_OK && clen != blk)
-        rv = CKR_TESSERA_NO_ADMIN_KEY;
-    if (rv == CKR_OK)
-        rv = tess_admin_response(k->ks.alg, key, klen, chal, blk, resp);
-    if (rv == CKR_OK)
-        rv = k->p.t->T_EraseCard(h, resp, (CK_ULONG)blk);
-    if (rv == CKR_OK) {
-        h = CK_INVALID_HANDLE;
-        *erased = true;
-    }
-    if (h != CK_INVALID_HANDLE)
-        k->p.f->C_CloseSession(h);
-    tess_wipe(key, sizeof(key));
-    tess_wipe(resp, sizeof(resp));
-    return tool_report(rv, "the half-made card could not be erased");
-}
-
 /* Undo what a collect did: pending = true after a failure here (the holder
  * may try again), false when this collect goes on to issue. */
 static int undo(struct collect *k, bool pending)
@@ -148,7 +85,7 @@ static int undo(struct collect *k, bool pending)
 
     snprintf(serial, sizeof(serial), "%s", k->card.serial);
     if (serial[0] && k->card.type[0] == 't')
-        rc = erase_card(k, serial, &erased);
+        rc = cms_erase_card(&k->p, &k->ks, serial, &erased);
     k->certs = 0;
     if (rc == EX_OK)
         rc = cms_report(&k->c, cms_card_certs(k->c.db, k->card.id, revoke_one, k));
@@ -233,7 +170,7 @@ static int create_card(struct collect *k, CK_SLOT_ID *slot)
         return rc;
     snprintf(k->card.serial, sizeof(k->card.serial), "%s", serial);
     snprintf(k->job.step, sizeof(k->job.step), "serial");
-    kill_point("serial");
+    cms_kill_point("serial");
 
     rc = tool_find_spare(&k->p, -1, slot);
     if (rc == EX_OK)
@@ -262,7 +199,7 @@ static int create_card(struct collect *k, CK_SLOT_ID *slot)
         rc = tool_report(rv, "the card was not made");
         goto out;
     }
-    kill_point("created");
+    cms_kill_point("created");
     snprintf(detail, sizeof(detail), "TPM virtual card, PIN %s, %d tries, admin key %s", k->prof.pin_generated ?
              "generated" : "chosen by the holder", k->prof.pin_tries, tess_key_alg_name(k->ks.alg));
     rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, "created", NULL, "card.create", detail));
@@ -273,6 +210,16 @@ out:
     tess_wipe(so_raw, sizeof(so_raw));
     tess_wipe(so_pin, sizeof(so_pin));
     return rc;
+}
+
+/* A temporary card's certificates end when it does. */
+static int lifetime_days(const struct collect *k, const struct cms_key_spec *spec)
+{
+    int64_t until, left;
+    if (!k->card.temporary || cms_time_parse(k->card.expires, &until))
+        return spec->lifetime_days;
+    left = (until - (int64_t)time(NULL)) / 86400;
+    return left < 1 ? 1 : left < spec->lifetime_days ? (int)left : spec->lifetime_days;
 }
 
 static int issue_key(struct collect *k, CK_SESSION_HANDLE h, int index)
@@ -291,7 +238,7 @@ static int issue_key(struct collect *k, CK_SESSION_HANDLE h, int index)
     if (rv != CKR_OK)
         return tool_report(rv, "no key was made");
     snprintf(step, sizeof(step), "key:%s", spec->name);
-    kill_point(step);
+    cms_kill_point(step);
     if (!spec->eku)
         goto recorded;   /* a key without a certificate */
     subject = cms_subject_build(spec->subject, &k->holder, err, sizeof(err));
@@ -304,7 +251,7 @@ static int issue_key(struct collect *k, CK_SESSION_HANDLE h, int index)
     if (rc != EX_OK)
         goto out;
     struct cms_cert_request req = {
-        .csr = csr, .subject = subject, .lifetime_days = spec->lifetime_days, .eku = spec->eku,
+        .csr = csr, .subject = subject, .lifetime_days = lifetime_days(k, spec), .eku = spec->eku,
         .sign = spec->sign, .decrypt = spec->decrypt,
         .email = (spec->eku & CMS_EKU_EMAIL) ? k->holder.email : NULL,
         .upn = (spec->eku & CMS_EKU_SMARTCARD_LOGON) ? cms_holder_attr(&k->holder, "upn") : NULL,
@@ -315,19 +262,19 @@ static int issue_key(struct collect *k, CK_SESSION_HANDLE h, int index)
         goto out;
     }
     snprintf(step, sizeof(step), "enrolled:%s", spec->name);
-    kill_point(step);
+    cms_kill_point(step);
     rc = cms_report(&k->c, cms_cert_record(k->c.db, &k->card, spec->name, k->ca->name, cert));
     if (rc != EX_OK)
         goto out;
     snprintf(step, sizeof(step), "recorded:%s", spec->name);
-    kill_point(step);
+    cms_kill_point(step);
     rv = tool_store_cert(&k->p, h, cert, id, 1, spec->name, 1, &added);
     if (rv != CKR_OK) {
         rc = tool_report(rv, "the certificate was not stored");
         goto out;
     }
     snprintf(step, sizeof(step), "loaded:%s", spec->name);
-    kill_point(step);
+    cms_kill_point(step);
 recorded:
     snprintf(step, sizeof(step), "key:%s", spec->name);
     rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, step, NULL, NULL, NULL));
@@ -370,12 +317,12 @@ static int issue(struct collect *k)
         rc = tool_load_ca_certs(&k->p, h, &info, chain);
     if (rc != EX_OK)
         goto out;
-    kill_point("loaded");
+    cms_kill_point("loaded");
     snprintf(detail, sizeof(detail), "job %" PRId64 ": card %s, profile %s version %d, %d key(s)", k->job.id,
              k->card.serial, k->prof.name, k->prof.version, k->prof.nkeys);
     rc = cms_report(&k->c, cms_collect_finish(k->c.db, &k->job, &k->card, detail));
     if (rc == EX_OK)
-        kill_point("done");
+        cms_kill_point("done");
 out:
     if (h != CK_INVALID_HANDLE)
         k->p.f->C_CloseSession(h);
@@ -406,14 +353,8 @@ static int prepare(struct collect *k, const char *pin_file)
             return EX_FAIL;
         }
     }
-    k->ks.master_file = k->prof.master_file[0] ? k->prof.master_file : NULL;
-    k->ks.master_uri = k->prof.master_uri[0] ? k->prof.master_uri : NULL;
-    k->ks.prf = k->prof.prf;
-    k->ks.alg = k->prof.alg;
-    if (!tool_key_source_given(&k->ks)) {
-        fprintf(stderr, "tessera: profile %s names no admin-key master (master-file or master-uri)\n", k->prof.name);
-        return EX_FAIL;
-    }
+    if ((rc = cms_key_source(&k->prof, &k->ks)) != EX_OK)
+        return rc;
     return choose_pin(k, pin_file);
 }
 
@@ -451,7 +392,7 @@ int cmd_card_collect(int argc, char **argv)
         snprintf(code, sizeof(code), "%s", args[0]);
     else if (tool_read_secret(NULL, "collection code", code, sizeof(code)))
         return EX_USAGE;
-    device_name(k.device, sizeof(k.device));
+    cms_device_name(k.device, sizeof(k.device));
     if ((rc = cms_ctx_open(&k.c, false)) != EX_OK)
         goto done;
     rc = cms_report(&k.c, cms_collect_claim(k.c.db, code, k.device, &k.job, &k.card));

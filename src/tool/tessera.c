@@ -82,12 +82,28 @@ void tool_usage(FILE *f)
           "  card request --holder UID --profile NAME [--type tpm|piv] [--device NAME] [--valid-days N]\n"
           "  card collect [--code CODE] [--pin-file F]  the holder, on the device: the card made and issued\n"
           "  card list [--holder UID] | card show ID|SERIAL | job list [--state S]\n"
+          "  card code ID                             a new collection code for a requested card\n"
+          "  card suspend|enable|cancel ID|SERIAL [--note TEXT]   certificates held, released, revoked\n"
+          "  card replace ID|SERIAL --reason lost|stolen|damaged|forgotten [--type T] [--device NAME]\n"
+          "               [--valid-days N] [--note TEXT]   forgotten: a temporary card, the original suspended\n"
+          "  card erase|reprovision ID|SERIAL [--note TEXT]   on the card's device: erased by its admin key;\n"
+          "                                           reprovision: then a new card to the latest profile\n"
+          "  job resume ID                            finish a change that was interrupted\n"
           "\n"
           "  MASTER: --master-file F (hex, mode 0600), or --master-uri 'pkcs11:token=...;object=...' (a key\n"
           "          in an HSM, which computes the KDF) [--hsm-module SO] [--hsm-pin-file F]\n"
           "  P: cmac-aes256 (default), cmac-aes128, hmac-sha256   A: 3des (default), aes128, aes192, aes256\n"
           "Settings: TESSERA_HOME (config + store), TESSERA_TCTI (TPM connection).\n",
           f);
+}
+
+/* Does a verb's command line name a card by --slot or --serial? */
+static bool names_card(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strncmp(argv[i], "--slot", 6) || !strncmp(argv[i], "--serial", 8))
+            return true;
+    return false;
 }
 
 int tool_exit_for(CK_RV rv)
@@ -389,8 +405,8 @@ int main(int argc, char **argv)
         rc = cmd_card_info(argc - 2, argv + 2);
     else if (!strcmp(noun, "card") && !strcmp(verb, "init"))
         rc = cmd_card_init(argc - 2, argv + 2, false);
-    else if (!strcmp(noun, "card") && !strcmp(verb, "erase"))
-        rc = cmd_card_erase(argc - 2, argv + 2, false);
+    else if (!strcmp(noun, "card") && !strcmp(verb, "erase") && names_card(argc - 2, argv + 2))
+        rc = cmd_card_erase(argc - 2, argv + 2, false);   /* by hand; without --slot/--serial: card management's */
     else if ((rc = cmd_cms(noun, argc - 1, argv + 1)) >= 0)
         ;
     else {

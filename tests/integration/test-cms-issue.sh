@@ -8,18 +8,7 @@
 # issues the card whole.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 
-export TESSERA_CMS_DB="$TESSERA_HOME/cms.db"
-T() { $TOOL "$@"; }
-exit_is() { # exit_is CODE command...: the command exits with CODE
-    local want=$1; shift
-    "$@"; local got=$?
-    [ "$got" = "$want" ] || { echo "exit $got, want $want"; return 1; }
-}
-sql() { /usr/bin/python3 -c 'import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-for r in c.execute(sys.argv[2]): print("|".join("" if v is None else str(v) for v in r))
-c.commit()' "$TESSERA_CMS_DB" "$1"; }
-here=$(hostname -f 2>/dev/null || hostname)
+. "$TESSERA_SRCDIR/tests/lib/cms.sh"
 
 t_ok "a database, root as administrator, issuer and auditor" \
     sh -c "$TOOL db init && $TOOL operator roles root --roles administrator,issuer,auditor"
@@ -61,12 +50,6 @@ EOF
 t_ok "a profile for TPM cards" T profile import "$WORK/vsc.ini"
 echo 123456 > "$WORK/pin"
 
-request() {   # request HOLDER [options]: the code in $WORK/code
-    T --json card request --holder "$@" > "$WORK/req" || return 1
-    field code < "$WORK/req" > "$WORK/code"
-    [ -s "$WORK/code" ]
-}
-code() { cat "$WORK/code"; }
 
 # ---- guards: who may request, the device, the code, the PIN
 t_ok "olga, helpdesk only" T operator add olga --roles helpdesk
@@ -145,21 +128,6 @@ t_ok "  its code, expired (moved to the past): exit 9" exit_is 9 T card collect 
 t_ok "  says it expired" grep -q "expired" "$WORK/last.out"
 
 # ---- killed after each step
-# Every card on the TPM is one the database knows, and every card row with
-# a serial in an issued state has its card on the TPM.
-consistent() {
-    $TOOL --json vsc list | tr '{' '\n' | sed -n 's/.*"serial":"\([^"]*\)".*/\1/p' | sort > "$WORK/on-tpm"
-    sql "SELECT serial FROM cards WHERE serial IS NOT NULL AND state NOT IN ('erased', 'cancelled')" | sort > "$WORK/in-db"
-    sql "SELECT serial FROM cards WHERE state = 'active'" | sort > "$WORK/active"
-    comm -23 "$WORK/on-tpm" "$WORK/in-db" > "$WORK/orphans"
-    comm -13 "$WORK/on-tpm" "$WORK/active" > "$WORK/missing"
-    [ ! -s "$WORK/orphans" ] || { echo "cards the database does not know: $(cat "$WORK/orphans")"; return 1; }
-    [ ! -s "$WORK/missing" ] || { echo "active cards not on the TPM: $(cat "$WORK/missing")"; return 1; }
-    /usr/bin/python3 -c 'import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-assert c.execute("PRAGMA foreign_key_check").fetchall() == []' "$TESSERA_CMS_DB"
-}
 t_ok "before the kills: consistent" consistent
 for step in serial created key:auth enrolled:auth recorded:auth loaded:auth key:enc enrolled:enc recorded:enc \
             loaded:enc loaded done; do

@@ -155,6 +155,13 @@ static void test_ca(void)
     cms_close(db);
 }
 
+static int request(struct cms_db *db, const char *type, const char *device, int days, char *code, int64_t *card_id,
+                   int64_t *job_id)
+{
+    struct cms_request r = { "jdoe", "both", type, device, days, 0, 0 };
+    return cms_card_request(db, &admin, &r, code, card_id, job_id);
+}
+
 static void write_file(const char *name, const char *text, char *path, size_t len)
 {
     snprintf(path, len, "%s/%s", dir, name);
@@ -182,14 +189,14 @@ static void test_request_collect(void)
                "certificate = client-auth\nsubject = /CN=${name}/UID=${uid}\nlifetime-days = 30\n",
                path, sizeof(path));
     ok(cms_profile_import(db, &admin, path, &version, &unchanged) == CMS_OK, "a profile for TPM and PIV cards");
-    ok(cms_card_request(db, &admin, "jdoe", "both", NULL, NULL, 14, code, &card_id, &job_id) == CMS_INVALID,
+    ok(request(db, NULL, NULL, 14, code, &card_id, &job_id) == CMS_INVALID,
        "a profile for two card types wants the type named: %s", db->err);
-    ok(cms_card_request(db, &admin, "jdoe", "both", "tpm", "nowhere.example", 14, code, &card_id, &job_id) ==
+    ok(request(db, "tpm", "nowhere.example", 14, code, &card_id, &job_id) ==
            CMS_NOTFOUND,
        "an unknown device: not found");
-    ok(cms_card_request(db, &admin, "jdoe", "both", "tpm", NULL, 0, code, &card_id, &job_id) == CMS_INVALID,
+    ok(request(db, "tpm", NULL, 0, code, &card_id, &job_id) == CMS_INVALID,
        "a code valid for 0 days is refused");
-    ok(cms_card_request(db, &admin, "jdoe", "both", "tpm", NULL, 14, code, &card_id, &job_id) == CMS_OK,
+    ok(request(db, "tpm", NULL, 14, code, &card_id, &job_id) == CMS_OK,
        "a TPM card requested");
     ok(strlen(code) == 23 && code[5] == '-' && code[11] == '-' && code[17] == '-', "  code %s", code);
     ok(cms_card_get(db, card_id, NULL, &card) == CMS_OK && !strcmp(card.state, "requested") && !card.serial[0],
@@ -222,7 +229,7 @@ static void test_request_collect(void)
     ok(cms_card_get(db, card_id, NULL, &card) == CMS_OK && !strcmp(card.state, "active"), "  the card is active");
     ok(cms_collect_claim(db, code, "laptop.example", &job, &card) == CMS_DENIED, "  the code is gone");
 
-    ok(cms_card_request(db, &admin, "jdoe", "both", "piv", NULL, 14, code, &card_id, &job_id) == CMS_OK,
+    ok(request(db, "piv", NULL, 14, code, &card_id, &job_id) == CMS_OK,
        "a PIV card requested");
     for (int i = 0; i < CMS_CODE_TRIES; i++) {
         snprintf(wrong, sizeof(wrong), "%s", code);

@@ -1,0 +1,90 @@
+/* What the card-management verbs do on this machine, shared by collect and
+ * the changes that erase a card: the machine's name as a device, a card
+ * erased by its diversified admin key, the key source a profile names, and
+ * the kill points the tests use. */
+#include "config.h"
+
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../cms/profile.h"
+#include "../kdf.h"
+#include "../util.h"
+#include "cms_tool.h"
+#include "tool.h"
+
+void cms_kill_point(const char *step)
+{
+    const char *at = getenv("TESSERA_TEST_KILL_AT");
+    if (at && !strcmp(at, step)) {
+        fflush(NULL);
+        raise(SIGKILL);
+    }
+}
+
+void cms_device_name(char *out, size_t outlen)
+{
+    struct addrinfo hints = { .ai_flags = AI_CANONNAME }, *ai = NULL;
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    if (getaddrinfo(host, NULL, &hints, &ai) == 0 && ai && ai->ai_canonname && strchr(ai->ai_canonname, '.'))
+        snprintf(out, outlen, "%s", ai->ai_canonname);
+    else
+        snprintf(out, outlen, "%s", host);
+    if (ai)
+        freeaddrinfo(ai);
+}
+
+int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks)
+{
+    *ks = (struct tool_key_source)TOOL_KEY_SOURCE_INIT;
+    ks->master_file = prof->master_file[0] ? prof->master_file : NULL;
+    ks->master_uri = prof->master_uri[0] ? prof->master_uri : NULL;
+    ks->prf = prof->prf;
+    ks->alg = prof->alg;
+    if (tool_key_source_given(ks))
+        return EX_OK;
+    fprintf(stderr, "tessera: profile %s names no admin-key master (master-file or master-uri)\n", prof->name);
+    return EX_FAIL;
+}
+
+int cms_erase_card(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, bool *erased)
+{
+    CK_TESSERA_CARD_INFO info;
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    CK_SLOT_ID slot;
+    uint8_t key[32], chal[16], resp[16];
+    size_t klen = sizeof(key), blk = tess_admin_block_len(ks->alg);
+    CK_ULONG clen = sizeof(chal);
+    CK_RV rv;
+    int rc;
+
+    *erased = false;
+    if (tool_p11_find(p, -1, serial, &slot, &info) != EX_OK)
+        return EX_OK;   /* not here */
+    rc = tool_key_source_key(ks, serial, key, &klen);
+    if (rc != EX_OK)
+        return rc;
+    rv = p->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
+    if (rv == CKR_OK)
+        rv = p->t->T_GetChallenge(h, 0, chal, &clen);
+    if (rv == CKR_OK && clen != blk)
+        rv = CKR_TESSERA_NO_ADMIN_KEY;
+    if (rv == CKR_OK)
+        rv = tess_admin_response(ks->alg, key, klen, chal, blk, resp);
+    if (rv == CKR_OK)
+        rv = p->t->T_EraseCard(h, resp, (CK_ULONG)blk);
+    if (rv == CKR_OK) {
+        h = CK_INVALID_HANDLE;   /* erasing closed it */
+        *erased = true;
+    }
+    if (h != CK_INVALID_HANDLE)
+        p->f->C_CloseSession(h);
+    tess_wipe(key, sizeof(key));
+    tess_wipe(resp, sizeof(resp));
+    return tool_report(rv, "the card could not be erased");
+}
