@@ -363,6 +363,34 @@ int cms_card_request(struct cms_db *db, const struct cms_actor *by, const struct
     return rc;
 }
 
+int cms_card_request_batch(struct cms_db *db, const struct cms_actor *by, const struct cms_request *reqs, size_t n,
+                           char (*codes)[CMS_CODE_LEN], int64_t *card_ids, int64_t *job_ids)
+{
+    char detail[200];
+    int rc = cms_begin(db);
+    size_t i;
+    if (rc != CMS_OK)
+        return rc;
+    for (i = 0; i < n && rc == CMS_OK; i++)
+        rc = cms_card_request_in(db, by, &reqs[i], codes[i], &card_ids[i], &job_ids[i]);
+    if (rc != CMS_OK) {
+        char why[sizeof(db->err)];
+        snprintf(why, sizeof(why), "%s", db->err);
+        cms_fail(db, rc, "holder %zu of the batch (%s): %s; no card of the batch was requested", i,
+                 reqs[i - 1].holder, why);
+    } else {
+        struct cms_audit_rec rec = { .operator = by->name, .action = "card.request", .result = "ok", .detail = detail };
+        snprintf(detail, sizeof(detail), "a batch of %zu cards of profile %s, cards %" PRId64 " to %" PRId64, n,
+                 n ? reqs[0].profile : "-", n ? card_ids[0] : 0, n ? card_ids[n - 1] : 0);
+        rc = cms_audit_append(db, &rec);
+    }
+    if (rc == CMS_OK && (rc = cms_commit(db)) == CMS_OK)
+        return CMS_OK;
+    cms_rollback(db);
+    tess_wipe(codes, n * CMS_CODE_LEN);
+    return rc;
+}
+
 int cms_card_new_code(struct cms_db *db, const struct cms_actor *by, int64_t card_id, int valid_days,
                       char code[CMS_CODE_LEN])
 {

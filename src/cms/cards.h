@@ -82,6 +82,12 @@ int cms_card_request(struct cms_db *db, const struct cms_actor *by, const struct
 int cms_card_request_in(struct cms_db *db, const struct cms_actor *by, const struct cms_request *r,
                         char code[CMS_CODE_LEN], int64_t *card_id, int64_t *job_id);
 
+/* Many requests, all or none, in one transaction: codes[i], card_ids[i]
+ * and job_ids[i] for reqs[i]; the first that fails is named in db->err
+ * (by its place, from 1) and nothing is kept. */
+int cms_card_request_batch(struct cms_db *db, const struct cms_actor *by, const struct cms_request *reqs, size_t n,
+                           char (*codes)[CMS_CODE_LEN], int64_t *card_ids, int64_t *job_ids);
+
 /* A new collection code for a requested card (the holder lost the first,
  * or it expired): the old one is void, the wrong tries start again. */
 int cms_card_new_code(struct cms_db *db, const struct cms_actor *by, int64_t card_id, int valid_days,

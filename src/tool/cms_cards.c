@@ -1,12 +1,15 @@
-/* tessera device add|list, card request|list|show|collect, job list: the
+/* tessera device add|list, card request (one, or a batch)|code|list|show, job list: the
  * inventory and the issuance job (src/cms/cards.c; collect.c does the
  * card's side of collecting). */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../cms/cards.h"
 #include "../util.h"
@@ -73,6 +76,7 @@ out:
 struct request_args {
     const char *holder, *profile, *type, *device;
     int days;
+    const char *holders, *out;   /* a batch: holders' uids from a file, codes to a new file */
 };
 
 static int opt_request(struct cms_ctx *c, int ch, const char *v, void *arg)
@@ -85,30 +89,148 @@ static int opt_request(struct cms_ctx *c, int ch, const char *v, void *arg)
     case 't': a->type = v; return 0;
     case 'd': a->device = v; return 0;
     case 'v': a->days = atoi(v); return a->days < 1;
+    case 'H': a->holders = v; return 0;
+    case 'o': a->out = v; return 0;
     default: return -1;
     }
+}
+
+/* The uids of a batch: one a line ("-": standard input); blank lines and
+ * lines from '#' are skipped. NULL with a message when it cannot be read. */
+static char **read_uids(const char *path, size_t *n)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    char line[512], **uids = NULL;
+    size_t cap = 0;
+    *n = 0;
+    if (!f) {
+        fprintf(stderr, "tessera: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char *p = line + strspn(line, " \t"), *end = p + strcspn(p, "#\r\n");
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        *end = '\0';
+        if (!*p)
+            continue;
+        if (*n == cap) {
+            char **more = realloc(uids, (cap = cap ? 2 * cap : 64) * sizeof(*uids));
+            if (!more)
+                goto fail;
+            uids = more;
+        }
+        if (!(uids[*n] = strdup(p)))
+            goto fail;
+        (*n)++;
+    }
+    if (ferror(f))
+        goto fail;
+    if (f != stdin)
+        fclose(f);
+    if (*n == 0)
+        fprintf(stderr, "tessera: %s names no holder\n", path);
+    return *n ? uids : NULL;
+fail:
+    fprintf(stderr, "tessera: %s: cannot read it\n", path);
+    if (f != stdin)
+        fclose(f);
+    while (*n)
+        free(uids[--*n]);
+    free(uids);
+    return NULL;
+}
+
+/* A batch: every holder of the file gets a card, or none does; the codes
+ * go to a new file only its owner may read (uid,card,job,code). */
+static int request_batch(struct cms_ctx *c, const struct request_args *a)
+{
+    size_t n = 0;
+    char **uids = read_uids(a->holders, &n);
+    struct cms_request *reqs = uids ? calloc(n, sizeof(*reqs)) : NULL;
+    char (*codes)[CMS_CODE_LEN] = uids ? calloc(n, CMS_CODE_LEN) : NULL;
+    int64_t *cards = uids ? calloc(n, sizeof(*cards)) : NULL, *jobs = uids ? calloc(n, sizeof(*jobs)) : NULL;
+    FILE *out = NULL;
+    int fd = -1, rc = EX_FAIL;
+    bool requested = false;
+
+    if (!uids || !reqs || !codes || !cards || !jobs)
+        goto out;
+    /* The file first: codes that could not be written would be lost. */
+    fd = open(a->out, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || !(out = fdopen(fd, "w"))) {
+        fprintf(stderr, "tessera: %s: %s (the codes go to a new file)\n", a->out, strerror(errno));
+        goto out;
+    }
+    fd = -1;
+    for (size_t i = 0; i < n; i++)
+        reqs[i] = (struct cms_request){ uids[i], a->profile, a->type, NULL, a->days, 0, 0 };
+    rc = cms_report(c, cms_card_request_batch(c->db, &c->actor, reqs, n, codes, cards, jobs));
+    if (rc != EX_OK)
+        goto out;
+    requested = true;
+    fprintf(out, "uid,card,job,code\n");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%s,%" PRId64 ",%" PRId64 ",%s\n", uids[i], cards[i], jobs[i], codes[i]);
+    if (fflush(out) || fsync(fileno(out))) {
+        fprintf(stderr, "tessera: %s: %s; the cards are requested: give them new codes (tessera card code)\n",
+                a->out, strerror(errno));
+        rc = EX_FAIL;
+    } else if (tool_json) {
+        printf("{\"cards\":%zu,\"first\":%" PRId64 ",\"last\":%" PRId64 ",\"codes\":", n, cards[0], cards[n - 1]);
+        tool_json_str(a->out);
+        printf("}\n");
+    } else {
+        printf("%zu cards requested (%" PRId64 " to %" PRId64 "); their collection codes are in %s\n", n, cards[0],
+               cards[n - 1], a->out);
+    }
+out:
+    if (out)
+        fclose(out);
+    if (out && !requested)
+        unlink(a->out);   /* ours, and holds no code */
+    if (fd >= 0)
+        close(fd);
+    if (codes)
+        tess_wipe(codes, n * CMS_CODE_LEN);
+    for (size_t i = 0; uids && i < n; i++)
+        free(uids[i]);
+    free(uids);
+    free(reqs);
+    free(codes);
+    free(cards);
+    free(jobs);
+    return rc;
 }
 
 static int cmd_card_request(int argc, char **argv)
 {
     static const char usage[] = "usage: tessera card request --holder UID --profile NAME [--type tpm|piv] "
-                                "[--device NAME] [--valid-days N]";
+                                "[--device NAME] [--valid-days N]\n"
+                                "       tessera card request --holders FILE --out FILE --profile NAME [--type tpm|piv] "
+                                "[--valid-days N]";
     static const struct option extra[] = {
         { "holder", required_argument, 0, 'h' }, { "profile", required_argument, 0, 'p' },
         { "type", required_argument, 0, 't' },   { "device", required_argument, 0, 'd' },
-        { "valid-days", required_argument, 0, 'v' },
+        { "valid-days", required_argument, 0, 'v' }, { "holders", required_argument, 0, 'H' },
+        { "out", required_argument, 0, 'o' },
     };
-    struct request_args a = { NULL, NULL, NULL, NULL, 14 };
+    struct request_args a = { NULL, NULL, NULL, NULL, 14, NULL, NULL };
     struct cms_ctx c = { 0 };
-    char code[CMS_CODE_LEN];
+    char code[CMS_CODE_LEN] = "";
     int64_t card_id = 0, job_id = 0;
-    int rc = cms_parse_opts(&c, argc, argv, extra, 5, opt_request, &a, usage);
-    if (rc == EX_OK && (!a.holder || !a.profile || optind != argc))
+    int rc = cms_parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_request, &a, usage);
+    bool batch = a.holders != NULL;
+    if (rc == EX_OK && (!a.profile || optind != argc || (batch ? a.holder || a.device || !a.out : !a.holder || a.out)))
         rc = tool_usage_error(usage);
     if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
     if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "card.request", a.holder, NULL, a.device))) != EX_OK)
         goto out;
+    if (batch) {
+        rc = request_batch(&c, &a);
+        goto out;
+    }
     rc = cms_report(&c, cms_card_request(c.db, &c.actor,
                                          &(struct cms_request){ a.holder, a.profile, a.type, a.device, a.days, 0, 0 },
                                          code, &card_id, &job_id));

@@ -82,6 +82,8 @@ void tool_usage(FILE *f)
           "  card request --holder UID --profile NAME [--type tpm|piv] [--device NAME] [--valid-days N]\n"
           "  card collect [--code CODE] [--pin-file F]  the holder, on the device: the card made and issued\n"
           "  card list [--holder UID] | card show ID|SERIAL | job list [--state S]\n"
+          "  card request --holders FILE --out CODES --profile NAME [--type T] [--valid-days N]\n"
+          "                                           a batch, all or none; the codes to a new 0600 file\n"
           "  card code ID                             a new collection code for a requested card\n"
           "  card suspend|enable|cancel ID|SERIAL [--note TEXT]   certificates held, released, revoked\n"
           "  card replace ID|SERIAL --reason lost|stolen|damaged|forgotten [--type T] [--device NAME]\n"

@@ -183,6 +183,23 @@ t_ok "replaced as damaged instead" T card replace "$F" --reason damaged
 t_is "  revoked as superseded" "$(state "$F")|$(crl_reason "$(cert_serial "$F")")" "revoked|Superseded"
 t_ok "  its replacement cancelled" T card cancel "$(sql "SELECT id FROM cards WHERE replaces_id = $F")"
 
+# ---- a batch
+printf 'uid,name,email\nbjones,Bo Jones,bo@example.org\nckim,Cy Kim,cy@example.org\n' > "$WORK/more.csv"
+t_ok "two more holders" T holder import "$WORK/more.csv"
+printf '# the new starters\nbjones\n  ckim  \n\nnobody\n' > "$WORK/batch"
+cards_before=$(sql "SELECT count(*) FROM cards")
+t_ok "a batch naming an unknown holder: exit 5" exit_is 5 T card request --holders "$WORK/batch" --profile vsc --out "$WORK/codes.csv"
+t_ok "  says which line" grep -q "holder 3 of the batch (nobody)" "$WORK/last.out"
+t_is "  no card requested, no codes file" "$(sql "SELECT count(*) FROM cards")|$(test -e "$WORK/codes.csv" && echo file)" "$cards_before|"
+sed -i '/nobody/d' "$WORK/batch"
+t_ok "the batch for two" T card request --holders "$WORK/batch" --profile vsc --out "$WORK/codes.csv"
+t_is "  two cards requested" "$(sql "SELECT count(*) FROM cards") $(sql "SELECT group_concat(h.uid) FROM cards c JOIN holders h ON h.id = c.holder_id WHERE c.id > $cards_before")" "$((cards_before + 2)) bjones,ckim"
+t_is "  the codes only its owner may read" "$(stat -c %a "$WORK/codes.csv") $(wc -l < "$WORK/codes.csv")" "600 3"
+t_ok "  a batch to the same file is refused: exit 1" exit_is 1 T card request --holders "$WORK/batch" --profile vsc --out "$WORK/codes.csv"
+grep '^ckim,' "$WORK/codes.csv" | cut -d, -f4 > "$WORK/code"
+t_ok "  ckim collects hers with the code from the file" collect
+t_is "  on her card" "$(sql "SELECT h.uid FROM cards c JOIN holders h ON h.id = c.holder_id WHERE c.serial = '$(cat "$WORK/serial")'")" ckim
+
 # ---- killed
 t_ok "killed after E's certificate is held" exit_is 137 env TESSERA_TEST_KILL_AT=change:certificate $TOOL card suspend "$E"
 t_is "  the card still active, its certificate held" "$(state "$E")|$(cert_states "$E")" "active|suspended"
