@@ -135,6 +135,23 @@ static void report(const struct change_run *r, bool resumed)
     }
 }
 
+/* May the operator make this change of r's card? (A refusal is audited.) */
+static int authorize(struct change_run *r, const struct cms_change *ch)
+{
+    return cms_report(&r->c, cms_authorize(r->c.db, &r->c.actor, ch->action, r->card.holder,
+                                           r->card.serial[0] ? r->card.serial : NULL,
+                                           r->card.device[0] ? r->card.device : NULL));
+}
+
+static int run_close(struct change_run *r, int rc)
+{
+    tool_p11_close(&r->p);
+    cms_ca_close(r->ca);
+    cms_ctx_close(&r->c);
+    tess_wipe(r->code, sizeof(r->code));
+    return rc;
+}
+
 static int ca_ready(struct change_run *r)
 {
     int rc = cms_ca_open(r->c.db, &r->ca);
@@ -154,8 +171,7 @@ static int finish_interrupted(struct change_run *r, bool *finished)
     if (rc != CMS_OK)
         return cms_report(&r->c, rc);
     ch = cms_change_find(r->job.kind);
-    if ((rc = cms_report(&r->c, cms_authorize(r->c.db, &r->c.actor, ch->action, r->card.holder, r->card.serial,
-                                              r->card.device))) != EX_OK)
+    if ((rc = authorize(r, ch)) != EX_OK)
         return rc;
     if (!tool_json)
         printf("card %" PRId64 ": finishing the interrupted %s (job %" PRId64 ", after step %s)\n", r->card.id,
@@ -214,9 +230,7 @@ int cmd_card_change(const char *verb, int argc, char **argv)
     const struct cms_change *want = r.ch;
     if ((rc = cms_ctx_open(&r.c, false)) != EX_OK || (rc = cms_card_arg(&r.c, argv[optind], &r.card)) != EX_OK)
         goto out;
-    if ((rc = cms_report(&r.c, cms_authorize(r.c.db, &r.c.actor, want->action, r.card.holder,
-                                             r.card.serial[0] ? r.card.serial : NULL,
-                                             r.card.device[0] ? r.card.device : NULL))) != EX_OK)
+    if ((rc = authorize(&r, want)) != EX_OK)
         goto out;
     if ((rc = ca_ready(&r)) != EX_OK || (rc = finish_interrupted(&r, &finished)) != EX_OK)
         goto out;
@@ -239,11 +253,7 @@ int cmd_card_change(const char *verb, int argc, char **argv)
         fprintf(stderr, "tessera: job %" PRId64 " stays to be finished: `tessera job resume %" PRId64 "`\n", r.job.id,
                 r.job.id);
 out:
-    tool_p11_close(&r.p);
-    cms_ca_close(r.ca);
-    cms_ctx_close(&r.c);
-    tess_wipe(r.code, sizeof(r.code));
-    return rc;
+    return run_close(&r, rc);
 }
 
 int cmd_job_resume(int argc, char **argv)
@@ -271,16 +281,10 @@ int cmd_job_resume(int argc, char **argv)
     if ((rc = cms_report(&r.c, cms_change_take(r.c.db, &r.c.actor, 0, id, &r.job, &r.card))) != EX_OK)
         goto out;
     r.ch = cms_change_find(r.job.kind);
-    if ((rc = cms_report(&r.c, cms_authorize(r.c.db, &r.c.actor, r.ch->action, r.card.holder,
-                                             r.card.serial[0] ? r.card.serial : NULL,
-                                             r.card.device[0] ? r.card.device : NULL))) != EX_OK)
+    if ((rc = authorize(&r, r.ch)) != EX_OK)
         goto out;
     if ((rc = run(&r, true)) == EX_OK)
         report(&r, true);
 out:
-    tool_p11_close(&r.p);
-    cms_ca_close(r.ca);
-    cms_ctx_close(&r.c);
-    tess_wipe(r.code, sizeof(r.code));
-    return rc;
+    return run_close(&r, rc);
 }
