@@ -25,7 +25,7 @@
 #include "../src/pin_policy.h"
 #include "../src/token.h"
 
-#define TESS_DRIVER_ABI 4
+#define TESS_DRIVER_ABI 5
 
 struct tess_settings;
 
@@ -142,6 +142,10 @@ struct tess_driver {
      * opens the slot afresh. */
     CK_RV (*init_card)(struct tess_token *tok, const struct tess_card_init *p);
     CK_RV (*erase_card)(struct tess_token *tok, const uint8_t *resp, size_t rlen);
+    /* lock_pin: the user PIN blocked, as if every try were spent, until an
+     * unblock (its value stays); authorised by resp only. The core logs the
+     * token's sessions out afterwards. */
+    CK_RV (*lock_pin)(struct tess_token *tok, const uint8_t *resp, size_t rlen);
 };
 
 /* The drivers built into this module, in slot order. */

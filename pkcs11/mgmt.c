@@ -330,6 +330,28 @@ static CK_RV T_EraseCard(CK_SESSION_HANDLE h, CK_BYTE_PTR resp, CK_ULONG resp_le
     return rv;
 }
 
+static CK_RV T_LockPIN(CK_SESSION_HANDLE h, CK_BYTE_PTR resp, CK_ULONG resp_len)
+{
+    struct tess_session *s;
+    CK_RV rv = tess_enter_session(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    if (!resp || !resp_len) {
+        rv = CKR_ARGUMENTS_BAD;
+    } else if (!(s->flags & CKF_RW_SESSION)) {
+        rv = CKR_SESSION_READ_ONLY;
+    } else if (!s->tok->driver->lock_pin) {
+        rv = CKR_FUNCTION_NOT_SUPPORTED;
+    } else {
+        rv = s->tok->driver->lock_pin(s->tok, resp, resp_len);
+        /* A locked card is not left open to whoever was logged in. */
+        if (rv == CKR_OK && s->tok->login == CKU_USER)
+            tess_token_logout(s->tok);
+    }
+    tess_leave();
+    return rv;
+}
+
 CK_TESSERA_FUNCTION_LIST tess_mgmt_function_list = {
     { TESSERA_INTERFACE_VERSION_MAJOR, TESSERA_INTERFACE_VERSION_MINOR },
     T_GetCardInfo,
@@ -339,4 +361,5 @@ CK_TESSERA_FUNCTION_LIST tess_mgmt_function_list = {
     T_InitCard,
     T_EraseCard,
     T_InitCardWithSerial,
+    T_LockPIN,
 };

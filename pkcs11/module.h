@@ -94,6 +94,9 @@ CK_RV tess_token_objects(struct tess_slot *slot, bool check_stale);
 struct tess_slot *tess_slot_of_token(const struct tess_token *tok);
 /* End every session on the slot (C_CloseAllSessions without the lock dance). */
 void tess_slot_close_sessions(CK_SLOT_ID id);
+/* Every session of the token back to public (C_Logout's work, also after a
+ * PIN lock): operations under the login end, private objects forgotten. */
+void tess_token_logout(struct tess_token *tok);
 /* The card in the slot changed under the module's feet (erased): drop its
  * token, with no sessions left, and look at the slot afresh. */
 void tess_slot_retire(CK_SLOT_ID id);

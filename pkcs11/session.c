@@ -63,6 +63,15 @@ static void logout_token(struct tess_token *tok)
     forget_objects(tok);
 }
 
+void tess_token_logout(struct tess_token *tok)
+{
+    /* Operations started under the login end with it. */
+    for (struct tess_session *o = g_mod.sessions; o; o = o->next)
+        if (o->tok == tok)
+            tess_session_free_ops(o);
+    logout_token(tok);
+}
+
 static void session_close(struct tess_session *s)
 {
     struct tess_token *tok = s->tok;
@@ -280,11 +289,7 @@ CK_RV tess_C_Logout(CK_SESSION_HANDLE h)
         rv = CKR_USER_NOT_LOGGED_IN;
         goto out;
     }
-    /* Operations started under the login end with it. */
-    for (struct tess_session *o = g_mod.sessions; o; o = o->next)
-        if (o->tok == s->tok)
-            tess_session_free_ops(o);
-    logout_token(s->tok);
+    tess_token_logout(s->tok);
 out:
     tess_leave();
     return rv;

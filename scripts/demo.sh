@@ -136,8 +136,24 @@ card=$(tessera --json card list | sed -n 's/.*"id":\([0-9]*\).*/\1/p' | head -n1
 run tessera card suspend "$card" --note "reported missing"
 tessera ca crl --out "$work/crl.pem" && openssl crl -in "$work/crl.pem" -noout -text | grep -A1 "CRL Reason Code" | sed 's/^/  /'
 run tessera card enable "$card" --note "found in her bag"
+
+say "12. Jane goes on leave: the agent on her machine locks her PIN; the helpdesk opens it for 8 hours"
+serial=$(tessera --json card show "$card" | grep -o '"serial":"[^"]*"' | head -n1 | cut -d'"' -f4)
+run tessera card lock "$card" --at "$(date -u -d '1 minute ago' '+%Y-%m-%d %H:%M')" --tz UTC --note "on leave"
+run tessera agent
+tessera card list | grep -q " locked " && locked=yes || locked=no
+echo "  (her card is locked: $locked)"
+chal=$(tessera --json unblock challenge --serial "$serial" | sed -n 's/.*"challenge":"\([^"]*\)".*/\1/p')
+echo "  Jane reads her challenge to the helpdesk: $chal"
+resp=$(tessera --json card unlock "$card" --challenge "$chal" --hours 8 --note "needs a file while on leave" |
+    sed -n 's/.*"response":"\([^"]*\)".*/\1/p')
+echo "  the helpdesk reads back the response: $resp"
+echo 24681357 > "$work/jane2.pin"
+run tessera unblock complete --serial "$serial" --response "$resp" --pin-file "$work/jane2.pin"
+run tessera job list --state pending
 run tessera audit verify
-tessera card list | grep -q " active " && cms=ok || cms=failed
+[ "$locked" = yes ] && tessera card list | grep -q " active " && tessera job list --state pending | grep -q " lock " &&
+    cms=ok || cms=failed
 
 say "What happened"
 cat <<TXT
@@ -152,7 +168,9 @@ cat <<TXT
     collection code made a second virtual card with her PIN, an admin key diversified from the
     profile's master key, a key generated on the card and a certificate from the embedded CA,
     each step in a hash-chained audit trail; suspending it put the certificate on hold in the
-    CA's CRL and enabling it lifted the hold: card management $cms.
+    CA's CRL and enabling it lifted the hold; a lock asked for a time in a named timezone was done
+    by the agent on the device, and the helpdesk's challenge/response opened the card for 8 hours,
+    after which it is locked again: card management $cms.
   Everything this demo started is now stopped and its files removed.
 TXT
 [ "$tls" = ok ] && [ "$cms" = ok ]

@@ -101,6 +101,8 @@ CK_RV tpm2_vsc_change_pin(struct tpm2_vsc *v, CK_USER_TYPE who, const uint8_t *o
 /* Set a new user PIN with the card secret from elsewhere (an unblock). */
 CK_RV tpm2_vsc_reset_user_pin(struct tpm2_vsc *v, const uint8_t *secret, const uint8_t *pin, size_t len, char *err,
                               size_t errlen);
+/* The user PIN blocked: no tries left (a lock; its PIN stays as it was). */
+CK_RV tpm2_vsc_block_user_pin(struct tpm2_vsc *v);
 CK_RV tpm2_vsc_reinit(struct tpm2_vsc *v, const struct tpm2_vsc_params *p, char *err, size_t errlen);
 int tpm2_vsc_free_slot_index(const struct tess_card_rec *recs, size_t n, int max);
 
@@ -153,14 +155,17 @@ CK_RV tpm2_admin_challenge(struct tpm2_vsc *v, bool fresh, uint8_t *out, size_t 
 /* Answer the pending challenge and set a new user PIN. */
 CK_RV tpm2_admin_unblock(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, const uint8_t *pin, size_t pin_len,
                          char *err, size_t errlen);
-/* Replace the admin key: authorised by a response to the pending challenge
- * under the old key, or (resp NULL) by the card secret of an SO login. */
 /* A right response to the pending challenge, for an erase: the challenge
  * is spent, a wrong response counted as for an unblock. */
 CK_RV tpm2_admin_check(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen);
+/* Answer the pending challenge and block the user PIN (a lock): only an
+ * unblock opens the card again. */
+CK_RV tpm2_admin_lock_pin(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen);
 /* No authority left on the card: its SO PIN locked and no response can be
  * accepted (no admin key, or unblock locked). */
 bool tpm2_admin_orphaned(struct tpm2_vsc *v);
+/* Replace the admin key: authorised by a response to the pending challenge
+ * under the old key, or (resp NULL) by the card secret of an SO login. */
 CK_RV tpm2_admin_set_key(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen, const uint8_t *so_secret,
                          enum tess_key_alg alg, const uint8_t *key, size_t key_len);
 

@@ -452,6 +452,23 @@ CK_RV tpm2_admin_check(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen)
     return rv;
 }
 
+CK_RV tpm2_admin_lock_pin(struct tpm2_vsc *v, const uint8_t *resp, size_t rlen)
+{
+    struct admin_secret *as = (struct admin_secret *)tpm2_secret_alloc(sizeof(*as));
+    CK_RV rv = as ? prove(v, resp, rlen, as) : CKR_HOST_MEMORY;
+    if (rv == CKR_OK)
+        rv = tpm2_vsc_block_user_pin(v);
+    if (rv == CKR_OK) {
+        TESS_INFO("tpm: card %s: user PIN locked by challenge/response", v->rec.serial);
+        /* As after an unblock: the spent challenge is replaced. */
+        if (install(v, as->secret, as->alg, as->key, as->key_len) != CKR_OK)
+            TESS_WARN("tpm: card %s: could not renew its challenges; %s", v->rec.serial,
+                      "set the admin key again to restore them");
+    }
+    tpm2_secret_free((uint8_t *)as, sizeof(*as));
+    return rv;
+}
+
 bool tpm2_admin_orphaned(struct tpm2_vsc *v)
 {
     struct tpm2_admin_state st;

@@ -645,6 +645,14 @@ static CK_RV drv_unblock_pin(struct tess_token *tok, const uint8_t *resp, size_t
     return rv;
 }
 
+static CK_RV drv_lock_pin(struct tess_token *tok, const uint8_t *resp, size_t rlen)
+{
+    struct tpm2_token *t = tok->drv;
+    if (!t->vsc)
+        return CKR_TOKEN_NOT_RECOGNIZED;
+    return tpm2_admin_lock_pin(t->vsc, resp, rlen);
+}
+
 static CK_RV drv_set_admin_key(struct tess_token *tok, const uint8_t *resp, size_t rlen, enum tess_key_alg alg,
                                const uint8_t *key, size_t key_len)
 {
@@ -688,4 +696,5 @@ const struct tess_driver tess_tpm2_driver = {
     .set_admin_key = drv_set_admin_key,
     .init_card = drv_init_card,
     .erase_card = drv_erase_card,
+    .lock_pin = drv_lock_pin,
 };

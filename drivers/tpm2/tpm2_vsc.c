@@ -460,6 +460,27 @@ static CK_RV save_blob(struct tpm2_vsc *v, const struct card_blob *blob, bool re
     return rv;
 }
 
+CK_RV tpm2_vsc_block_user_pin(struct tpm2_vsc *v)
+{
+    struct tess_store *store;
+    CK_RV rv = tpm2_store(&store, false);
+    if (rv != CKR_OK)
+        return rv;
+    rv = tess_store_begin(store);
+    if (rv != CKR_OK)
+        return rv;
+    rv = tpm2_vsc_reload(v);
+    if (rv == CKR_OK) {
+        v->rec.user_tries_left = 0;
+        rv = tess_store_card_set_tries(store, v->rec.id, v->rec.user_tries_left, v->rec.so_tries_left);
+    }
+    if (rv == CKR_OK)
+        rv = tess_store_commit(store);
+    else
+        tess_store_rollback(store);
+    return rv;
+}
+
 CK_RV tpm2_vsc_set_user_pin(struct tpm2_vsc *v, const uint8_t *pin, size_t len, char *err, size_t errlen)
 {
     if (!v->secret)

@@ -29,7 +29,8 @@ extern "C" {
 
 #define TESSERA_INTERFACE_NAME "Tessera Management"
 #define TESSERA_INTERFACE_VERSION_MAJOR 1
-#define TESSERA_INTERFACE_VERSION_MINOR 2   /* 1.1: T_InitCard, T_EraseCard; 1.2: T_InitCardWithSerial */
+#define TESSERA_INTERFACE_VERSION_MINOR 3   /* 1.1: T_InitCard, T_EraseCard; 1.2: T_InitCardWithSerial;
+                                               1.3: T_LockPIN */
 
 /* ---- return values beyond the standard's ---- */
 #define CKR_TESSERA_BASE (CKR_VENDOR_DEFINED | 0x54450000UL)
@@ -188,6 +189,17 @@ struct CK_TESSERA_FUNCTION_LIST {
      * (its serial is its own). */
     CK_RV (*T_InitCardWithSerial)(CK_SLOT_ID slotID, CK_TESSERA_INIT_PTR pInit, CK_UTF8CHAR_PTR pSerial,
                                   CK_ULONG ulSerialLen);
+
+    /* ---- 1.3 ---- */
+
+    /* Lock the user PIN: blocked as if every try were spent (the token
+     * shows CKF_USER_PIN_LOCKED; C_Login as CKU_USER is CKR_PIN_LOCKED)
+     * until T_UnblockPIN, which sets a new one. What a card-management
+     * system's scheduled lock does on the device. Authorised by pResponse,
+     * the response to the pending challenge (a wrong one is counted as for
+     * T_UnblockPIN). R/W session; a user logged in is logged out (every
+     * session of the token). CKR_FUNCTION_NOT_SUPPORTED on a PIV card. */
+    CK_RV (*T_LockPIN)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen);
 };
 
 #ifdef __cplusplus

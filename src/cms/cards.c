@@ -127,7 +127,8 @@ static void card_row(sqlite3_stmt *st, int base, struct cms_card *c)
 
 #define JOB_COLS                                                                                               \
     "j.id, j.kind, j.state, coalesce(j.step, ''), coalesce(j.card_id, 0), j.created_by, "                     \
-    "coalesce(j.code_expires, ''), j.created, j.updated, coalesce(j.error, '')"
+    "coalesce(j.code_expires, ''), j.created, j.updated, coalesce(j.error, ''), coalesce(j.due, '')"
+#define JOB_NCOLS 11
 
 static void job_row(sqlite3_stmt *st, int base, struct cms_job *j)
 {
@@ -142,6 +143,7 @@ static void job_row(sqlite3_stmt *st, int base, struct cms_job *j)
     text_col(st, base + 7, j->created, sizeof(j->created));
     text_col(st, base + 8, j->updated, sizeof(j->updated));
     text_col(st, base + 9, j->error, sizeof(j->error));
+    text_col(st, base + 10, j->due, sizeof(j->due));
 }
 
 void cms_holder_actor(const struct cms_card *card, char *out, size_t outlen)
@@ -535,13 +537,13 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
         goto out;
     }
     job_row(st, 0, job);
-    card_row(st, 13, card);
-    tries = sqlite3_column_int(st, 11);
-    job_owner = (const char *)sqlite3_column_text(st, 12);
+    card_row(st, JOB_NCOLS + 3, card);
+    tries = sqlite3_column_int(st, JOB_NCOLS + 1);
+    job_owner = (const char *)sqlite3_column_text(st, JOB_NCOLS + 2);
     cms_holder_actor(card, who, sizeof(who));
-    right = sqlite3_column_bytes(st, 10) == SALT_LEN + HASH_LEN &&
-            code_hash(sqlite3_column_blob(st, 10), norm, hash) == 0 &&
-            CRYPTO_memcmp(hash, (const uint8_t *)sqlite3_column_blob(st, 10) + SALT_LEN, HASH_LEN) == 0;
+    right = sqlite3_column_bytes(st, JOB_NCOLS) == SALT_LEN + HASH_LEN &&
+            code_hash(sqlite3_column_blob(st, JOB_NCOLS), norm, hash) == 0 &&
+            CRYPTO_memcmp(hash, (const uint8_t *)sqlite3_column_blob(st, JOB_NCOLS) + SALT_LEN, HASH_LEN) == 0;
     bool alive = cms_owner_alive(job_owner);
     sqlite3_finalize(st);
     st = NULL;
@@ -837,31 +839,35 @@ int cms_card_list(struct cms_db *db, const char *holder_uid, cms_card_cb cb, voi
     return rc;
 }
 
-int cms_job_list(struct cms_db *db, const char *state, cms_job_cb cb, void *arg)
+int cms_job_select(struct cms_db *db, const char *where, const char *a, const char *b, cms_job_cb cb, void *arg)
 {
-    sqlite3_stmt *st = cms_prepare(db, state ? "SELECT " JOB_COLS ", " CARD_COLS " FROM jobs j"
-                                               " JOIN cards c ON c.id = j.card_id JOIN holders h ON h.id = c.holder_id"
-                                               " JOIN profiles p ON p.id = c.profile_id"
-                                               " LEFT JOIN devices d ON d.id = c.device_id"
-                                               " WHERE j.state = ? ORDER BY j.id"
-                                             : "SELECT " JOB_COLS ", " CARD_COLS " FROM jobs j"
-                                               " JOIN cards c ON c.id = j.card_id JOIN holders h ON h.id = c.holder_id"
-                                               " JOIN profiles p ON p.id = c.profile_id"
-                                               " LEFT JOIN devices d ON d.id = c.device_id ORDER BY j.id");
+    char sql[1024];
+    sqlite3_stmt *st;
     struct cms_job j;
     struct cms_card c;
     int rc = CMS_OK, step = SQLITE_DONE;
-    if (!st)
+
+    snprintf(sql, sizeof(sql), "SELECT " JOB_COLS ", " CARD_COLS " FROM jobs j JOIN cards c ON c.id = j.card_id"
+             " JOIN holders h ON h.id = c.holder_id JOIN profiles p ON p.id = c.profile_id"
+             " LEFT JOIN devices d ON d.id = c.device_id %s", where);
+    if (!(st = cms_prepare(db, sql)))
         return CMS_ERR;
-    if (state)
-        sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+    if (a)
+        sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
     while (rc == CMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         job_row(st, 0, &j);
-        card_row(st, 10, &c);
+        card_row(st, JOB_NCOLS, &c);
         rc = cb(arg, &j, &c);
     }
     if (rc == CMS_OK && step != SQLITE_DONE)
         rc = cms_sql_fail(db, "jobs");
     sqlite3_finalize(st);
     return rc;
+}
+
+int cms_job_list(struct cms_db *db, const char *state, cms_job_cb cb, void *arg)
+{
+    return cms_job_select(db, state ? "WHERE j.state = ?1 ORDER BY j.id" : "ORDER BY j.id", state, NULL, cb, arg);
 }

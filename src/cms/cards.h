@@ -51,6 +51,7 @@ struct cms_job {
     char code_expires[32];
     char created[32], updated[32];
     char error[256];
+    char due[32];                    /* when a scheduled job is due ("" when not scheduled) */
 };
 
 /* A machine that holds TPM cards, by its full name (any case): recorded
@@ -135,6 +136,10 @@ int cms_card_list(struct cms_db *db, const char *holder_uid, cms_card_cb cb, voi
 typedef int (*cms_job_cb)(void *arg, const struct cms_job *job, const struct cms_card *card);
 /* Jobs in a state (NULL: all), oldest first. */
 int cms_job_list(struct cms_db *db, const char *state, cms_job_cb cb, void *arg);
+/* Jobs with their cards, chosen by where (SQL after the joins of jobs j,
+ * cards c, holders h, profiles p and devices d: "WHERE ... ORDER BY ...")
+ * with ?1 = a and ?2 = b (text, when not NULL). */
+int cms_job_select(struct cms_db *db, const char *where, const char *a, const char *b, cms_job_cb cb, void *arg);
 
 /* Who collects, in the trail: "holder:UID". */
 void cms_holder_actor(const struct cms_card *card, char *out, size_t outlen);

@@ -127,6 +127,8 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN code_tries INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE jobs ADD COLUMN owner TEXT;"
     "CREATE UNIQUE INDEX jobs_code ON jobs(code_id) WHERE code_id IS NOT NULL;",
+    /* 3 -> 4: a card has at most one pending PIN lock (schedule.c) */
+    "CREATE UNIQUE INDEX jobs_one_lock ON jobs(card_id) WHERE kind = 'lock' AND state = 'pending';",
 };
 
 int cms_fail(struct cms_db *db, int rc, const char *fmt, ...)

@@ -98,10 +98,13 @@ static void job_fill(struct cms_job *job, int64_t id, const char *kind, const ch
     snprintf(job->created_by, sizeof(job->created_by), "%s", created_by);
 }
 
-/* Why the card cannot change now, when a job of it is running. */
+/* Why the card cannot change now, when a job of it is running. A PIN lock
+ * under way does not hold a change up (a stolen laptop's agent may never
+ * run again); its agent finds the card changed and lets the lock go. */
 static int running_job(struct cms_db *db, const struct cms_card *card)
 {
-    sqlite3_stmt *st = cms_prepare(db, "SELECT id, kind, owner FROM jobs WHERE card_id = ? AND state = 'running'");
+    sqlite3_stmt *st = cms_prepare(db, "SELECT id, kind, owner FROM jobs WHERE card_id = ? AND state = 'running'"
+                                       " AND kind != 'lock'");
     int rc = CMS_OK;
     if (!st)
         return CMS_ERR;
@@ -249,7 +252,8 @@ int cms_change_take(struct cms_db *db, const struct cms_actor *by, int64_t card_
     if ((rc = cms_begin(db)) != CMS_OK)
         return rc;
     st = cms_prepare(db, "SELECT id, kind, state, card_id, owner, coalesce(step, ''), created_by FROM jobs"
-                         " WHERE (?1 != 0 AND card_id = ?1 AND state = 'running' AND kind != 'issue') OR id = ?2"
+                         " WHERE (?1 != 0 AND card_id = ?1 AND state = 'running' AND kind NOT IN ('issue', 'lock'))"
+                         " OR id = ?2"
                          " ORDER BY id LIMIT 1");
     if (!st) {
         rc = CMS_ERR;
@@ -266,6 +270,11 @@ int cms_change_take(struct cms_db *db, const struct cms_actor *by, int64_t card_
     int64_t id = sqlite3_column_int64(st, 0);
     if (!strcmp(kind, "issue")) {
         rc = cms_fail(db, CMS_STATE, "job %" PRId64 " is a collect: the holder's next `tessera card collect` takes it "
+                      "up", id);
+        goto out;
+    }
+    if (!strcmp(kind, "lock")) {
+        rc = cms_fail(db, CMS_STATE, "job %" PRId64 " is a PIN lock: `tessera agent` on the card's device takes it "
                       "up", id);
         goto out;
     }

@@ -50,6 +50,8 @@ static const struct {
     { "card.replace", CMS_ROLE_ISSUER },
     { "card.erase", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER },
     { "card.reprovision", CMS_ROLE_ISSUER },
+    { "card.lock", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER | CMS_ROLE_HELPDESK },
+    { "card.unlock", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_HELPDESK },
     { "job.list", ANY_ROLE },
     { "job.resume", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER | CMS_ROLE_HELPDESK },
     { "ca.init", CMS_ROLE_ADMINISTRATOR },

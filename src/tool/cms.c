@@ -529,6 +529,8 @@ int cmd_cms(const char *noun, int argc, char **argv)
         return cmd_profile_read(vargc, vargv, verb);
     if (!strcmp(noun, "audit"))
         return cmd_audit(argc, argv);
+    if (!strcmp(noun, "agent"))
+        return cmd_cms_lock(noun, "", argc, argv);
     if (!strcmp(noun, "ca"))
         return cmd_cms_ca(verb, vargc, vargv);
     return cmd_cms_cards(noun, verb, vargc, vargv);

@@ -413,12 +413,15 @@ static int print_job(void *arg, const struct cms_job *j, const struct cms_card *
         tool_json_str(k->holder);
         printf(",\"created_by\":");
         tool_json_str(j->created_by);
-        printf(",\"updated\":\"%s\",\"error\":", j->updated);
+        printf(",\"updated\":\"%s\",\"due\":\"%s\",\"error\":", j->updated, j->due);
         tool_json_str(j->error);
         printf("}");
     } else {
-        printf("%-5" PRId64 " %-6s %-9s %-16s card %-5" PRId64 " %-16s %s%s%s\n", j->id, j->kind, j->state,
-               j->step[0] ? j->step : "-", k->id, k->holder, j->updated, j->error[0] ? "  " : "", j->error);
+        /* A job that waits for a time shows when it is due, others when they last moved. */
+        bool waits = j->due[0] && !strcmp(j->state, "pending");
+        printf("%-5" PRId64 " %-6s %-9s %-16s card %-5" PRId64 " %-16s %s%s%s%s\n", j->id, j->kind, j->state,
+               j->step[0] ? j->step : "-", k->id, k->holder, waits ? "due " : "", waits ? j->due : j->updated,
+               j->error[0] ? "  " : "", j->error);
     }
     *first = false;
     return CMS_OK;
@@ -459,6 +462,9 @@ out:
 
 int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv)
 {
+    int rc = cmd_cms_lock(noun, verb, argc, argv);
+    if (rc >= 0)
+        return rc;
     if (!strcmp(noun, "device") && !strcmp(verb, "add"))
         return cmd_device_add(argc, argv);
     if (!strcmp(noun, "device") && !strcmp(verb, "list"))

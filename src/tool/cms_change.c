@@ -74,7 +74,7 @@ static int erase_here(struct change_run *r, bool resumed)
     if (rc == EX_OK)
         rc = p11_ready(r);
     if (rc == EX_OK && r->card.serial[0])
-        rc = cms_erase_card(&r->p, &ks, r->card.serial, &erased);
+        rc = cms_card_admin(&r->p, &ks, r->card.serial, CMS_ADMIN_ERASE, &erased);
     if (rc != EX_OK)
         return rc;
     /* Not here: the interrupted run erased it, if this is its machine. */

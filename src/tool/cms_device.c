@@ -1,7 +1,8 @@
-/* What the card-management verbs do on this machine, shared by collect and
- * the changes that erase a card: the machine's name as a device, a card
- * erased by its diversified admin key, the key source a profile names, and
- * the kill points the tests use. */
+/* What the card-management verbs do on this machine, shared by collect,
+ * the changes that erase a card and the agent that locks one: the
+ * machine's name as a device, a card erased or its PIN locked by its
+ * diversified admin key, the key source a profile names, and the kill
+ * points the tests use. */
 #include "config.h"
 
 #include <netdb.h>
@@ -52,7 +53,8 @@ int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks)
     return EX_FAIL;
 }
 
-int cms_erase_card(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, bool *erased)
+int cms_card_admin(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, enum cms_admin_op op,
+                   bool *done)
 {
     CK_TESSERA_CARD_INFO info;
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
@@ -63,7 +65,7 @@ int cms_erase_card(struct tool_p11 *p, const struct tool_key_source *ks, const c
     CK_RV rv;
     int rc;
 
-    *erased = false;
+    *done = false;
     if (tool_p11_find(p, -1, serial, &slot, &info) != EX_OK)
         return EX_OK;   /* not here */
     rc = tool_key_source_key(ks, serial, key, &klen);
@@ -76,15 +78,17 @@ int cms_erase_card(struct tool_p11 *p, const struct tool_key_source *ks, const c
         rv = CKR_TESSERA_NO_ADMIN_KEY;
     if (rv == CKR_OK)
         rv = tess_admin_response(ks->alg, key, klen, chal, blk, resp);
-    if (rv == CKR_OK)
+    if (rv == CKR_OK && op == CMS_ADMIN_ERASE) {
         rv = p->t->T_EraseCard(h, resp, (CK_ULONG)blk);
-    if (rv == CKR_OK) {
-        h = CK_INVALID_HANDLE;   /* erasing closed it */
-        *erased = true;
+        if (rv == CKR_OK)
+            h = CK_INVALID_HANDLE;   /* erasing closed it */
+    } else if (rv == CKR_OK) {
+        rv = p->t->T_LockPIN(h, resp, (CK_ULONG)blk);
     }
+    *done = rv == CKR_OK;
     if (h != CK_INVALID_HANDLE)
         p->f->C_CloseSession(h);
     tess_wipe(key, sizeof(key));
     tess_wipe(resp, sizeof(resp));
-    return tool_report(rv, "the card could not be erased");
+    return tool_report(rv, op == CMS_ADMIN_ERASE ? "the card could not be erased" : "the card's PIN could not be locked");
 }

@@ -46,9 +46,12 @@ void cms_kill_point(const char *step);
 void cms_device_name(char *out, size_t outlen);
 /* The admin-key master the profile names, as a key source. */
 int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks);
-/* Erase the card with this serial, when it is in this machine, by a
- * challenge answered with its diversified admin key (*erased: it was). */
-int cms_erase_card(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, bool *erased);
+/* Erase the card with this serial, or lock its user PIN, when it is in
+ * this machine, by a challenge answered with its diversified admin key
+ * (*done: it was). */
+enum cms_admin_op { CMS_ADMIN_ERASE, CMS_ADMIN_LOCK };
+int cms_card_admin(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, enum cms_admin_op op,
+                   bool *done);
 /* A card named on the command line: a database id (a short number) or a serial. */
 int cms_card_arg(struct cms_ctx *c, const char *arg, struct cms_card *card);
 
@@ -59,5 +62,7 @@ int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv);
 int cmd_card_collect(int argc, char **argv);
 int cmd_card_change(const char *verb, int argc, char **argv);
 int cmd_job_resume(int argc, char **argv);
+/* cms_lock.c: card lock|unlock, job move|cancel, agent; -1 when not theirs. */
+int cmd_cms_lock(const char *noun, const char *verb, int argc, char **argv);
 
 #endif

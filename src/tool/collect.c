@@ -85,7 +85,7 @@ static int undo(struct collect *k, bool pending)
 
     snprintf(serial, sizeof(serial), "%s", k->card.serial);
     if (serial[0] && k->card.type[0] == 't')
-        rc = cms_erase_card(&k->p, &k->ks, serial, &erased);
+        rc = cms_card_admin(&k->p, &k->ks, serial, CMS_ADMIN_ERASE, &erased);
     k->certs = 0;
     if (rc == EX_OK)
         rc = cms_report(&k->c, cms_card_certs(k->c.db, k->card.id, revoke_one, k));

@@ -351,6 +351,34 @@ int main(void)
           "  a second card cannot take the same serial");
     ok(t->T_GetCardInfo(spare2, &ci) != CKR_OK, "  and was not made");
 
+    /* T_LockPIN (1.3): what a scheduled lock does on the device. */
+    ok(t->version.minor >= 3, "the table is of version 1.3 or later");
+    CK_SESSION_HANDLE user, rw;
+    is_rv(p11->C_OpenSession(spare, CKF_SERIAL_SESSION, NULL, NULL, &user), CKR_OK, "a session on the new card");
+    is_rv(p11_login(user, CKU_USER, "abcd1234"), CKR_OK, "  its user logged in");
+    is_rv(t->T_LockPIN(user, resp, 16), CKR_SESSION_READ_ONLY, "T_LockPIN needs an R/W session");
+    is_rv(p11->C_OpenSession(spare, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw), CKR_OK, "an R/W session");
+    is_rv(t->T_LockPIN(rw, NULL, 0), CKR_ARGUMENTS_BAD, "  and a response");
+    is_rv(challenge(rw, 0, chal, &clen), CKR_OK, "  a challenge");
+    respond(k1, 24, chal, 16, resp);
+    is_rv(t->T_LockPIN(rw, resp, 16), CKR_TESSERA_RESPONSE_INCORRECT, "  a wrong response locks nothing");
+    is_rv(p11->C_GetSessionInfo(user, &si), CKR_OK, "  the user");
+    ok(si.state == CKS_RO_USER_FUNCTIONS, "  is still logged in");
+    is_rv(challenge(rw, 0, chal, &clen), CKR_OK, "  another challenge");
+    respond(aes, 16, chal, 16, resp);
+    is_rv(t->T_LockPIN(rw, resp, 16), CKR_OK, "the right response locks the user PIN");
+    is_rv(p11->C_GetSessionInfo(user, &si), CKR_OK, "  the session is still open");
+    ok(si.state == CKS_RO_PUBLIC_SESSION, "  but its user is logged out");
+    is_rv(p11->C_GetTokenInfo(spare, &ti), CKR_OK, "  token info");
+    ok(ti.flags & CKF_USER_PIN_LOCKED, "  says the user PIN is locked");
+    is_rv(p11_login(rw, CKU_USER, "abcd1234"), CKR_PIN_LOCKED, "  the right PIN does not open it");
+    is_rv(challenge(rw, 0, chal, &clen), CKR_OK, "a challenge (the lock's was replaced)");
+    respond(aes, 16, chal, 16, resp);
+    is_rv(unblock(rw, resp, 16, "efgh5678"), CKR_OK, "T_UnblockPIN opens it again, with a new PIN");
+    is_rv(p11_login(rw, CKU_USER, "efgh5678"), CKR_OK, "  which logs in");
+    p11->C_CloseSession(user);
+    p11->C_CloseSession(rw);
+
     is_rv(p11->C_Finalize(NULL), CKR_OK, "C_Finalize");
     return done_testing();
 }

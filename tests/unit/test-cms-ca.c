@@ -16,9 +16,7 @@
 #include "src/cms/holders.h"
 #include "src/cms/profile.h"
 #include "tests/tap.h"
-
-static char dir[256];
-static struct cms_actor admin = { "alice", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER, true };
+#include "tests/unit/cms-fixture.h"
 
 static struct cms_db *fresh(const char *name)
 {
@@ -49,18 +47,6 @@ static bool has_eku(X509 *x, int nid)
         found |= OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i)) == nid;
     EXTENDED_KEY_USAGE_free(eku);
     return found;
-}
-
-static int crl_count(struct cms_ca *ca)
-{
-    X509_CRL *crl = NULL;
-    int n = -1;
-    if (ca->ops->crl(ca, &crl) == CMS_OK) {
-        STACK_OF(X509_REVOKED) *r = X509_CRL_get_REVOKED(crl);
-        n = r ? sk_X509_REVOKED_num(r) : 0;
-    }
-    X509_CRL_free(crl);
-    return n;
 }
 
 static void test_ca(void)
@@ -162,14 +148,6 @@ static int request(struct cms_db *db, const char *type, const char *device, int 
     return cms_card_request(db, &admin, &r, code, card_id, job_id);
 }
 
-static void write_file(const char *name, const char *text, char *path, size_t len)
-{
-    snprintf(path, len, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_request_collect(void)
 {
     struct cms_db *db = fresh("cards");
@@ -265,10 +243,7 @@ static void test_request_collect(void)
 int main(void)
 {
     plan_lazy();
-    const char *base = getenv("TESSERA_TEST_DIR") ? getenv("TESSERA_TEST_DIR") : "/tmp";
-    snprintf(dir, sizeof(dir), "%s/cms-ca-unit-XXXXXX", base);
-    if (!mkdtemp(dir))
-        bail_out("mkdtemp");
+    fixture_dir("cms-ca-unit");
     test_ca();
     test_request_collect();
     return done_testing();

@@ -19,60 +19,9 @@
 #include "src/cms/lifecycle.h"
 #include "src/cms/profile.h"
 #include "tests/tap.h"
+#include "tests/unit/cms-fixture.h"
 
-static char dir[256];
-static struct cms_actor admin = { "alice", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER, true };
 static struct cms_actor helpdesk = { "olga", CMS_ROLE_HELPDESK, true };
-
-static void write_file(const char *name, const char *text, char *path, size_t len)
-{
-    snprintf(path, len, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f))
-        bail_out("cannot write a file");
-}
-
-static int crl_count(struct cms_ca *ca)
-{
-    X509_CRL *crl = NULL;
-    int n = -1;
-    if (ca->ops->crl(ca, &crl) == CMS_OK) {
-        STACK_OF(X509_REVOKED) *r = X509_CRL_get_REVOKED(crl);
-        n = r ? sk_X509_REVOKED_num(r) : 0;
-    }
-    X509_CRL_free(crl);
-    return n;
-}
-
-/* An active card with one certificate, as collect leaves it (serial given). */
-static int64_t active_card(struct cms_db *db, struct cms_ca *ca, const char *serial)
-{
-    struct cms_request r = { "jdoe", "vsc", "tpm", NULL, 14, 0, 0 };
-    char code[CMS_CODE_LEN];
-    int64_t card_id = 0, job_id;
-    struct cms_job job;
-    struct cms_card card;
-    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    X509_REQ *csr = X509_REQ_new();
-    X509_NAME *subject = cms_parse_dn("/CN=Jane Doe");
-    X509 *cert = NULL;
-    X509_REQ_set_pubkey(csr, key);
-    X509_REQ_sign(csr, key, EVP_sha256());
-    struct cms_cert_request req = { .csr = csr, .subject = subject, .lifetime_days = 30, .eku = CMS_EKU_CLIENT_AUTH,
-                                    .sign = true };
-    if (cms_card_request(db, &admin, &r, code, &card_id, &job_id) != CMS_OK ||
-        cms_collect_claim(db, code, "laptop.example", &job, &card) != CMS_OK ||
-        cms_job_step(db, &job, &card, "serial", serial, NULL, NULL) != CMS_OK ||
-        cms_card_get(db, card_id, NULL, &card) != CMS_OK || ca->ops->enroll(ca, &req, &cert) != CMS_OK ||
-        cms_cert_record(db, &card, "auth", ca->name, cert) != CMS_OK ||
-        cms_collect_finish(db, &job, &card, "test") != CMS_OK)
-        card_id = 0;
-    X509_free(cert);
-    X509_NAME_free(subject);
-    X509_REQ_free(csr);
-    EVP_PKEY_free(key);
-    return card_id;
-}
 
 /* A change from begin to finish, as the tool runs it (no erase). */
 static int change(struct cms_db *db, struct cms_ca *ca, const char *name, int64_t card_id, char code[CMS_CODE_LEN],
@@ -110,34 +59,14 @@ static const char *cert_state(struct cms_db *db, int64_t card_id)
 
 int main(void)
 {
-    char path[400], err[256], code[CMS_CODE_LEN], code2[CMS_CODE_LEN], code3[CMS_CODE_LEN];
-    struct cms_import_counts counts;
-    struct cms_db *db = NULL;
+    char code[CMS_CODE_LEN], code2[CMS_CODE_LEN], code3[CMS_CODE_LEN];
     struct cms_ca *ca = NULL;
     struct cms_card card;
     struct cms_job job;
     int64_t a, temp = 0, none;
-    int version;
-    bool unchanged;
 
     plan_lazy();
-    const char *base = getenv("TESSERA_TEST_DIR") ? getenv("TESSERA_TEST_DIR") : "/tmp";
-    snprintf(dir, sizeof(dir), "%s/cms-lifecycle-unit-XXXXXX", base);
-    if (!mkdtemp(dir))
-        bail_out("mkdtemp");
-    snprintf(path, sizeof(path), "%s/cms.db", dir);
-    if (cms_open(path, true, &db, err, sizeof(err)) != CMS_OK ||
-        cms_ca_local_create(db, &admin, "/CN=Test CA", "p256", 365, NULL, err, sizeof(err)) != CMS_OK ||
-        cms_ca_open(db, &ca) != CMS_OK)
-        bail_out("no database or CA");
-    write_file("h.csv", "uid,name,email\njdoe,Jane Doe,jane@example.org\n", path, sizeof(path));
-    ok(cms_holders_import(db, &admin, path, CMS_HOLDERS_CSV, &counts) == CMS_OK, "a holder");
-    write_file("p.ini",
-               "[profile]\nname = vsc\ncard-types = tpm\n[admin-key]\nmaster-file = /nonexistent\n[key auth]\n"
-               "type = p256\nusage = sign\ncertificate = client-auth\nsubject = /CN=${name}\nlifetime-days = 30\n"
-               "[lifecycle]\ntemporary-card-days = 3\n",
-               path, sizeof(path));
-    ok(cms_profile_import(db, &admin, path, &version, &unchanged) == CMS_OK, "a profile");
+    struct cms_db *db = fixture_open("cms-lifecycle-unit", &ca);
 
     /* The table and the roles it names. */
     static const char *const names[] = { "suspend", "enable", "cancel", "lost", "stolen", "damaged", "forgotten",

@@ -64,6 +64,13 @@ static void test_migrations(void)
     ok(exec(db, "SELECT count(*) FROM cards") == SQLITE_OK, "  and the tables of schema 2 exist");
     ok(exec(db, "SELECT code_id, code_expires, code_tries, owner FROM jobs") == SQLITE_OK,
        "  and the columns of schema 3");
+    sqlite3_stmt *q = NULL;
+    int n = 0;
+    if (sqlite3_prepare_v2(db->db, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs_one_lock'", -1, &q, NULL) ==
+            SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    ok(n == 1, "  and schema 4's index of pending locks");
     struct stat st;
     ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "the file is 0600");
     ok(exec(db, "PRAGMA user_version = 99") == SQLITE_OK, "a database from a newer Tessera");
