@@ -480,11 +480,17 @@ static unsigned long long start_time(const char *stat_path)
     return p ? strtoull(p, NULL, 10) : 0;
 }
 
+void cms_owner_of(long pid, char *out, size_t outlen)
+{
+    char host[256] = "", path[64];
+    gethostname(host, sizeof(host) - 1);
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    snprintf(out, outlen, "%s %ld %llu", host, pid, start_time(path));
+}
+
 void cms_owner_self(char *out, size_t outlen)
 {
-    char host[256] = "";
-    gethostname(host, sizeof(host) - 1);
-    snprintf(out, outlen, "%s %ld %llu", host, (long)getpid(), start_time("/proc/self/stat"));
+    cms_owner_of((long)getpid(), out, outlen);
 }
 
 /* Is the process that owner names still running here? */

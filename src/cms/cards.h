@@ -150,6 +150,8 @@ int cms_card_audit(struct cms_db *db, const char *who, const char *action, const
 /* This process as a job's owner: host, pid and the pid's start time (a pid
  * used again by another process does not look like the owner). */
 void cms_owner_self(char *out, size_t outlen);
+/* The same for another process of this host (how the tests name a live one). */
+void cms_owner_of(long pid, char *out, size_t outlen);
 /* Is the process an owner names still running on this host? */
 bool cms_owner_alive(const char *owner);
 

@@ -312,6 +312,14 @@ void cms_now(char out[32])
     snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+void cms_one_line(const char *in, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (; in && *in && n + 1 < outlen; in++)
+        out[n++] = (unsigned char)*in < 0x20 ? ' ' : *in;
+    out[n] = '\0';
+}
+
 int cms_time_parse(const char *text, int64_t *t)
 {
     struct tm tm = { 0 };

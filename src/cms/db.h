@@ -65,6 +65,10 @@ void cms_now(char out[32]);
 void cms_time_text(int64_t t, char out[32]);
 int cms_time_parse(const char *text, int64_t *t);
 
+/* An operator's note as one line of printable text (controls as spaces),
+ * cut to fit out. in may be NULL. */
+void cms_one_line(const char *in, char *out, size_t outlen);
+
 /* A value of the meta table (NULL when absent; caller frees) and setting one. */
 char *cms_meta_get(struct cms_db *db, const char *key);
 int cms_meta_set(struct cms_db *db, const char *key, const char *value);

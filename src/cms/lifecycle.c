@@ -144,15 +144,6 @@ static int64_t live_temporary(struct cms_db *db, int64_t card_id, bool collectin
     return id;
 }
 
-/* The operator's note as one line of printable text. */
-static void note_text(const char *note, char *out, size_t outlen)
-{
-    size_t n = 0;
-    for (; note && *note && n + 1 < outlen; note++)
-        out[n++] = (unsigned char)*note < 0x20 ? ' ' : *note;
-    out[n] = '\0';
-}
-
 int cms_change_check(struct cms_db *db, const struct cms_change *ch, const struct cms_card *card)
 {
     char states[128];
@@ -175,7 +166,7 @@ int cms_change_begin(struct cms_db *db, const struct cms_actor *by, const struct
     int rc;
 
     memset(job, 0, sizeof(*job));
-    note_text(args->note, note, sizeof(note));
+    cms_one_line(args->note, note, sizeof(note));
     if ((rc = cms_begin(db)) != CMS_OK)
         return rc;
     /* Read again under the write lock: what the guard sees is what is changed. */

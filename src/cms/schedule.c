@@ -101,14 +101,6 @@ int cms_local_to_utc(struct cms_db *db, const char *local, const char *tz, char 
 
 /* ---- lock jobs ---- */
 
-static void one_line(const char *in, char *out, size_t outlen)
-{
-    size_t n = 0;
-    for (; in && *in && n + 1 < outlen; in++)
-        out[n++] = (unsigned char)*in < 0x20 ? ' ' : *in;
-    out[n] = '\0';
-}
-
 /* The pending lock of a card (0: none; -1: the database failed). */
 static int64_t pending_lock(struct cms_db *db, int64_t card_id, char due[32])
 {
@@ -129,7 +121,7 @@ static int64_t pending_lock(struct cms_db *db, int64_t card_id, char due[32])
 static void lock_params(char *out, size_t outlen, const char *local, const char *tz, const char *note)
 {
     char line[256];
-    one_line(note, line, sizeof(line));
+    cms_one_line(note, line, sizeof(line));
     snprintf(out, outlen, "local=%s\ntz=%s\nnote=%s", local ? local : "", tz ? tz : "", line);
 }
 
@@ -235,12 +227,12 @@ static int pending_lock_job(struct cms_db *db, int64_t job_id, struct cms_card *
     return rc == CMS_OK ? cms_card_get(db, card_id, NULL, card) : rc;
 }
 
-int cms_lock_move(struct cms_db *db, const struct cms_actor *by, int64_t job_id, const char *due, const char *local,
-                  const char *tz)
+/* A pending lock moved to due, or (due NULL) cancelled, with its audit record. */
+static int lock_change(struct cms_db *db, const struct cms_actor *by, int64_t job_id, const char *due,
+                       const char *local, const char *tz, const char *note)
 {
     struct cms_card card;
-    char now[32], params[1024], when[160], detail[400];
-    sqlite3_stmt *st = NULL;
+    char now[32], params[1024], when[160], line[256], detail[400];
     int rc;
 
     if ((rc = cms_begin(db)) != CMS_OK)
@@ -248,52 +240,42 @@ int cms_lock_move(struct cms_db *db, const struct cms_actor *by, int64_t job_id,
     if ((rc = pending_lock_job(db, job_id, &card)) != CMS_OK)
         goto out;
     cms_now(now);
-    lock_params(params, sizeof(params), local, tz, NULL);
-    if (!(st = cms_prepare(db, "UPDATE jobs SET due = ?1, params = ?2, updated = ?3 WHERE id = ?4"))) {
-        rc = CMS_ERR;
-        goto out;
+    if (due) {
+        lock_params(params, sizeof(params), local, tz, NULL);
+        rc = cms_exec_bind(db, "UPDATE jobs SET due = ?2, params = ?3 WHERE id = ?1", "jobs", job_id, due, params);
+        due_text(due, local, tz, when, sizeof(when));
+        snprintf(detail, sizeof(detail), "job %" PRId64 ": PIN lock moved, now %s", job_id, when);
+    } else {
+        cms_one_line(note, line, sizeof(line));
+        rc = cms_exec_bind(db, "UPDATE jobs SET state = 'cancelled' WHERE id = ?1", "jobs", job_id, NULL, NULL);
+        snprintf(detail, sizeof(detail), "job %" PRId64 ": PIN lock cancelled%s%s", job_id, line[0] ? ": " : "",
+                 line);
     }
-    sqlite3_bind_text(st, 1, due ? due : now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, params, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, job_id);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = cms_sql_fail(db, "jobs");
-        goto out;
-    }
-    due_text(due, local, tz, when, sizeof(when));
-    snprintf(detail, sizeof(detail), "job %" PRId64 ": PIN lock moved, now %s", job_id, when);
-    rc = cms_card_audit(db, by->name, "card.lock", "moved", &card, detail);
+    if (rc == CMS_OK)
+        rc = cms_exec_bind(db, "UPDATE jobs SET updated = ?2 WHERE id = ?1", "jobs", job_id, now, NULL);
+    if (rc == CMS_OK)
+        rc = cms_card_audit(db, by->name, "card.lock", due ? "moved" : "cancelled", &card, detail);
 out:
-    sqlite3_finalize(st);
     if (rc == CMS_OK)
         return cms_commit(db);
     cms_rollback(db);
     return rc;
 }
 
+int cms_lock_move(struct cms_db *db, const struct cms_actor *by, int64_t job_id, const char *due, const char *local,
+                  const char *tz)
+{
+    char now[32];
+    if (!due) {
+        cms_now(now);
+        due = now;
+    }
+    return lock_change(db, by, job_id, due, local, tz, NULL);
+}
+
 int cms_lock_cancel(struct cms_db *db, const struct cms_actor *by, int64_t job_id, const char *note)
 {
-    struct cms_card card;
-    char now[32], line[256], detail[400];
-    int rc;
-
-    if ((rc = cms_begin(db)) != CMS_OK)
-        return rc;
-    if ((rc = pending_lock_job(db, job_id, &card)) != CMS_OK)
-        goto out;
-    cms_now(now);
-    one_line(note, line, sizeof(line));
-    if ((rc = cms_exec_bind(db, "UPDATE jobs SET state = 'cancelled', updated = ?2 WHERE id = ?1", "jobs", job_id,
-                            now, NULL)) != CMS_OK)
-        goto out;
-    snprintf(detail, sizeof(detail), "job %" PRId64 ": PIN lock cancelled%s%s", job_id, line[0] ? ": " : "", line);
-    rc = cms_card_audit(db, by->name, "card.lock", "cancelled", &card, detail);
-out:
-    if (rc == CMS_OK)
-        return cms_commit(db);
-    cms_rollback(db);
-    return rc;
+    return lock_change(db, by, job_id, NULL, NULL, NULL, note);
 }
 
 /* ---- the due-job scan and the agent ---- */
@@ -446,7 +428,7 @@ int cms_card_unlock(struct cms_db *db, const struct cms_actor *by, const struct 
         goto out;
     }
     cms_now(now);
-    one_line(note, line, sizeof(line));
+    cms_one_line(note, line, sizeof(line));
     if ((pending = pending_lock(db, card.id, due)) < 0) {
         rc = CMS_ERR;
         goto out;

@@ -9,38 +9,9 @@
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/cms.sh"
 
-t_ok "a database, root as administrator and issuer" \
-    sh -c "$TOOL db init && $TOOL operator roles root --roles administrator,issuer,auditor"
+t_ok "a database, root as administrator and issuer, the CA, a holder" cms_start
 t_ok "olga, helpdesk" T operator add olga --roles helpdesk
-t_ok "the embedded CA" T ca init --subject "/CN=Tessera Test CA/O=Example"
-T ca certificate > "$WORK/ca.pem"
-printf 'uid,name,email\njdoe,Jane Doe,jane@example.org\n' > "$WORK/holders.csv"
-t_ok "a holder" T holder import "$WORK/holders.csv"
-openssl rand -hex 32 > "$WORK/master.key"
-chmod 600 "$WORK/master.key"
-profile() {   # profile LIFETIME-DAYS
-    cat > "$WORK/vsc.ini" <<EOF
-[profile]
-name = vsc
-card-types = tpm
-[pin]
-min-length = 6
-max-length = 8
-tries = 4
-[admin-key]
-master-file = $WORK/master.key
-alg = aes128
-[key auth]
-type = p256
-usage = sign
-certificate = client-auth
-subject = /CN=\${name}/UID=\${uid}
-lifetime-days = $1
-[lifecycle]
-temporary-card-days = 5
-EOF
-    T profile import "$WORK/vsc.ini"
-}
+profile() { cms_profile "$1" "[lifecycle]" "temporary-card-days = 5"; }
 t_ok "a profile: one key, temporary cards for 5 days" profile 365
 echo 123456 > "$WORK/pin"
 

@@ -21,6 +21,31 @@ request() {   # request HOLDER [options]: the code in $WORK/code, the card's id 
 }
 code() { cat "$WORK/code"; }
 
+# A database with root as administrator, issuer and auditor, the embedded
+# CA (its certificate in $WORK/ca.pem), holder jdoe and an admin-key master
+# in $WORK/master.key.
+cms_start() {
+    $TOOL db init && $TOOL operator roles root --roles administrator,issuer,auditor &&
+        $TOOL ca init --subject "/CN=Tessera Test CA/O=Example" && $TOOL ca certificate > "$WORK/ca.pem" || return 1
+    printf 'uid,name,email\njdoe,Jane Doe,jane@example.org\n' > "$WORK/holders.csv"
+    $TOOL holder import "$WORK/holders.csv" || return 1
+    openssl rand -hex 32 > "$WORK/master.key" && chmod 600 "$WORK/master.key"
+}
+# Profile vsc: TPM cards, a PIN of 6 to 8 with 4 tries, an AES-128 admin key
+# from the master, one P-256 key with a client certificate of LIFETIME days;
+# any further lines are appended (a [lifecycle] section).
+cms_profile() {   # cms_profile LIFETIME-DAYS [LINE...]
+    local days=$1; shift
+    {
+        printf '[profile]\nname = vsc\ncard-types = tpm\n[pin]\nmin-length = 6\nmax-length = 8\ntries = 4\n'
+        printf '[admin-key]\nmaster-file = %s\nalg = aes128\n' "$WORK/master.key"
+        printf '[key auth]\ntype = p256\nusage = sign\ncertificate = client-auth\n'
+        printf 'subject = /CN=${name}/UID=${uid}\nlifetime-days = %s\n' "$days"
+        [ $# -eq 0 ] || printf '%s\n' "$@"
+    } > "$WORK/vsc.ini"
+    $TOOL profile import "$WORK/vsc.ini"
+}
+
 # Every card on the TPM is one the database knows (in a state that has a
 # card), and every active or suspended card row has its card on the TPM.
 consistent() {

@@ -80,26 +80,6 @@ static const char *card_state(struct cms_db *db, int64_t id)
     return cms_card_get(db, id, NULL, &card) == CMS_OK ? card.state : "?";
 }
 
-/* A job owner that is alive and not this process: the parent, as
- * cms_owner_self words an owner (host, pid, start time in /proc). */
-static void parent_owner(char *out, size_t outlen)
-{
-    char host[256] = "", path[64], stat[1024] = "", *p;
-    FILE *f;
-    gethostname(host, sizeof(host) - 1);
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)getppid());
-    if ((f = fopen(path, "r"))) {
-        if (!fgets(stat, sizeof(stat), f))
-            stat[0] = '\0';
-        fclose(f);
-    }
-    p = strrchr(stat, ')');
-    for (int field = 2; p && *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    snprintf(out, outlen, "%s %ld %llu", host, (long)getppid(), p ? strtoull(p, NULL, 10) : 0ULL);
-}
-
 struct seen {
     int64_t ids[8];
     int n;
@@ -168,7 +148,7 @@ static void test_locks(struct cms_db *db, struct cms_ca *ca)
            CMS_STATE,
        "  no longer moved or cancelled: %s", db->err);
     char other[400];
-    parent_owner(other, sizeof(other));
+    cms_owner_of((long)getppid(), other, sizeof(other));   /* alive, and not this process */
     ok(cms_exec_bind(db, "UPDATE jobs SET owner = ?2 WHERE id = ?1", "jobs", ja, other, NULL) == CMS_OK &&
            cms_lock_take(db, "agent:laptop.example", ja, &job, &a) == CMS_STATE && strstr(db->err, "another process"),
        "  nor taken while the process that has it lives: %s", db->err);
