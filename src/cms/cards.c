@@ -74,6 +74,8 @@ static int code_hash(const uint8_t salt[SALT_LEN], const char *norm, uint8_t out
     return ok ? 0 : -1;
 }
 
+#define CODE_CLASH_TRIES 8   /* first groups taken by other codes, in a row: never, short of a full table */
+
 /* A new code: random, shown once; the database keeps its first group (to
  * find the job: norm's first 5 characters) and a salted hash of the whole. */
 static int code_new(struct cms_db *db, char code[CMS_CODE_LEN], char norm[CODE_CHARS + 1],
@@ -325,12 +327,18 @@ int cms_card_request_in(struct cms_db *db, const struct cms_actor *by, const str
     sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, by->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 9, now, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        /* Two codes sharing a first group: one in 2^25 per pending job. */
-        rc = sqlite3_extended_errcode(db->db) == SQLITE_CONSTRAINT_UNIQUE
-                 ? cms_fail(db, CMS_ERR, "collection code clash: request again")
-                 : cms_sql_fail(db, "jobs");
-        goto out;
+    /* Two codes sharing a first group (25 bits, among the codes not yet
+     * spent): another code. SQLite undoes only the failed statement. */
+    for (int tries = 0; sqlite3_step(st) != SQLITE_DONE; tries++) {
+        if (sqlite3_extended_errcode(db->db) != SQLITE_CONSTRAINT_UNIQUE || tries == CODE_CLASH_TRIES) {
+            rc = cms_sql_fail(db, "jobs");
+            goto out;
+        }
+        sqlite3_reset(st);
+        if ((rc = code_new(db, code, norm, secret)) != CMS_OK)
+            goto out;
+        sqlite3_bind_blob(st, 4, secret, sizeof(secret), SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, norm, 5, SQLITE_STATIC);
     }
     *job_id = sqlite3_last_insert_rowid(db->db);
     snprintf(card.holder, sizeof(card.holder), "%s", r->holder);
@@ -440,11 +448,16 @@ int cms_card_new_code(struct cms_db *db, const struct cms_actor *by, int64_t car
     sqlite3_bind_text(st, 3, expires, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, job_id);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = sqlite3_extended_errcode(db->db) == SQLITE_CONSTRAINT_UNIQUE
-                 ? cms_fail(db, CMS_ERR, "collection code clash: try again")
-                 : cms_sql_fail(db, "jobs");
-        goto out;
+    for (int tries = 0; sqlite3_step(st) != SQLITE_DONE; tries++) {   /* a clash: as in a request */
+        if (sqlite3_extended_errcode(db->db) != SQLITE_CONSTRAINT_UNIQUE || tries == CODE_CLASH_TRIES) {
+            rc = cms_sql_fail(db, "jobs");
+            goto out;
+        }
+        sqlite3_reset(st);
+        if ((rc = code_new(db, code, norm, secret)) != CMS_OK)
+            goto out;
+        sqlite3_bind_blob(st, 1, secret, sizeof(secret), SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, norm, 5, SQLITE_STATIC);
     }
     snprintf(detail, sizeof(detail), "job %" PRId64 ": a new collection code until %s; the old one is void", job_id,
              expires);

@@ -129,6 +129,10 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX jobs_code ON jobs(code_id) WHERE code_id IS NOT NULL;",
     /* 3 -> 4: a card has at most one pending PIN lock (schedule.c) */
     "CREATE UNIQUE INDEX jobs_one_lock ON jobs(card_id) WHERE kind = 'lock' AND state = 'pending';",
+    /* 4 -> 5: audit search by device compares without case (device names
+     * are), which an index of the default collation cannot serve */
+    "DROP INDEX audit_device;"
+    "CREATE INDEX audit_device ON audit(device COLLATE NOCASE) WHERE device IS NOT NULL;",
 };
 
 int cms_fail(struct cms_db *db, int rc, const char *fmt, ...)

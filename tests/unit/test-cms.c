@@ -71,6 +71,12 @@ static void test_migrations(void)
         n = sqlite3_column_int(q, 0);
     sqlite3_finalize(q);
     ok(n == 1, "  and schema 4's index of pending locks");
+    char plan[256] = "";
+    if (sqlite3_prepare_v2(db->db, "EXPLAIN QUERY PLAN SELECT id FROM audit WHERE device = 'X' COLLATE NOCASE",
+                           -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        snprintf(plan, sizeof(plan), "%s", (const char *)sqlite3_column_text(q, 3));
+    sqlite3_finalize(q);
+    ok(strstr(plan, "audit_device") != NULL, "  and schema 5's: audit by device without case is a lookup (%s)", plan);
     struct stat st;
     ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "the file is 0600");
     ok(exec(db, "PRAGMA user_version = 99") == SQLITE_OK, "a database from a newer Tessera");
