@@ -133,6 +133,10 @@ static const char *const migrations[] = {
      * are), which an index of the default collation cannot serve */
     "DROP INDEX audit_device;"
     "CREATE INDEX audit_device ON audit(device COLLATE NOCASE) WHERE device IS NOT NULL;",
+    /* 5 -> 6: the renewal scan (renewal.c): one open renewal per card, and
+     * temporary cards by their end */
+    "CREATE UNIQUE INDEX jobs_one_renewal ON jobs(card_id) WHERE kind = 'renew' AND state IN ('pending','running');"
+    "CREATE INDEX cards_temporary ON cards(expires) WHERE temporary = 1;",
 };
 
 int cms_fail(struct cms_db *db, int rc, const char *fmt, ...)

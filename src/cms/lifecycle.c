@@ -33,10 +33,11 @@ static const struct cms_change changes[] = {
       CMS_REVOKE_CESSATION, "revoked", true, CMS_REPLACE_NONE },
     { "reprovision", "card.reprovision", "active locked", "erased", "active suspended", CMS_REVOKE_SUPERSEDED,
       "revoked", true, CMS_REPLACE_REISSUE },
+    /* A temporary card's end has come (the renewal scan, renewal.h). */
+    { "expire", "card.expire", "requested issued active suspended locked", "revoked", "active suspended",
+      CMS_REVOKE_CESSATION, "revoked", false, CMS_REPLACE_NONE },
 };
 
-/* States in which a temporary card still stands in for its original. */
-#define TEMPORARY_LIVE "('requested','issued','active','suspended','locked')"
 
 const struct cms_change *cms_change_find(const char *name)
 {
@@ -99,12 +100,12 @@ static void job_fill(struct cms_job *job, int64_t id, const char *kind, const ch
 }
 
 /* Why the card cannot change now, when a job of it is running. A PIN lock
- * under way does not hold a change up (a stolen laptop's agent may never
- * run again); its agent finds the card changed and lets the lock go. */
+ * or a renewal under way does not hold a change up (a stolen laptop's agent
+ * may never run again); what runs them finds the card changed. */
 static int running_job(struct cms_db *db, const struct cms_card *card)
 {
     sqlite3_stmt *st = cms_prepare(db, "SELECT id, kind, owner FROM jobs WHERE card_id = ? AND state = 'running'"
-                                       " AND kind != 'lock'");
+                                       " AND kind NOT IN ('lock', 'renew')");
     int rc = CMS_OK;
     if (!st)
         return CMS_ERR;
@@ -133,7 +134,7 @@ static int64_t live_temporary(struct cms_db *db, int64_t card_id, bool collectin
                                                     " WHERE k.replaces_id = ? AND k.temporary = 1"
                                                     " AND j.kind = 'issue' AND j.state = 'running'"
                                                   : "SELECT id FROM cards WHERE replaces_id = ? AND temporary = 1"
-                                                    " AND state IN " TEMPORARY_LIVE);
+                                                    " AND state IN " CMS_TEMPORARY_LIVE);
     int64_t id = 0;
     if (!st)
         return -1;
@@ -174,6 +175,10 @@ int cms_change_begin(struct cms_db *db, const struct cms_actor *by, const struct
         goto out;
     if ((rc = cms_change_check(db, ch, &card)) != CMS_OK)
         goto out;
+    if (!strcmp(ch->name, "expire") && !card.temporary) {
+        rc = cms_fail(db, CMS_STATE, "card %" PRId64 " is not a temporary card: it does not expire", card.id);
+        goto out;
+    }
     if (ch->replace == CMS_REPLACE_TEMPORARY) {
         struct cms_profile p;
         if (card.temporary) {
@@ -243,7 +248,7 @@ int cms_change_take(struct cms_db *db, const struct cms_actor *by, int64_t card_
     if ((rc = cms_begin(db)) != CMS_OK)
         return rc;
     st = cms_prepare(db, "SELECT id, kind, state, card_id, owner, coalesce(step, ''), created_by FROM jobs"
-                         " WHERE (?1 != 0 AND card_id = ?1 AND state = 'running' AND kind NOT IN ('issue', 'lock'))"
+                         " WHERE (?1 != 0 AND card_id = ?1 AND state = 'running' AND kind NOT IN ('issue', 'lock', 'renew'))"
                          " OR id = ?2"
                          " ORDER BY id LIMIT 1");
     if (!st) {
@@ -267,6 +272,11 @@ int cms_change_take(struct cms_db *db, const struct cms_actor *by, int64_t card_
     if (!strcmp(kind, "lock")) {
         rc = cms_fail(db, CMS_STATE, "job %" PRId64 " is a PIN lock: `tessera agent` on the card's device takes it "
                       "up", id);
+        goto out;
+    }
+    if (!strcmp(kind, "renew")) {
+        rc = cms_fail(db, CMS_STATE, "job %" PRId64 " is a certificate renewal: it is done on the card's device",
+                      id);
         goto out;
     }
     if (strcmp(state, "running")) {
@@ -332,7 +342,7 @@ int cms_change_next_cert(struct cms_db *db, struct cms_ca *ca, const struct cms_
                                        : "SELECT c.id, c.ca, c.serial, c.key_name, coalesce(k.serial, '')"
                                          " FROM certificates c JOIN cards k ON k.id = c.card_id"
                                          " WHERE k.replaces_id = ?1 AND k.temporary = 1 AND k.state IN "
-                                         TEMPORARY_LIVE " AND c.state IN ('active','suspended') ORDER BY c.id LIMIT 1");
+                                         CMS_TEMPORARY_LIVE " AND c.state IN ('active','suspended') ORDER BY c.id LIMIT 1");
         if (!st)
             return CMS_ERR;
         sqlite3_bind_int64(st, 1, card->id);
@@ -417,7 +427,7 @@ static int end_temporaries(struct cms_db *db, int64_t card_id, const char *now)
     if (rc == CMS_OK)
         rc = cms_exec_bind(db, "UPDATE cards SET state = CASE state WHEN 'requested' THEN 'cancelled' ELSE 'revoked'"
                                " END, updated = ?2 WHERE replaces_id = ?1 AND temporary = 1 AND state IN "
-                               TEMPORARY_LIVE,
+                               CMS_TEMPORARY_LIVE,
                            "cards", card_id, now, NULL);
     return rc;
 }
@@ -460,7 +470,7 @@ int cms_change_finish(struct cms_db *db, const struct cms_job *job, const struct
     cms_now(now);
 
     to = ch->to;
-    if (!strcmp(ch->name, "cancel") && !strcmp(card.state, "requested")) {
+    if ((!strcmp(ch->name, "cancel") || !strcmp(ch->name, "expire")) && !strcmp(card.state, "requested")) {
         /* Never collected: its code goes, and there is nothing to revoke. */
         to = "cancelled";
         rc = cms_exec_bind(db, "UPDATE jobs SET state = 'cancelled', code_id = NULL, secret = NULL, updated = ?2"

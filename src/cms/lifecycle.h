@@ -31,11 +31,15 @@ enum cms_replacement {
     CMS_REPLACE_REISSUE,     /* the same kind of card on the same device, to the latest profile */
 };
 
+/* States in which a temporary card still stands in for its original (SQL). */
+#define CMS_TEMPORARY_LIVE "('requested','issued','active','suspended','locked')"
+
 #define CMS_CERTS_KEEP (-2)  /* a change that leaves certificates as they are */
 #define CMS_HOLD_LIFT (-1)   /* the CA lifts a hold (cms_ca_ops.revoke) */
 
 struct cms_change {
-    const char *name;        /* suspend, enable, cancel, lost, stolen, damaged, forgotten, erase, reprovision */
+    const char *name;        /* suspend, enable, cancel, lost, stolen, damaged, forgotten, erase, reprovision,
+                                expire (a temporary card) */
     const char *action;      /* what roles.c and the trail call it */
     const char *from;        /* the card states it may start from, space-separated */
     const char *to;          /* the state it leaves the card in */

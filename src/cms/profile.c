@@ -234,8 +234,10 @@ static int set_lifecycle(struct cms_profile *p, const char *k, const char *v, in
                                                    : NULL;
     if (!field)
         return bad(err, errlen, line, "[lifecycle] has no setting %s", k);
-    if (parse_int(v, 1, 365, field))
-        return bad(err, errlen, line, "%s: 1 to 365", k);
+    /* notify-every-days = 0: a holder is told once. */
+    int least = field == &p->notify_every_days ? 0 : 1;
+    if (parse_int(v, least, 365, field))
+        return bad(err, errlen, line, "%s: %d to 365", k, least);
     return CMS_OK;
 }
 

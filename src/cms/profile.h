@@ -13,7 +13,7 @@
  *                key usages: client-auth, email, smartcard-logon; or none),
  *                subject (/CN=${name}/... from holder attributes),
  *                lifetime-days, escrow (yes: made off the card and archived)
- *   [lifecycle]  renewal-window-days, notify-every-days, temporary-card-days */
+ *   [lifecycle]  renewal-window-days, notify-every-days (0: once), temporary-card-days */
 #ifndef TESSERA_CMS_PROFILE_H
 #define TESSERA_CMS_PROFILE_H
 

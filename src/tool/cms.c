@@ -533,5 +533,7 @@ int cmd_cms(const char *noun, int argc, char **argv)
         return cmd_cms_lock(noun, "", argc, argv);
     if (!strcmp(noun, "ca"))
         return cmd_cms_ca(verb, vargc, vargv);
+    if (!strcmp(noun, "scan") || !strcmp(noun, "notify"))
+        return cmd_cms_scan(noun, argc, argv);
     return cmd_cms_cards(noun, verb, vargc, vargv);
 }

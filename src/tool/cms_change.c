@@ -288,3 +288,35 @@ int cmd_job_resume(int argc, char **argv)
 out:
     return run_close(&r, rc);
 }
+
+int cms_change_card(struct cms_ctx *c, struct cms_ca *ca, int64_t card_id, const char *name, const char *note,
+                    char state[16])
+{
+    struct cms_change_args a = { note, NULL, NULL, 14 };
+    struct change_run r;
+    bool finished = false;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    r.c = *c;           /* borrowed: closed by the caller, not here */
+    r.ca = ca;
+    r.ch = cms_change_find(name);
+    state[0] = '\0';
+    if (!r.ch)
+        return EX_FAIL;
+    if ((rc = cms_report(&r.c, cms_card_get(r.c.db, card_id, NULL, &r.card))) != EX_OK ||
+        (rc = authorize(&r, r.ch)) != EX_OK || (rc = finish_interrupted(&r, &finished)) != EX_OK)
+        goto out;
+    if (!finished || strcmp(r.job.kind, name)) {
+        r.ch = cms_change_find(name);
+        if ((rc = cms_report(&r.c, cms_change_begin(r.c.db, &r.c.actor, r.ch, &r.card, &a, &r.job))) != EX_OK)
+            goto out;
+        rc = run(&r, false);
+    }
+    if (rc == EX_OK)
+        snprintf(state, 16, "%s", r.card.state);
+out:
+    tool_p11_close(&r.p);
+    tess_wipe(r.code, sizeof(r.code));
+    return rc;
+}

@@ -62,6 +62,14 @@ int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv);
 int cmd_card_collect(int argc, char **argv);
 int cmd_card_change(const char *verb, int argc, char **argv);
 int cmd_job_resume(int argc, char **argv);
+/* The change `name` of the card (finishing an interrupted change of it
+ * first), by c's operator through ca; the card's state after it in state.
+ * How the renewal scan ends temporary cards. */
+struct cms_ca;
+int cms_change_card(struct cms_ctx *c, struct cms_ca *ca, int64_t card_id, const char *name, const char *note,
+                    char state[16]);
+/* cms_scan.c: tessera scan, tessera notify set|show; -1 when not theirs. */
+int cmd_cms_scan(const char *noun, int argc, char **argv);
 /* cms_lock.c: card lock|unlock, job move|cancel, agent; -1 when not theirs. */
 int cmd_cms_lock(const char *noun, const char *verb, int argc, char **argv);
 

@@ -61,3 +61,35 @@ c = sqlite3.connect(sys.argv[1])
 assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 assert c.execute("PRAGMA foreign_key_check").fetchall() == []' "$TESSERA_CMS_DB"
 }
+
+# Where renewal notices go in the tests: a real SMTP server (aiosmtpd, its
+# messages in the Maildir $WORK/mail) that msmtp, a sendmail-compatible
+# command, delivers to; and a webhook receiver (tests/lib/webhook.py: each
+# POST a line of $WORK/webhook.log; `echo N > $WORK/webhook.fail` makes the
+# next N answers 503). Both stopped by the harness (NAME.proc.pid).
+smtp_start() {
+    local i
+    SMTP_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$WORK/mail" \
+        > "$WORK/smtp.log" 2>&1 </dev/null &
+    echo $! > "$WORK/smtp.proc.pid"
+    for i in $(seq 100); do
+        /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $SMTP_PORT), 1).close()" \
+            2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+mail_count() { find "$WORK/mail/new" -type f 2>/dev/null | wc -l; }
+webhook_start() {
+    local i
+    /usr/bin/python3 "$TESSERA_SRCDIR/tests/lib/webhook.py" "$WORK/webhook.log" "$WORK/webhook.port" \
+        "$WORK/webhook.fail" > "$WORK/webhook.err" 2>&1 </dev/null &
+    echo $! > "$WORK/webhook.proc.pid"
+    for i in $(seq 100); do
+        [ -s "$WORK/webhook.port" ] && { WEBHOOK_PORT=$(cat "$WORK/webhook.port"); return 0; }
+        sleep 0.05
+    done
+    return 1
+}
+webhook_count() { [ -f "$WORK/webhook.log" ] && wc -l < "$WORK/webhook.log" || echo 0; }

@@ -1,0 +1,64 @@
+/* The renewal scan: what `tessera scan` does, from cron, on the machine
+ * with the database.
+ *
+ * 1. Renewal jobs. A card in use (active or locked, not temporary) whose
+ *    earliest active certificate expires within its profile's
+ *    renewal-window-days gets one pending "renew" job (at most one open per
+ *    card: a partial unique index). A pending renewal whose card left use or
+ *    has no active certificate left is cancelled.
+ * 2. Notices. For each pending renewal the holder is told — first at once,
+ *    then again every notify-every-days (0: once) until the job is done —
+ *    through the channels set up (notify.h). A notice is recorded only after
+ *    it was sent, so a scan killed in between sends it again: at least once.
+ *    Each notice carries an id that stays the same until it is recorded, for
+ *    a receiver to drop repeats.
+ * 3. Temporary cards past their end are ended by the "expire" change
+ *    (lifecycle.h): their certificates revoked, the card revoked (or
+ *    cancelled with its code, when never collected). The original stays as
+ *    it is (suspended) until the helpdesk enables it. */
+#ifndef TESSERA_CMS_RENEWAL_H
+#define TESSERA_CMS_RENEWAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "roles.h"
+
+/* Step 1 at now (stored form), in one transaction with an audit record per
+ * job made or cancelled; dry: counted and rolled back. */
+int cms_renewal_jobs(struct cms_db *db, const struct cms_actor *by, const char *now, bool dry, int *made,
+                     int *cancelled);
+
+/* What a holder is told about one card. */
+struct cms_notice {
+    int64_t job_id, card_id;
+    char serial[40];
+    char device[256];            /* "" when the card is not bound to one */
+    char holder[128];            /* uid */
+    char name[256];
+    char email[256];             /* "" when the holder has none */
+    char profile[64];
+    char expires[32];            /* the earliest active certificate's not_after */
+    int days_left;               /* whole days from now to expires (negative: expired) */
+    char previous[32];           /* when the holder was last told ("" never) */
+    char id[96];                 /* renewal-JOB-PREVIOUS: the same until recorded */
+};
+typedef int (*cms_notice_cb)(void *arg, const struct cms_notice *n);
+
+/* Step 2: the notices due at now, soonest expiry first. Read only: the
+ * callback may not change the database (gather, send, then record). */
+int cms_renewal_notices_due(struct cms_db *db, const char *now, cms_notice_cb cb, void *arg);
+/* The notice went out through channels (text for the trail), or (reached
+ * false) could not reach the holder at all, channels saying why: recorded
+ * on the card's active certificates (notified: tried again after
+ * notify-every-days) with an audit record. */
+int cms_renewal_notified(struct cms_db *db, const struct cms_actor *by, const struct cms_notice *n, const char *now,
+                         const char *channels, bool reached);
+
+/* Step 3: temporary cards whose end has come by now and which still stand
+ * in (ids in *ids, caller frees), earliest end first. */
+int cms_temporaries_expired(struct cms_db *db, const char *now, int64_t **ids, size_t *n);
+
+#endif
