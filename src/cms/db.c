@@ -343,6 +343,21 @@ int cms_time_parse(const char *text, int64_t *t)
     return 0;
 }
 
+/* One line of a job's params ("name=value\n..."), "" when absent. */
+void cms_param(const char *params, const char *name, char *out, size_t outlen)
+{
+    size_t n = strlen(name);
+    out[0] = '\0';
+    for (const char *p = params; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (!strncmp(p, name, n) && p[n] == '=') {
+            const char *end = strchr(p + n + 1, '\n');
+            size_t len = end ? (size_t)(end - p - n - 1) : strlen(p + n + 1);
+            snprintf(out, outlen, "%.*s", (int)len, p + n + 1);
+            return;
+        }
+    }
+}
+
 char *cms_meta_get(struct cms_db *db, const char *key)
 {
     sqlite3_stmt *st = cms_prepare(db, "SELECT value FROM meta WHERE key = ?");

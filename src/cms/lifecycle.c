@@ -72,21 +72,6 @@ static void list_text(const char *list, char *out, size_t outlen)
     }
 }
 
-/* One line of a job's params ("name=value\n..."), "" when absent. */
-static void param(const char *params, const char *name, char *out, size_t outlen)
-{
-    size_t n = strlen(name);
-    out[0] = '\0';
-    for (const char *p = params; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        if (!strncmp(p, name, n) && p[n] == '=') {
-            const char *end = strchr(p + n + 1, '\n');
-            size_t len = end ? (size_t)(end - p - n - 1) : strlen(p + n + 1);
-            snprintf(out, outlen, "%.*s", (int)len, p + n + 1);
-            return;
-        }
-    }
-}
-
 static void job_fill(struct cms_job *job, int64_t id, const char *kind, const char *step, int64_t card_id,
                      const char *created_by)
 {
@@ -462,9 +447,9 @@ int cms_change_finish(struct cms_db *db, const struct cms_job *job, const struct
         goto out;
     }
     const char *params = (const char *)sqlite3_column_text(st, 1);
-    param(params, "type", type, sizeof(type));
-    param(params, "device", device, sizeof(device));
-    param(params, "days", days, sizeof(days));
+    cms_param(params, "type", type, sizeof(type));
+    cms_param(params, "device", device, sizeof(device));
+    cms_param(params, "days", days, sizeof(days));
     sqlite3_finalize(st);
     st = NULL;
     cms_now(now);

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cards.h"
 #include "db.h"
 #include "roles.h"
 
@@ -60,5 +61,30 @@ int cms_renewal_notified(struct cms_db *db, const struct cms_actor *by, const st
 /* Step 3: temporary cards whose end has come by now and which still stand
  * in (ids in *ids, caller frees), earliest end first. */
 int cms_temporaries_expired(struct cms_db *db, const char *now, int64_t **ids, size_t *n);
+
+/* The holder's side, on the device (`tessera card renew`, src/tool/renew.c).
+ * A renewal makes a new key on the card for each key of the card's profile
+ * that has a certificate, gets and records a certificate for it and loads
+ * it next to the old one (step "key:NAME" each); then (step "switched", the
+ * point of no return) the old keys and certificates leave the card, the old
+ * certificates are revoked as superseded, and the job is done. A renewal
+ * killed before "switched" is rolled back by the next run (the new objects
+ * removed, the new certificates revoked); one killed after it is finished.
+ *
+ * The card's open renewal taken by this process: a pending one starts (the
+ * card must be active), a running one whose process is gone is handed back
+ * as it was left (*interrupted; job->step says where). *certs_before: the
+ * card's certificates up to this id are the ones being renewed, those after
+ * it the new ones. CMS_NOTFOUND when the card has no renewal open;
+ * CMS_STATE when another live process has it or the card is not active. */
+int cms_renew_take(struct cms_db *db, const struct cms_card *card, struct cms_job *job, bool *interrupted,
+                   int64_t *certs_before);
+/* The renewal done, with its audit record (detail). */
+int cms_renew_finish(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *detail);
+/* A renewal rolled back (the caller removed the new objects and revoked the
+ * new certificates): to "running" (this process starts it again), "pending"
+ * (the holder may try again) or "cancelled" (the card left use). */
+int cms_renew_undone(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *to,
+                     const char *detail);
 
 #endif

@@ -477,6 +477,8 @@ int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv)
         return cmd_card_collect(argc, argv);
     if (!strcmp(noun, "card") && !strcmp(verb, "code"))
         return cmd_card_code(argc, argv);
+    if (!strcmp(noun, "card") && !strcmp(verb, "renew"))
+        return cmd_card_renew(argc, argv);
     if (!strcmp(noun, "card") && (!strcmp(verb, "suspend") || !strcmp(verb, "enable") || !strcmp(verb, "cancel") ||
                                   !strcmp(verb, "erase") || !strcmp(verb, "reprovision") || !strcmp(verb, "replace")))
         return cmd_card_change(verb, argc, argv);

@@ -11,6 +11,7 @@
 #include "../cms/cards.h"
 #include "../cms/db.h"
 #include "../cms/roles.h"
+#include "tool.h"
 
 struct cms_ctx {
     const char *db_path;       /* --db, else TESSERA_CMS_DB, else TESSERA_HOME/cms.db */
@@ -37,8 +38,6 @@ int cms_parse_opts(struct cms_ctx *c, int argc, char **argv, const struct option
 
 /* cms_device.c: this machine, as card management sees it. */
 struct cms_profile;
-struct tool_key_source;
-struct tool_p11;
 /* TESSERA_TEST_KILL_AT=STEP: the process kills itself (SIGKILL) at STEP. */
 void cms_kill_point(const char *step);
 /* This machine's full name: the canonical name of its host name where the
@@ -60,12 +59,34 @@ int cmd_cms_ca(const char *verb, int argc, char **argv);
 int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv);
 /* collect.c, cms_change.c */
 int cmd_card_collect(int argc, char **argv);
+/* One key of a profile made on the card under id, its request signed
+ * there, a certificate from the CA recorded (before it is loaded) and
+ * loaded next to it; then the job's step "key:NAME". For collect and
+ * renew; kill points PREFIX then key:, enrolled:, recorded:, loaded:NAME. */
+struct cms_ca;
+struct cms_holder;
+struct cms_key_spec;
+struct cms_key_issue {
+    struct cms_ctx *c;
+    struct tool_p11 *p;
+    CK_SESSION_HANDLE h;
+    struct cms_ca *ca;
+    const struct cms_job *job;
+    const struct cms_card *card;
+    const struct cms_holder *holder;
+    const char *pin;           /* for a key that wants it again to sign its request */
+    int lifetime_days;
+    const char *kill_prefix;   /* "" (collect), "renew:" */
+};
+int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id,
+                  CK_ULONG idlen);
+/* renew.c: tessera card renew, the holder on the device. */
+int cmd_card_renew(int argc, char **argv);
 int cmd_card_change(const char *verb, int argc, char **argv);
 int cmd_job_resume(int argc, char **argv);
 /* The change `name` of the card (finishing an interrupted change of it
  * first), by c's operator through ca; the card's state after it in state.
  * How the renewal scan ends temporary cards. */
-struct cms_ca;
 int cms_change_card(struct cms_ctx *c, struct cms_ca *ca, int64_t card_id, const char *name, const char *note,
                     char state[16]);
 /* cms_scan.c: tessera scan, tessera notify set|show; -1 when not theirs. */

@@ -222,62 +222,60 @@ static int lifetime_days(const struct collect *k, const struct cms_key_spec *spe
     return left < 1 ? 1 : left < spec->lifetime_days ? (int)left : spec->lifetime_days;
 }
 
-static int issue_key(struct collect *k, CK_SESSION_HANDLE h, int index)
+int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id, CK_ULONG idlen)
 {
-    const struct cms_key_spec *spec = &k->prof.keys[index];
-    uint8_t id[1] = { (uint8_t)(index + 1) };
     CK_OBJECT_HANDLE pub, priv, added;
     X509_NAME *subject = NULL;
     X509_REQ *csr = NULL;
     X509 *cert = NULL;
-    char err[256], step[64];
+    char err[256], step[96];
     CK_RV rv;
     int rc;
 
-    rv = tool_generate_pair(&k->p, h, spec->type, id, 1, spec->name, &pub, &priv);
+    rv = tool_generate_pair(ki->p, ki->h, spec->type, id, idlen, spec->name, &pub, &priv);
     if (rv != CKR_OK)
         return tool_report(rv, "no key was made");
-    snprintf(step, sizeof(step), "key:%s", spec->name);
+    snprintf(step, sizeof(step), "%skey:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
     if (!spec->eku)
         goto recorded;   /* a key without a certificate */
-    subject = cms_subject_build(spec->subject, &k->holder, err, sizeof(err));
+    subject = cms_subject_build(spec->subject, ki->holder, err, sizeof(err));
     if (!subject) {
         fprintf(stderr, "tessera: key %s: %s\n", spec->name, err);
         rc = EX_FAIL;
         goto out;
     }
-    rc = tool_make_csr(&k->p, h, pub, priv, subject, k->pin, &csr);
+    rc = tool_make_csr(ki->p, ki->h, pub, priv, subject, ki->pin, &csr);
     if (rc != EX_OK)
         goto out;
     struct cms_cert_request req = {
-        .csr = csr, .subject = subject, .lifetime_days = lifetime_days(k, spec), .eku = spec->eku,
+        .csr = csr, .subject = subject, .lifetime_days = ki->lifetime_days, .eku = spec->eku,
         .sign = spec->sign, .decrypt = spec->decrypt,
-        .email = (spec->eku & CMS_EKU_EMAIL) ? k->holder.email : NULL,
-        .upn = (spec->eku & CMS_EKU_SMARTCARD_LOGON) ? cms_holder_attr(&k->holder, "upn") : NULL,
+        .email = (spec->eku & CMS_EKU_EMAIL) ? ki->holder->email : NULL,
+        .upn = (spec->eku & CMS_EKU_SMARTCARD_LOGON) ? cms_holder_attr(ki->holder, "upn") : NULL,
     };
-    if (k->ca->ops->enroll(k->ca, &req, &cert) != CMS_OK) {
-        fprintf(stderr, "tessera: key %s: the CA issued no certificate: %s\n", spec->name, k->ca->err);
+    if (ki->ca->ops->enroll(ki->ca, &req, &cert) != CMS_OK) {
+        fprintf(stderr, "tessera: key %s: the CA issued no certificate: %s\n", spec->name, ki->ca->err);
         rc = EX_FAIL;
         goto out;
     }
-    snprintf(step, sizeof(step), "enrolled:%s", spec->name);
+    snprintf(step, sizeof(step), "%senrolled:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
-    rc = cms_report(&k->c, cms_cert_record(k->c.db, &k->card, spec->name, k->ca->name, cert));
+    rc = cms_report(ki->c, cms_cert_record(ki->c->db, ki->card, spec->name, ki->ca->name, cert));
     if (rc != EX_OK)
         goto out;
-    snprintf(step, sizeof(step), "recorded:%s", spec->name);
+    snprintf(step, sizeof(step), "%srecorded:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
-    rv = tool_store_cert(&k->p, h, cert, id, 1, spec->name, 1, &added);
+    rv = tool_store_cert(ki->p, ki->h, cert, id, idlen, spec->name, 1, &added);
     if (rv != CKR_OK) {
         rc = tool_report(rv, "the certificate was not stored");
         goto out;
     }
-    snprintf(step, sizeof(step), "loaded:%s", spec->name);
+    snprintf(step, sizeof(step), "%sloaded:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
 recorded:
     snprintf(step, sizeof(step), "key:%s", spec->name);
-    rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, step, NULL, NULL, NULL));
+    rc = cms_report(ki->c, cms_job_step(ki->c->db, ki->job, ki->card, step, NULL, NULL, NULL));
 out:
     X509_free(cert);
     X509_REQ_free(csr);
@@ -307,8 +305,12 @@ static int issue(struct collect *k)
         rc = tool_report(rv, "the new card does not open");
         goto out;
     }
-    for (int i = 0; i < k->prof.nkeys && rc == EX_OK; i++)
-        rc = issue_key(k, h, i);
+    for (int i = 0; i < k->prof.nkeys && rc == EX_OK; i++) {
+        uint8_t id[1] = { (uint8_t)(i + 1) };
+        struct cms_key_issue ki = { &k->c, &k->p, h, k->ca, &k->job, &k->card, &k->holder, k->pin,
+                                    lifetime_days(k, &k->prof.keys[i]), "" };
+        rc = cms_issue_key(&ki, &k->prof.keys[i], id, 1);
+    }
     if (rc == EX_OK && (k->ca->ops->certificate(k->ca, &ca_cert) != CMS_OK || !chain || !sk_X509_push(chain, ca_cert)))
         rc = EX_FAIL;
     else if (rc == EX_OK)

@@ -100,6 +100,8 @@ void tool_usage(FILE *f)
           "  scan [--dry-run] [--at 'YYYY-MM-DD HH:MM']  renewals whose window opened, holders told, temporary\n"
           "                                           cards past their end ended (from cron)\n"
           "  notify set [--sendmail 'CMD'] [--from ADDR] [--webhook URL] | notify show   how holders are told\n"
+          "  card renew [ID|SERIAL] [--pin-file F]    the holder, on the device: new keys and certificates for a\n"
+          "                                           card whose renewal is due, the old ones removed\n"
           "\n"
           "  MASTER: --master-file F (hex, mode 0600), or --master-uri 'pkcs11:token=...;object=...' (a key\n"
           "          in an HSM, which computes the KDF) [--hsm-module SO] [--hsm-pin-file F]\n"
