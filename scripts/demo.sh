@@ -151,9 +151,16 @@ echo "  the helpdesk reads back the response: $resp"
 echo 24681357 > "$work/jane2.pin"
 run tessera unblock complete --serial "$serial" --response "$resp" --pin-file "$work/jane2.pin"
 run tessera job list --state pending
+
+say "13. Eleven months on, her certificate nears its end: the renewal scan (run here as at that date) opens a renewal; she renews on her machine with her PIN"
+run tessera scan --at "$(date -u -d '+340 days' '+%Y-%m-%d %H:%M')"
+tessera --json card renew "$card" --pin-file "$work/jane2.pin" > "$work/renew.json" 2>&1 || true
+sed 's/^/    /' "$work/renew.json"
+grep -q '"renewed":1' "$work/renew.json" && renewed=yes || renewed=no
+run tessera audit --card "$serial" --last 4
 run tessera audit verify
-[ "$locked" = yes ] && tessera card list | grep -q " active " && tessera job list --state pending | grep -q " lock " &&
-    cms=ok || cms=failed
+[ "$locked" = yes ] && [ "$renewed" = yes ] && tessera card list | grep -q " active " &&
+    tessera job list --state pending | grep -q " lock " && cms=ok || cms=failed
 
 say "What happened"
 cat <<TXT
@@ -170,7 +177,9 @@ cat <<TXT
     each step in a hash-chained audit trail; suspending it put the certificate on hold in the
     CA's CRL and enabling it lifted the hold; a lock asked for a time in a named timezone was done
     by the agent on the device, and the helpdesk's challenge/response opened the card for 8 hours,
-    after which it is locked again: card management $cms.
+    after which it is locked again; the renewal scan found her certificate in its window and she
+    renewed it on her machine with her PIN alone (a new key on the card, the old certificate
+    superseded): card management $cms.
   Everything this demo started is now stopped and its files removed.
 TXT
 [ "$tls" = ok ] && [ "$cms" = ok ]

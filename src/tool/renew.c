@@ -113,7 +113,6 @@ static int revoke_cert(void *arg, int64_t id, const char *ca_name, const char *s
     struct cert_pass *cp = arg;
     struct renew *r = cp->r;
     bool is_new = id > r->certs_before, ours = false;
-    (void)key_name;
     for (int i = 0; i < r->prof.nkeys; i++)
         ours |= renewed_key(&r->prof.keys[i]) && !strcmp(key_name, r->prof.keys[i].name);
     if (!ours || is_new != cp->new_ones || !strcmp(state, "superseded") || !strcmp(state, cp->to))
@@ -124,7 +123,7 @@ static int revoke_cert(void *arg, int64_t id, const char *ca_name, const char *s
     if (r->ca->ops->revoke(r->ca, serial, cp->reason) != CMS_OK)
         return cms_fail(r->c.db, CMS_ERR, "the CA did not revoke certificate %s: %s", serial, r->ca->err);
     r->superseded++;
-    return cms_cert_set_state(r->c.db, id, cp->to);
+    return cms_renew_cert_state(r->c.db, &r->job, &r->card, id, serial, key_name, cp->to);
 }
 
 static int revoke_certs(struct renew *r, bool new_ones, int reason, const char *to)

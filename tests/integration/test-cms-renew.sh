@@ -63,6 +63,8 @@ t_ok "  the card whole" whole
 t_is "  the old certificates superseded" \
     "$(sql "SELECT count(*) FROM certificates WHERE card_id = $A AND state = 'superseded'")" 2
 t_ok "  and in the CRL" sh -c "$TOOL ca crl --out - | openssl crl -noout -text | grep -c 'Superseded' | grep -qx 2"
+t_is "  each in the trail" \
+    "$(sql "SELECT count(*) FROM audit WHERE action = 'cert.revoke' AND detail LIKE '%superseded'")" 2
 id=$(tp -O --type cert | grep -A3 "label: *auth\$" | sed -n 's/.*ID: *\([0-9a-f]*\).*/\1/p')
 t_ok "  the new key has a new id ($id)" test "${#id}" = 12
 printf 'renewed' > "$WORK/data"
