@@ -4,17 +4,21 @@
 #include "notify.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "audit.h"
 
@@ -44,6 +48,7 @@ int cms_notifier_load(struct cms_db *db, struct cms_notifier *nf)
     meta_copy(db, "notify.sendmail", nf->sendmail, sizeof(nf->sendmail));
     meta_copy(db, "notify.from", nf->from, sizeof(nf->from));
     meta_copy(db, "notify.webhook", nf->webhook, sizeof(nf->webhook));
+    meta_copy(db, "notify.webhook-secret-file", nf->webhook_secret_file, sizeof(nf->webhook_secret_file));
     nf->timeout_seconds = 30;
     return CMS_OK;
 }
@@ -87,6 +92,9 @@ int cms_notifier_set(struct cms_db *db, const struct cms_actor *by, const char *
         if (value[0] && value[0] != '/')
             return cms_fail(db, CMS_INVALID, "the mail command is run without a shell: name it by its absolute path "
                             "(e.g. /usr/sbin/sendmail -i), not %s", value);
+    } else if (!strcmp(key, "notify.webhook-secret-file")) {
+        if (value[0] && value[0] != '/')
+            return cms_fail(db, CMS_INVALID, "name the secret file by its absolute path, not %s", value);
     } else if (!strcmp(key, "notify.from")) {
         if (value[0] && !cms_mail_address_ok(value))
             return cms_fail(db, CMS_INVALID, "not a mail address: %s", value);
@@ -316,6 +324,79 @@ static size_t webhook_body(const struct cms_notice *n, char *buf)
     return put(buf, at, "}");
 }
 
+#define SECRET_MAX 256
+
+/* The webhook's secret: the file's content without its last newline; the
+ * file must be a regular file only its owner can read or write. */
+static int read_secret(struct cms_notifier *nf, char *out, size_t outlen, size_t *len)
+{
+    struct stat st;
+    ssize_t n;
+    int fd = open(nf->webhook_secret_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = CMS_ERR;
+    *len = 0;
+    if (fd < 0)
+        return nf_fail(nf, CMS_ERR, "webhook secret %s: %s", nf->webhook_secret_file, strerror(errno));
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        rc = nf_fail(nf, CMS_ERR, "webhook secret %s must be a regular file of mode 0600 or 0400",
+                     nf->webhook_secret_file);
+        goto out;
+    }
+    n = read(fd, out, outlen);
+    if (n < 0 || (size_t)n >= outlen) {
+        rc = nf_fail(nf, CMS_ERR, "webhook secret %s: %s", nf->webhook_secret_file,
+                     n < 0 ? strerror(errno) : "longer than 255 bytes");
+        goto out;
+    }
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        n--;
+    if (n < 16) {
+        rc = nf_fail(nf, CMS_ERR, "webhook secret %s: shorter than 16 bytes", nf->webhook_secret_file);
+        goto out;
+    }
+    *len = (size_t)n;
+    rc = CMS_OK;
+out:
+    if (rc != CMS_OK)
+        OPENSSL_cleanse(out, outlen);
+    close(fd);
+    return rc;
+}
+
+/* X-Tessera-Timestamp and X-Tessera-Signature for body. */
+static int sign_headers(struct cms_notifier *nf, const char *body, size_t len, struct curl_slist **headers)
+{
+    char secret[SECRET_MAX], stamp[32], line[160], hex[2 * EVP_MAX_MD_SIZE + 1];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    size_t slen, maclen = 0;
+    EVP_MAC *hmac = NULL;
+    EVP_MAC_CTX *ctx = NULL;
+    OSSL_PARAM params[2] = { OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_END };
+    int rc = read_secret(nf, secret, sizeof(secret), &slen);
+
+    if (rc != CMS_OK)
+        return rc;
+    snprintf(stamp, sizeof(stamp), "%lld", (long long)time(NULL));
+    if (!(hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(ctx = EVP_MAC_CTX_new(hmac)) ||
+        !EVP_MAC_init(ctx, (unsigned char *)secret, slen, params) ||
+        !EVP_MAC_update(ctx, (unsigned char *)stamp, strlen(stamp)) || !EVP_MAC_update(ctx, (unsigned char *)".", 1) ||
+        !EVP_MAC_update(ctx, (const unsigned char *)body, len) || !EVP_MAC_final(ctx, mac, &maclen, sizeof(mac))) {
+        rc = nf_fail(nf, CMS_ERR, "HMAC-SHA256 failed");
+        goto out;
+    }
+    for (size_t i = 0; i < maclen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    snprintf(line, sizeof(line), "X-Tessera-Timestamp: %s", stamp);
+    *headers = curl_slist_append(*headers, line);
+    snprintf(line, sizeof(line), "X-Tessera-Signature: sha256=%s", hex);
+    *headers = curl_slist_append(*headers, line);
+out:
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(hmac);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return rc;
+}
+
 static size_t discard(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     (void)ptr;
@@ -346,6 +427,9 @@ static int webhook(struct cms_notifier *nf, const struct cms_notice *n)
         rc = nf_fail(nf, CMS_ERR, curl ? "the notice does not fit" : "libcurl: out of memory");
         goto out;
     }
+    if (nf->webhook_secret_file[0] && (rc = sign_headers(nf, body, len, &headers)) != CMS_OK)
+        goto out;
+    rc = CMS_ERR;
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "User-Agent: tessera/" PACKAGE_VERSION);
     curl_easy_setopt(curl, CURLOPT_URL, nf->webhook);

@@ -13,6 +13,15 @@
  *                    accepted. The document's "id" (also the message's
  *                    Message-ID) stays the same when a notice is sent again,
  *                    so a receiver can drop repeats.
+ *   notify.webhook-secret-file
+ *                    a file (only its owner may read it) whose content is
+ *                    the webhook's shared secret: each POST then carries
+ *                    X-Tessera-Timestamp (Unix seconds) and
+ *                    X-Tessera-Signature: sha256=HEX, the HMAC-SHA256 under
+ *                    the secret of "TIMESTAMP.BODY", for the receiver to
+ *                    check (and to refuse old timestamps: a replay). The
+ *                    secret is read at each scan, never kept in the
+ *                    database or shown.
  *
  * A notice counts as sent when every channel set up accepted it. */
 #ifndef TESSERA_CMS_NOTIFY_H
@@ -28,6 +37,7 @@ struct cms_notifier {
     char sendmail[1024];
     char from[256];
     char webhook[1024];
+    char webhook_secret_file[1024];
     int timeout_seconds;         /* per send: the command is killed, the request given up, after it */
     char err[512];               /* why the last send failed */
 };
@@ -36,10 +46,11 @@ struct cms_notifier {
 int cms_notifier_load(struct cms_db *db, struct cms_notifier *nf);
 bool cms_notifier_any(const struct cms_notifier *nf);
 
-/* Set one of notify.sendmail, notify.from, notify.webhook (value "" clears
- * it), checked, with its audit record. CMS_INVALID for a value that is not
- * one (a URL other than http(s), a command that is not an absolute path, an
- * address that is not one). */
+/* Set one of notify.sendmail, notify.from, notify.webhook,
+ * notify.webhook-secret-file (value "" clears it), checked, with its audit
+ * record. CMS_INVALID for a value that is not one (a URL other than
+ * http(s), a command or file that is not an absolute path, an address that
+ * is not one). */
 int cms_notifier_set(struct cms_db *db, const struct cms_actor *by, const char *key, const char *value);
 
 /* Send the notice through every channel set up. CMS_OK when all accepted

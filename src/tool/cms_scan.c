@@ -225,7 +225,7 @@ static int opt_notify(struct cms_ctx *c, int ch, const char *v, void *arg)
 {
     const char **vals = arg;
     (void)c;
-    if (ch < 's' || ch > 'u')
+    if (ch < 's' || ch > 'v')
         return -1;
     vals[ch - 's'] = v;
     return 0;
@@ -233,15 +233,18 @@ static int opt_notify(struct cms_ctx *c, int ch, const char *v, void *arg)
 
 static int cmd_notify(const char *verb, int argc, char **argv)
 {
-    static const char usage[] = "usage: tessera notify set [--sendmail 'CMD ARGS'] [--from ADDR] [--webhook URL]"
-                                "   ('' clears one)\n       tessera notify show";
+    static const char usage[] = "usage: tessera notify set [--sendmail 'CMD ARGS'] [--from ADDR] [--webhook URL]\n"
+                                "                          [--webhook-secret-file FILE]   ('' clears one)\n"
+                                "       tessera notify show";
     static const struct option extra[] = {
         { "sendmail", required_argument, 0, 's' },
         { "from", required_argument, 0, 't' },
         { "webhook", required_argument, 0, 'u' },
+        { "webhook-secret-file", required_argument, 0, 'v' },
     };
-    static const char *const keys[] = { "notify.sendmail", "notify.from", "notify.webhook" };
-    const char *vals[3] = { NULL, NULL, NULL };
+    static const char *const keys[] = { "notify.sendmail", "notify.from", "notify.webhook",
+                                         "notify.webhook-secret-file" };
+    const char *vals[4] = { NULL, NULL, NULL, NULL };
     bool set = !strcmp(verb, "set");
     struct cms_ctx c;
     struct cms_notifier nf;
@@ -252,14 +255,14 @@ static int cmd_notify(const char *verb, int argc, char **argv)
         return tool_usage_error(usage);
     rc = cms_parse_opts(&c, argc, argv, set ? extra : NULL, set ? TESS_ARRAY_SIZE(extra) : 0, opt_notify, vals,
                         usage);
-    if (rc == EX_OK && (optind != argc || (set && !vals[0] && !vals[1] && !vals[2])))
+    if (rc == EX_OK && (optind != argc || (set && !vals[0] && !vals[1] && !vals[2] && !vals[3])))
         rc = tool_usage_error(usage);
     if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
     if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, set ? "notify.set" : "notify.show", NULL, NULL, NULL))) !=
         EX_OK)
         goto out;
-    for (size_t i = 0; set && i < 3; i++)
+    for (size_t i = 0; set && i < TESS_ARRAY_SIZE(keys); i++)
         if (vals[i] && (rc = cms_report(&c, cms_notifier_set(c.db, &c.actor, keys[i], vals[i]))) != EX_OK)
             goto out;
     cms_notifier_load(c.db, &nf);
@@ -270,10 +273,13 @@ static int cmd_notify(const char *verb, int argc, char **argv)
         tool_json_str(nf.from);
         printf(",\"webhook\":");
         tool_json_str(nf.webhook);
+        printf(",\"webhook_secret_file\":");
+        tool_json_str(nf.webhook_secret_file);
         printf("}\n");
     } else {
-        printf("sendmail: %s\nfrom:     %s\nwebhook:  %s\n", nf.sendmail[0] ? nf.sendmail : "(none)",
-               nf.from[0] ? nf.from : "(none)", nf.webhook[0] ? nf.webhook : "(none)");
+        printf("sendmail: %s\nfrom:     %s\nwebhook:  %s\nsigned:   %s\n", nf.sendmail[0] ? nf.sendmail : "(none)",
+               nf.from[0] ? nf.from : "(none)", nf.webhook[0] ? nf.webhook : "(none)",
+               nf.webhook_secret_file[0] ? nf.webhook_secret_file : "(no: no secret file)");
     }
 out:
     cms_ctx_close(&c);

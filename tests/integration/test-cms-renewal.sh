@@ -131,6 +131,26 @@ t_ok "webhook cleared: mail alone" T notify set --webhook ''
 t_ok "  and the 4 are told" scan --at "$(at 32)"
 t_ok "  (3 by mail, rsmith unreachable)" says '"sent":3,"unreachable":1,"failed":0,"waiting":0'
 
+# ---- a signed webhook
+openssl rand -hex 32 > "$WORK/hook.secret"; chmod 644 "$WORK/hook.secret"
+t_ok "a receiver that checks signatures" webhook_start signed "$WORK/hook.secret"
+t_ok "the webhook signed with a secret file" T notify set --webhook "http://127.0.0.1:$WEBHOOK_PORT/signed" \
+    --webhook-secret-file "$WORK/hook.secret"
+t_ok "  a secret file others may read is refused at the scan (exit 1)" exit_is 1 scan --at "$(at 40)"
+t_ok "  (said)" grep -q "mode 0600 or 0400" "$WORK/scan.err"
+t_is "  nothing was posted" "$(webhook_count signed)" 0
+chmod 600 "$WORK/hook.secret"
+t_ok "  0600: the 4 are told" scan --at "$(at 40)"
+t_ok "  (3 by mail and webhook, rsmith by webhook)" says '"sent":4,"unreachable":0,"failed":0'
+t_is "  the receiver verified all 4" "$(grep -c '"verified": true' "$WORK/signed.log")" 4
+t_ok "  notify show names the file, not the secret" sh -c "$TOOL notify show | grep -q hook.secret &&
+    ! $TOOL notify show | grep -q $(cat "$WORK/hook.secret") && ! $TOOL audit | grep -q $(cat "$WORK/hook.secret")"
+openssl rand -hex 32 > "$WORK/other.secret"; chmod 600 "$WORK/other.secret"
+t_ok "signed with another secret" T notify set --webhook-secret-file "$WORK/other.secret"
+t_ok "  the receiver refuses (401; exit 1)" exit_is 1 scan --at "$(at 48)"
+t_ok "  (said)" grep -q "HTTP 401" "$WORK/scan.err"
+t_ok "webhook and secret cleared" T notify set --webhook '' --webhook-secret-file ''
+
 # ---- a renewal ends with its card's use
 t_ok "jdoe's card suspended" T card suspend "$A" --note "on leave"
 t_ok "the scan cancels its renewal" scan

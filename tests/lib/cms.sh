@@ -66,7 +66,8 @@ assert c.execute("PRAGMA foreign_key_check").fetchall() == []' "$TESSERA_CMS_DB"
 # messages in the Maildir $WORK/mail) that msmtp, a sendmail-compatible
 # command, delivers to; and a webhook receiver (tests/lib/webhook.py: each
 # POST a line of $WORK/webhook.log; `echo N > $WORK/webhook.fail` makes the
-# next N answers 503). Both stopped by the harness (NAME.proc.pid).
+# next N answers 503; given a secret file, it checks each POST's signature).
+# Both stopped by the harness (NAME.proc.pid).
 smtp_start() {
     local i
     SMTP_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -81,15 +82,15 @@ smtp_start() {
     return 1
 }
 mail_count() { find "$WORK/mail/new" -type f 2>/dev/null | wc -l; }
-webhook_start() {
-    local i
-    /usr/bin/python3 "$TESSERA_SRCDIR/tests/lib/webhook.py" "$WORK/webhook.log" "$WORK/webhook.port" \
-        "$WORK/webhook.fail" > "$WORK/webhook.err" 2>&1 </dev/null &
-    echo $! > "$WORK/webhook.proc.pid"
+webhook_start() {   # webhook_start [NAME [SECRET-FILE]]: $WORK/NAME.log ...; its port in WEBHOOK_PORT
+    local i name=${1:-webhook}
+    /usr/bin/python3 "$TESSERA_SRCDIR/tests/lib/webhook.py" "$WORK/$name.log" "$WORK/$name.port" \
+        "$WORK/$name.fail" ${2:+"$2"} > "$WORK/$name.err" 2>&1 </dev/null &
+    echo $! > "$WORK/$name.proc.pid"
     for i in $(seq 100); do
-        [ -s "$WORK/webhook.port" ] && { WEBHOOK_PORT=$(cat "$WORK/webhook.port"); return 0; }
+        [ -s "$WORK/$name.port" ] && { WEBHOOK_PORT=$(cat "$WORK/$name.port"); return 0; }
         sleep 0.05
     done
     return 1
 }
-webhook_count() { [ -f "$WORK/webhook.log" ] && wc -l < "$WORK/webhook.log" || echo 0; }
+webhook_count() { [ -f "$WORK/${1:-webhook}.log" ] && wc -l < "$WORK/${1:-webhook}.log" || echo 0; }

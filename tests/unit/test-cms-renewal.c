@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "src/cms/notify.h"
 #include "src/cms/renewal.h"
@@ -167,6 +168,7 @@ static void test_temporaries(struct cms_db *db)
 
 static void test_notifier(struct cms_db *db)
 {
+    char path[400];
     struct cms_notifier nf;
     struct cms_notice n = { .job_id = 1, .card_id = 1, .serial = "aaaa", .holder = "jdoe", .name = "Jane Doe",
                             .email = "jane@example.org", .profile = "vsc", .expires = "2027-01-05T06:22:13Z",
@@ -214,7 +216,20 @@ static void test_notifier(struct cms_db *db)
     ok(!nf.sendmail[0] && cms_notify_send(&nf, &n, channels, sizeof(channels)) == CMS_ERR &&
            strstr(nf.err, "webhook"),
        "  fails: %s", nf.err);
-    ok(count(db, "SELECT count(*) FROM audit WHERE action = 'notify.set'") == 5, "every setting is in the trail");
+    ok(cms_notifier_set(db, &admin, "notify.webhook-secret-file", "hook.secret") == CMS_INVALID,
+       "a webhook secret file not named by its path is refused");
+    write_file("short.secret", "too short\n", path, sizeof(path));
+    chmod(path, 0600);
+    ok(cms_notifier_set(db, &admin, "notify.webhook-secret-file", path) == CMS_OK, "a secret file");
+    cms_notifier_load(db, &nf);
+    ok(cms_notify_send(&nf, &n, channels, sizeof(channels)) == CMS_ERR && strstr(nf.err, "shorter than 16"),
+       "  a short secret is refused before anything is posted: %s", nf.err);
+    snprintf(path, sizeof(path), "%s/none.secret", dir);
+    ok(cms_notifier_set(db, &admin, "notify.webhook-secret-file", path) == CMS_OK, "a secret file that is not there");
+    cms_notifier_load(db, &nf);
+    ok(cms_notify_send(&nf, &n, channels, sizeof(channels)) == CMS_ERR && strstr(nf.err, "No such file"),
+       "  fails: %s", nf.err);
+    ok(count(db, "SELECT count(*) FROM audit WHERE action = 'notify.set'") == 7, "every setting is in the trail");
 }
 
 int main(void)
