@@ -262,11 +262,18 @@ int cms_renewal_notices_due(struct cms_db *db, const char *now, cms_notice_cb cb
         rc = cms_fail(db, CMS_INVALID, "not a time: %s", now);
         goto out;
     }
+    /* From the open renewals (jobs_one_renewal, named: left to itself the
+     * planner reads every job in id order to spare the GROUP BY a sort) to
+     * their cards and their certificates (certificates_card), in that
+     * order: CROSS JOIN keeps it from starting at the active certificates,
+     * all of which it would read (the bench found it: 0.9 s at 100 000
+     * cards). */
     st = cms_prepare(db, "SELECT j.id, k.id, coalesce(k.serial, ''), coalesce(d.name, ''), h.uid, h.name,"
                          " coalesce(h.email, ''), p.name, k.profile_id, min(c.not_after), coalesce(max(c.notified), '')"
-                         " FROM jobs j JOIN cards k ON k.id = j.card_id JOIN holders h ON h.id = k.holder_id"
+                         " FROM jobs j INDEXED BY jobs_one_renewal CROSS JOIN cards k ON k.id = j.card_id"
+                         " CROSS JOIN certificates c ON c.card_id = k.id AND c.state = 'active'"
+                         " JOIN holders h ON h.id = k.holder_id"
                          " JOIN profiles p ON p.id = k.profile_id LEFT JOIN devices d ON d.id = k.device_id"
-                         " JOIN certificates c ON c.card_id = k.id AND c.state = 'active'"
                          " WHERE j.kind = 'renew' AND j.state IN ('pending','running') AND j.state = 'pending'"
                          " GROUP BY j.id ORDER BY min(c.not_after), j.id");
     if (!st) {

@@ -232,12 +232,73 @@ static void test_notifier(struct cms_db *db)
     ok(count(db, "SELECT count(*) FROM audit WHERE action = 'notify.set'") == 7, "every setting is in the trail");
 }
 
+/* The statements the scan runs, caught as SQLite runs them (the library's
+ * own SQL), and their query plans. */
+struct caught {
+    char sql[8][2048];
+    int n;
+};
+
+static int catch_sql(unsigned type, void *arg, void *stmt, void *text)
+{
+    struct caught *c = arg;
+    (void)type;
+    (void)stmt;
+    if (c->n < 8)
+        snprintf(c->sql[c->n++], sizeof(c->sql[0]), "%s", (const char *)text);
+    return 0;
+}
+
+static void plan_of(struct cms_db *db, const struct caught *c, const char *marker, char *plan, size_t len)
+{
+    char sql[2100];
+    plan[0] = '\0';
+    for (int i = 0; i < c->n; i++) {
+        sqlite3_stmt *st;
+        if (!strstr(c->sql[i], marker))
+            continue;
+        snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", c->sql[i]);
+        if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) != SQLITE_OK)
+            return;
+        for (int k = 1; k <= 3; k++)
+            sqlite3_bind_text(st, k, "2030-01-01T00:00:00Z", -1, SQLITE_STATIC);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            snprintf(plan + strlen(plan), len - strlen(plan), "%s; ", (const char *)sqlite3_column_text(st, 3));
+        sqlite3_finalize(st);
+        return;
+    }
+}
+
+static void test_plans(struct cms_db *db)
+{
+    struct caught c = { .n = 0 };
+    char plan[1024];
+    int made, cancelled;
+    int64_t *ids = NULL;
+    size_t n;
+
+    sqlite3_trace_v2(db->db, SQLITE_TRACE_STMT, catch_sql, &c);
+    due_at(db, later(1));
+    cms_renewal_jobs(db, &admin, later(1), true, &made, &cancelled);
+    cms_temporaries_expired(db, later(1), &ids, &n);
+    free(ids);
+    sqlite3_trace_v2(db->db, 0, NULL, NULL);
+    plan_of(db, &c, "max(c.notified)", plan, sizeof(plan));
+    ok(strstr(plan, "jobs_one_renewal") && strstr(plan, "certificates_card") && !strstr(plan, "SCAN c "),
+       "notices start from the open renewals, not every active certificate: %s", plan);
+    plan_of(db, &c, "GROUP BY k.id", plan, sizeof(plan));
+    ok(strstr(plan, "certificates_expiry") != NULL, "renewal candidates by expiry: %s", plan);
+    plan_of(db, &c, "temporary = 1", plan, sizeof(plan));
+    ok(strstr(plan, "cards_temporary") != NULL, "temporary cards by their end: %s", plan);
+}
+
 int main(void)
 {
     struct cms_ca *ca = NULL;
     struct cms_db *db = fixture_open("cms-renewal", &ca);
     test_jobs_and_notices(db, ca);
     test_temporaries(db);
+    test_plans(db);
     test_notifier(db);
     cms_ca_close(ca);
     cms_close(db);
