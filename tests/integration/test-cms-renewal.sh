@@ -123,7 +123,7 @@ t_ok "  (4 sent)" says '"sent":4,"unreachable":0,"failed":0'
 t_is "  the repeat has the same id, for the receiver to drop" "$(hook_ids "$first_id")" 2
 t_ok "  an expired certificate is said so" test "$(body "$A" days_left)" -lt 0
 
-t_ok "a webhook nobody answers" T notify set --webhook "http://127.0.0.1:$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')/"
+t_ok "a webhook nobody answers" T notify set --webhook "http://127.0.0.1:$(free_port)/"
 t_ok "  after 3 failures in a row the rest wait (exit 1)" exit_is 1 scan --at "$(at 32)"
 t_ok "  (3 failed, 1 waiting)" says '"failed":3,"waiting":1'
 t_ok "  the scan says so" grep -q "the rest wait for the next scan" "$WORK/scan.err"

@@ -69,17 +69,11 @@ assert c.execute("PRAGMA foreign_key_check").fetchall() == []' "$TESSERA_CMS_DB"
 # next N answers 503; given a secret file, it checks each POST's signature).
 # Both stopped by the harness (NAME.proc.pid).
 smtp_start() {
-    local i
-    SMTP_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    SMTP_PORT=$(free_port)
     /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$WORK/mail" \
         > "$WORK/smtp.log" 2>&1 </dev/null &
     echo $! > "$WORK/smtp.proc.pid"
-    for i in $(seq 100); do
-        /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $SMTP_PORT), 1).close()" \
-            2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
+    port_wait "$SMTP_PORT"
 }
 mail_count() { find "$WORK/mail/new" -type f 2>/dev/null | wc -l; }
 webhook_start() {   # webhook_start [NAME [SECRET-FILE]]: $WORK/NAME.log ...; its port in WEBHOOK_PORT

@@ -121,6 +121,21 @@ client_bg_clean() {
 
 p11tool() { client pkcs11-tool --module "$MOD" "$@"; }
 
+# A TCP port nobody listens on now; and waiting (5 s at most) until something
+# listens on 127.0.0.1:PORT (the servers the tests start).
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port_wait() {
+    local i
+    for i in $(seq 100); do
+        /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" \
+            2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 # The tool's --json output: a string member, a number member.
 field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
 num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }

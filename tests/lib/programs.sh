@@ -18,7 +18,7 @@
 #                               run the command with DIR bound over the system
 #                               folder TARGET, in a private mount namespace: a
 #                               program's system settings without touching the host's
-#   free_port                   a TCP port nobody listens on now
+#   free_port, port_wait PORT   (common.sh) a TCP port nobody listens on now; wait for one
 #   tls_server_start NAME PORT  openssl s_server on 127.0.0.1:PORT that demands a
 #                               client certificate from the CA and answers
 #                               with what it saw (-www); stopped by the harness
@@ -107,21 +107,6 @@ with_folder_over() {
     shift 2
     unshare --mount --propagation private sh -c 'mount --bind "$0" "$1" && shift && exec "$@"' \
         "$dir" "$target" "$@"
-}
-
-free_port() {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Wait (5 s at most) until something listens on 127.0.0.1:PORT.
-port_wait() {
-    local i
-    for i in $(seq 100); do
-        /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" \
-            2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
 }
 
 tls_server_start() {   # tls_server_start NAME PORT
