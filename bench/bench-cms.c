@@ -1,9 +1,10 @@
 /* The card-management database at scale (issue 5): for each size of a
  * ladder (cards; the audit trail ten times as long), a fresh database is
  * filled the way Tessera fills it, then the lookups and scans an operator
- * or the agent waits for are timed, each the median of several
- * repetitions. What grows with the size is a scan; what does not is an
- * index lookup.
+ * or the agent waits for, and the renewal scan cron runs (`tessera scan`),
+ * are timed, each the median of several repetitions. What grows with the
+ * size is a scan; what does not is an index lookup. At the largest size the
+ * renewal scan's query plans are printed after the tables.
  *
  *   bench-cms [--reps N] [--keep] [SIZES]    SIZES: cards, comma-separated (1k, 10k, 1M)
  *
@@ -29,7 +30,9 @@
 #include "src/cms/cards.h"
 #include "src/cms/db.h"
 #include "src/cms/holders.h"
+#include "src/cms/lifecycle.h"
 #include "src/cms/profile.h"
+#include "src/cms/renewal.h"
 #include "src/cms/roles.h"
 #include "src/cms/schedule.h"
 
@@ -42,6 +45,10 @@
 #define LOCKED_PCT 5          /* collected TPM cards with a pending PIN lock, half of them overdue */
 #define STATIONS 20           /* enrolment stations where PIV cards are collected */
 #define FIND_LIMIT 20         /* a search box shows the first 20 */
+#define TEMPORARY_PCT 2       /* collected PIV cards left at home, a temporary card standing in (1 % of cards) */
+#define TEMPORARY_DAYS 7      /* the profile's temporary-card-days */
+#define TEMPORARY_SPREAD 14   /* days over which the temporary cards were issued: half have ended */
+#define RENEWAL_WINDOW 30     /* the profile's renewal-window-days */
 #define UID_LEN 24
 
 static bool keep;
@@ -79,6 +86,10 @@ struct bench {
     /* what the trail and the file came to */
     int64_t naudit, ndevices, pending_issue;
     int64_t clashes;          /* request batches refused for a collection code clash */
+    int64_t ntemporary;       /* temporary cards standing in for forgotten ones */
+    int64_t ncerts, nwindow;  /* active certificates; of them, expiring within the renewal window */
+    char now[32];             /* the renewal scan's time, set before the measurements */
+    char *plans;              /* the renewal scan's query plans (the largest size only) */
     double populate_s;
     int64_t file_bytes;
     /* samples */
@@ -224,15 +235,14 @@ static int request_batch(struct bench *b, size_t first, size_t n, char (*codes)[
     return fail(b, "card request");
 }
 
-/* A certificate as the CA would have issued it for a key of the card:
- * the validity spread over the key's lifetime, so some are near expiry. */
-static X509 *make_cert(EVP_PKEY *ca_key, EVP_PKEY *subject_key, const char *cn, int lifetime_days)
+/* A certificate as the CA would have issued it for a key of the card,
+ * age seconds ago. */
+static X509 *make_cert(EVP_PKEY *ca_key, EVP_PKEY *subject_key, const char *cn, int lifetime_days, int64_t age)
 {
     X509 *x = X509_new();
     X509_NAME *subject = X509_NAME_new(), *issuer_name = X509_NAME_new();
     uint8_t serial[16];
     BIGNUM *bn = NULL;
-    int64_t age = (int64_t)(rnd() % (uint64_t)lifetime_days) * 86400;
     bool ok = x && subject && issuer_name && RAND_bytes(serial, sizeof(serial)) == 1 &&
               (bn = BN_bin2bn(serial, sizeof(serial), NULL)) && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
               X509_set_version(x, 2) &&
@@ -256,19 +266,28 @@ static X509 *make_cert(EVP_PKEY *ca_key, EVP_PKEY *subject_key, const char *cn, 
 
 /* The database side of a collect, call for call as src/tool/collect.c
  * makes it (claim, serial, card made, a certificate and a step per key,
- * finish): only the card itself is missing. */
-static int collect_one(struct bench *b, size_t card_no, const char *code, EVP_PKEY *ca_key, EVP_PKEY *keys[2])
+ * finish): only the card itself is missing. Holder's PIV card (else TPM
+ * card); its serial in serial.
+ *
+ * The certificates' validity is what the renewal scan reads: a card's
+ * certificates were issued when it was collected, and a fleet is collected
+ * over years, so each key's certificate is given an age spread uniformly
+ * over its lifetime (not_after uniform over the next 365 or 730 days: 30/365
+ * = 8 % of the authentication and 4 % of the encryption certificates, 12 %
+ * of the cards, within the 30-day renewal window). A temporary card's
+ * (temporary_age >= 0) were issued temporary_age seconds ago, for its life. */
+static int collect_card(struct bench *b, size_t holder, bool piv, const char *code, EVP_PKEY *ca_key,
+                        EVP_PKEY *keys[2], int64_t temporary_age, char serial[17])
 {
     static const char *const key_names[] = { "authentication", "encryption" };
     static const int lifetimes[] = { 365, 730 };
-    char device[40], serial[17], step[64], cn[48];
+    char device[40], step[64], cn[48];
     uint8_t raw[8];
     struct cms_job job;
     struct cms_card card;
     int rc = -1;
-    size_t holder = card_no / 2;
 
-    if (card_no % 2)
+    if (piv)
         snprintf(device, sizeof(device), "enrol-%02zu.corp.example", holder % STATIONS);
     else
         tpm_device(holder, device);
@@ -286,7 +305,9 @@ static int collect_one(struct bench *b, size_t card_no, const char *code, EVP_PK
         return fail(b, "collect: created");
     holder_name(holder, cn);
     for (int k = 0; k < 2; k++) {
-        X509 *x = make_cert(ca_key, keys[k], cn, lifetimes[k]);
+        int lifetime = temporary_age >= 0 ? TEMPORARY_DAYS : lifetimes[k];
+        X509 *x = make_cert(ca_key, keys[k], cn, lifetime,
+                            temporary_age >= 0 ? temporary_age : (int64_t)(rnd() % (uint64_t)lifetime) * 86400);
         if (!x)
             return fail(b, "cannot make a certificate");
         rc = cms_cert_record(b->db, &card, key_names[k], "Bench CA", x);
@@ -299,7 +320,74 @@ static int collect_one(struct bench *b, size_t card_no, const char *code, EVP_PK
     }
     if (cms_collect_finish(b->db, &job, &card, "bench collect") != CMS_OK)
         return fail(b, "collect: finish");
-    snprintf(b->serials[card_no], sizeof(b->serials[card_no]), "%s", serial);
+    return 0;
+}
+
+/* Card card_no of the ladder (holder card_no / 2's; odd: PIV). */
+static int collect_one(struct bench *b, size_t card_no, const char *code, EVP_PKEY *ca_key, EVP_PKEY *keys[2])
+{
+    return collect_card(b, card_no / 2, card_no % 2, code, ca_key, keys, -1, b->serials[card_no]);
+}
+
+/* The CA behind the "forgotten" change: it only has to put certificates
+ * on hold, and says yes (the certificates are the bench's own, "Bench CA"). */
+static int bench_ca_revoke(struct cms_ca *ca, const char *serial, int reason)
+{
+    (void)ca;
+    (void)serial;
+    (void)reason;
+    return CMS_OK;
+}
+
+static const struct cms_ca_ops bench_ca_ops = { .kind = "bench", .revoke = bench_ca_revoke };
+
+/* Temporary cards, for the renewal scan's third step: TEMPORARY_PCT of the
+ * collected PIV cards were left at home, and the helpdesk replaced each as
+ * `tessera card forgotten` does (the change begun, each certificate put on
+ * hold, finished: the original suspended, a temporary card requested), and
+ * the holder collected it at an enrolment station.
+ *
+ * They were issued over the last TEMPORARY_SPREAD days, so about half have
+ * reached their end (TEMPORARY_DAYS) and wait for the scan, as on the
+ * scan's first run. Their certificates are made with that age; the card's
+ * end, which the request sets to TEMPORARY_DAYS from now, is moved back by
+ * SQL after the collect (cards.expires is what cards_temporary orders). */
+static int add_temporaries(struct bench *b, EVP_PKEY *ca_key, EVP_PKEY *keys[2])
+{
+    static const struct cms_actor helpdesk = { "helpdesk2", CMS_ROLE_HELPDESK, true };
+    static const struct cms_change_args args = { .note = "bench: left at home", .valid_days = 1 };
+    const struct cms_change *forgotten = cms_change_find("forgotten");
+    struct cms_ca ca = { .ops = &bench_ca_ops, .name = "Bench CA" };
+    int64_t t = (int64_t)time(NULL);
+
+    for (size_t i = 1; i < b->ncards; i += 2) {
+        struct cms_card card;
+        struct cms_job job;
+        char code[CMS_CODE_LEN], serial[17], expires[32];
+        int64_t temp_id, age;
+        bool done = false;
+        int rc;
+        if (!b->serials[i][0] || rnd() % 100 >= TEMPORARY_PCT)
+            continue;
+        if (cms_card_get(b->db, 0, b->serials[i], &card) != CMS_OK ||
+            cms_change_begin(b->db, &helpdesk, forgotten, &card, &args, &job) != CMS_OK)
+            return fail(b, "forgotten: begin");
+        while (!done)
+            if (cms_change_next_cert(b->db, &ca, &job, &card, &done) != CMS_OK)
+                return fail(b, "forgotten: certificate on hold");
+        if (cms_change_finish(b->db, &job, &card, code, &temp_id) != CMS_OK || !temp_id)
+            return fail(b, "forgotten: finish");
+        age = (int64_t)(rnd() % (TEMPORARY_SPREAD * 86400));
+        rc = collect_card(b, i / 2, true, code, ca_key, keys, age, serial);
+        OPENSSL_cleanse(code, sizeof(code));
+        if (rc)
+            return rc;
+        cms_time_text(t - age + TEMPORARY_DAYS * 86400, expires);
+        if (cms_exec_bind(b->db, "UPDATE cards SET expires = ?2 WHERE id = ?1", "cards", temp_id, expires, NULL) !=
+            CMS_OK)
+            return fail(b, "temporary card's end");
+        b->ntemporary++;
+    }
     return 0;
 }
 
@@ -324,7 +412,7 @@ static int issue_cards(struct bench *b)
             if (rnd() % 100 < COLLECTED_PCT && collect_one(b, first + i, codes[i], ca_key, keys) != 0)
                 goto out;
     }
-    rc = 0;
+    rc = add_temporaries(b, ca_key, keys);
 out:
     OPENSSL_cleanse(codes, sizeof(codes));
     EVP_PKEY_free(ca_key);
@@ -574,28 +662,91 @@ static int m_verify(struct bench *b, size_t i, int64_t *rows)
     return rc;
 }
 
-/* What is timed: calls per repetition (the time shown is per call). */
+/* The renewal scan (`tessera scan`), at b->now, by the administrator. Its
+ * first step: the renewal jobs; dry, they are made (with their audit
+ * records) and rolled back, so it repeats. */
+static int renewal_jobs(struct bench *b, bool dry, int64_t *rows)
+{
+    int made, cancelled;
+    int rc = cms_renewal_jobs(b->db, &admin, b->now, dry, &made, &cancelled);
+    *rows += made + cancelled;
+    return rc;
+}
+
+static int m_renewal_dry(struct bench *b, size_t i, int64_t *rows)
+{
+    (void)i;
+    return renewal_jobs(b, true, rows);
+}
+
+static int m_renewal(struct bench *b, size_t i, int64_t *rows)
+{
+    (void)i;
+    return renewal_jobs(b, false, rows);
+}
+
+static int count_notice(void *arg, const struct cms_notice *n)
+{
+    (void)n;
+    ++*(int64_t *)arg;
+    return CMS_OK;
+}
+
+static int m_notices(struct bench *b, size_t i, int64_t *rows)
+{
+    (void)i;
+    return cms_renewal_notices_due(b->db, b->now, count_notice, rows);
+}
+
+static int m_temporaries(struct bench *b, size_t i, int64_t *rows)
+{
+    int64_t *ids;
+    size_t n;
+    int rc = cms_temporaries_expired(b->db, b->now, &ids, &n);
+    (void)i;
+    if (rc == CMS_OK)
+        free(ids);
+    *rows += (int64_t)n;
+    return rc;
+}
+
+/* What is timed: calls per repetition (the time shown is per call). A
+ * measurement that changes what the next finds runs ONCE: one call, no
+ * untimed one before. One with a per label has a row of its time per item
+ * under it: per row it returned, or (PER_WINDOW) per active certificate
+ * within the renewal window, which the scan reads whatever it returns. */
+enum { ONCE = 1, PER_WINDOW = 2 };
 struct measure {
     const char *name;
     int (*run)(struct bench *b, size_t i, int64_t *rows);
     int calls;
+    int how;
+    const char *per;
 };
 
 static const struct measure measures[] = {
-    { "holder by uid (cms_holder_get)", m_holder_get, 1000 },
-    { "holder search, a uid (cms_holder_find)", m_find_uid, 20 },
-    { "holder search, a full name, first 20", m_find_full_name, 20 },
-    { "holder search, a surname, first 20", m_find_surname, 20 },
-    { "cards of a holder (cms_card_list)", m_card_list, 1000 },
-    { "audit search, one card", m_audit_card, 1000 },
-    { "audit search, one holder", m_audit_holder, 1000 },
-    { "audit search, one device", m_audit_device, 20 },
-    { "due-job scan, all devices (cms_jobs_due)", m_due_all, 5 },
-    { "due-job scan, one device", m_due_device, 1000 },
-    /* The renewal scan (active certificates whose renewal window has
-     * opened, certificates_expiry) is one more entry here once its API
-     * exists; the population already records certificates of spread ages. */
-    { "audit verify, whole trail", m_verify, 1 },
+    { "holder by uid (cms_holder_get)", m_holder_get, 1000, 0, NULL },
+    { "holder search, a uid (cms_holder_find)", m_find_uid, 20, 0, NULL },
+    { "holder search, a full name, first 20", m_find_full_name, 20, 0, NULL },
+    { "holder search, a surname, first 20", m_find_surname, 20, 0, NULL },
+    { "cards of a holder (cms_card_list)", m_card_list, 1000, 0, NULL },
+    { "audit search, one card", m_audit_card, 1000, 0, NULL },
+    { "audit search, one holder", m_audit_holder, 1000, 0, NULL },
+    { "audit search, one device", m_audit_device, 20, 0, NULL },
+    { "due-job scan, all devices (cms_jobs_due)", m_due_all, 5, 0, NULL },
+    { "due-job scan, one device", m_due_device, 1000, 0, NULL },
+    /* The renewal scan, in the order it meets the database: the jobs it
+     * would make (dry: made and rolled back), the first real scan making
+     * them all (one audit record each), the hourly scan after it (every
+     * card in the window has its job: none made), the notices due (every
+     * new job's holder, none told yet), and the temporary cards past their
+     * end. The audit verify below reads the first scan's records too. */
+    { "renewal scan: jobs, dry run (cms_renewal_jobs)", m_renewal_dry, 1, 0, "per job found" },
+    { "renewal scan: jobs, first run, all made", m_renewal, 1, ONCE, "per job made" },
+    { "renewal scan: jobs, next run, none to make", m_renewal, 1, PER_WINDOW, "per certificate in the window" },
+    { "renewal scan: notices due (cms_renewal_notices_due)", m_notices, 1, 0, "per notice" },
+    { "renewal scan: temporary cards ended (cms_temporaries_expired)", m_temporaries, 20, 0, NULL },
+    { "audit verify, whole trail", m_verify, 1, 0, NULL },
 };
 #define NMEASURES (sizeof(measures) / sizeof(measures[0]))
 
@@ -617,9 +768,11 @@ static int run_measure(struct bench *b, const struct measure *m, int reps, struc
     size_t next = 0;
     if (reps > 64)
         reps = 64;
+    if (m->how & ONCE)
+        reps = 1;
     /* One repetition before the clock: SQLite's page cache and the
      * statement paths warm, as in a tool that has run a while. */
-    for (int r = -1; r < reps; r++) {
+    for (int r = m->how & ONCE ? 0 : -1; r < reps; r++) {
         double t0 = now_s();
         for (int c = 0; c < m->calls; c++, next++)
             if (m->run(b, next % SAMPLES, &rows) != CMS_OK)
@@ -635,10 +788,145 @@ static int run_measure(struct bench *b, const struct measure *m, int reps, struc
     return 0;
 }
 
+static void fmt_time(double s, char out[24])
+{
+    if (s < 1e-3)
+        snprintf(out, 24, "%.1f µs", s * 1e6);
+    else if (s < 1)
+        snprintf(out, 24, "%.2f ms", s * 1e3);
+    else
+        snprintf(out, 24, "%.2f s", s);
+}
+
+static void fmt_count(size_t n, char out[24])
+{
+    if (n >= 1000000 && n % 1000000 == 0)
+        snprintf(out, 24, "%zuM", n / 1000000);
+    else if (n >= 1000 && n % 1000 == 0)
+        snprintf(out, 24, "%zuk", n / 1000);
+    else
+        snprintf(out, 24, "%zu", n);
+}
+
+/* ---- the renewal scan's query plans ---- */
+
+#define TRACED_MAX 32
+
+/* The statements the library runs, each once, as it has them (no copy of
+ * its SQL here to fall out of step). */
+struct traced {
+    char *sql[TRACED_MAX];
+    size_t n;
+};
+
+static int trace_stmt(unsigned type, void *ctx, void *p, void *x)
+{
+    struct traced *t = ctx;
+    const char *sql = sqlite3_sql(p);
+    (void)type;
+    (void)x;
+    if (!sql || t->n == TRACED_MAX || (strncmp(sql, "SELECT", 6) && strncmp(sql, "INSERT", 6) &&
+                                       strncmp(sql, "UPDATE", 6) && strncmp(sql, "DELETE", 6)))
+        return 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (!strcmp(t->sql[i], sql))
+            return 0;
+    t->sql[t->n] = strdup(sql);
+    t->n += t->sql[t->n] != NULL;
+    return 0;
+}
+
+/* EXPLAIN QUERY PLAN of one statement, as the tree sqlite3 prints; a scan
+ * of a whole table or index marked (of a partial index: all its rows, which
+ * may be few). Whether the plan names index. */
+static bool explain(struct bench *b, FILE *out, const char *sql, const char *index)
+{
+    char *q = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+    sqlite3_stmt *st = q ? cms_prepare(b->db, q) : NULL;
+    int ids[64], depths[64], nids = 0;
+    bool used = false;
+    fprintf(out, "\n    %s\n", sql);
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        int id = sqlite3_column_int(st, 0), parent = sqlite3_column_int(st, 1), depth = 0;
+        const char *detail = (const char *)sqlite3_column_text(st, 3);
+        for (int i = 0; i < nids; i++)
+            if (ids[i] == parent)
+                depth = depths[i] + 1;
+        if (nids < 64) {
+            ids[nids] = id;
+            depths[nids++] = depth;
+        }
+        fprintf(out, "    %*s%s%s\n", 2 * depth + 2, "", detail,
+                strncmp(detail, "SCAN ", 5) || strstr(detail, "CONSTANT ROW") ? ""
+                : strstr(sql, " LIMIT ")                                     ? "   <- a scan, to its LIMIT"
+                : strstr(detail, " INDEX ")                                  ? "   <- the whole index"
+                                                                             : "   <- the whole table");
+        used |= index && strstr(detail, index) != NULL;
+    }
+    if (!st)
+        fprintf(out, "      (no plan: %s)\n", b->db->err);
+    sqlite3_finalize(st);
+    sqlite3_free(q);
+    return used;
+}
+
+/* The plans of every statement one renewal scan runs (its jobs step, dry,
+ * with the jobs it would make; the notices; the temporary cards), and
+ * whether the two scans of the tables use their indexes: the candidates
+ * (certificates by not_after) certificates_expiry, the temporary cards
+ * cards_temporary. Left in b->plans for the report. */
+static int explain_renewal(struct bench *b)
+{
+    struct traced t = { { NULL }, 0 };
+    int64_t rows = 0;
+    char *text = NULL, fmt[24];
+    size_t len = 0;
+    int rc;
+    FILE *out = open_memstream(&text, &len);
+    if (!out)
+        return fail(b, "out of memory");
+    sqlite3_trace_v2(b->db->db, SQLITE_TRACE_STMT, trace_stmt, &t);
+    rc = renewal_jobs(b, true, &rows);
+    if (rc == CMS_OK)
+        rc = m_notices(b, 0, &rows);
+    if (rc == CMS_OK)
+        rc = m_temporaries(b, 0, &rows);
+    sqlite3_trace_v2(b->db->db, 0, NULL, NULL);
+    fmt_count(b->ncards, fmt);
+    fprintf(out, "Query plans of the renewal scan at %s cards (EXPLAIN QUERY PLAN of each statement it ran):\n", fmt);
+    for (size_t i = 0; i < t.n; i++) {
+        const char *index = strstr(t.sql[i], "not_after <=")                 ? "certificates_expiry"
+                            : strstr(t.sql[i], "temporary = 1 AND expires") ? "cards_temporary"
+                                                                             : NULL;
+        bool used = explain(b, out, t.sql[i], index);
+        if (index)
+            fprintf(out, "    -> %s %s\n", used ? "uses" : "DOES NOT USE", index);
+        free(t.sql[i]);
+    }
+    if (fclose(out) || rc != CMS_OK) {
+        free(text);
+        return rc != CMS_OK ? fail(b, "renewal scan") : fail(b, "out of memory");
+    }
+    b->plans = text;
+    return 0;
+}
+
 /* ---- one size, and the report ---- */
 
-static int bench_size(size_t ncards, int reps, struct bench *b, struct result res[NMEASURES])
+static int64_t count_at(struct bench *b, const char *sql, const char *at)
 {
+    sqlite3_stmt *st = cms_prepare(b->db, sql);
+    int64_t n = -1;
+    if (st && sqlite3_bind_text(st, 1, at, -1, SQLITE_STATIC) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+static int bench_size(size_t ncards, int reps, bool plans, struct bench *b, struct result res[NMEASURES])
+{
+    char cutoff[32];
+    int64_t t;
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     int rc = -1;
     memset(b, 0, sizeof(*b));
@@ -655,6 +943,14 @@ static int bench_size(size_t ncards, int reps, struct bench *b, struct result re
     if (populate(b) || open_db(b, false))
         goto out;
     choose_samples(b);
+    /* The renewal scan's time: now, as cron starts it after the population. */
+    t = (int64_t)time(NULL);
+    cms_time_text(t, b->now);
+    cms_time_text(t + RENEWAL_WINDOW * 86400, cutoff);
+    b->ncerts = count(b, "SELECT count(*) FROM certificates WHERE state = 'active'");
+    b->nwindow = count_at(b, "SELECT count(*) FROM certificates WHERE state = 'active' AND not_after <= ?1", cutoff);
+    if (plans && explain_renewal(b))
+        goto out;
     fprintf(stderr, "bench-cms: %zu cards: populated in %.1f s, measuring ...\n", ncards, b->populate_s);
     for (size_t i = 0; i < NMEASURES; i++)
         if (run_measure(b, &measures[i], measures[i].calls == 1 ? (reps + 1) / 2 | 1 : reps, &res[i]))
@@ -680,26 +976,6 @@ out:
     }
     rmdir(b->dir);
     return rc;
-}
-
-static void fmt_time(double s, char out[24])
-{
-    if (s < 1e-3)
-        snprintf(out, 24, "%.1f µs", s * 1e6);
-    else if (s < 1)
-        snprintf(out, 24, "%.2f ms", s * 1e3);
-    else
-        snprintf(out, 24, "%.2f s", s);
-}
-
-static void fmt_count(size_t n, char out[24])
-{
-    if (n >= 1000000 && n % 1000000 == 0)
-        snprintf(out, 24, "%zuM", n / 1000000);
-    else if (n >= 1000 && n % 1000 == 0)
-        snprintf(out, 24, "%zuk", n / 1000);
-    else
-        snprintf(out, 24, "%zu", n);
 }
 
 static void report(const struct bench *benches, size_t nsizes, struct result res[][NMEASURES])
@@ -731,6 +1007,8 @@ static void report(const struct bench *benches, size_t nsizes, struct result res
     ROW("pending jobs: issue / lock due / lock later",
         printf("%" PRId64 " / %zu / %zu", b->pending_issue, b->ndue, b->nlocks - b->ndue));
     ROW("request batches of 500 refused: code clash", printf("%" PRId64, b->clashes));
+    ROW("temporary cards (forgotten PIV cards; issued over 14 days, 7-day life)", printf("%" PRId64, b->ntemporary));
+    ROW("active certificates / expiring within 30 days", printf("%" PRId64 " / %" PRId64, b->ncerts, b->nwindow));
     ROW("population", printf("%.1f s", b->populate_s));
     ROW("database file", printf("%.1f MB", (double)b->file_bytes / 1e6));
 #undef ROW
@@ -754,7 +1032,28 @@ static void report(const struct bench *benches, size_t nsizes, struct result res
         for (size_t s = 0; s < nsizes; s++)
             printf(res[s][i].rows < 100 ? "%s%.1f" : "%s%.0f", s ? " / " : "", res[s][i].rows);
         printf(" |\n");
+        if (!measures[i].per)
+            continue;
+        /* The time per item: per row returned, or per certificate read. */
+        double first = 0, last = 0;
+        printf("| ↳ %s |", measures[i].per);
+        for (size_t s = 0; s < nsizes; s++) {
+            double items = measures[i].how & PER_WINDOW ? (double)benches[s].nwindow : res[s][i].rows;
+            double each = items > 0 ? res[s][i].per_call / items : 0;
+            if (s == 0)
+                first = each;
+            last = each;
+            fmt_time(each, t);
+            printf(" %s |", items > 0 ? t : "–");
+        }
+        printf(" %.1f | ", first > 0 ? last / first : 0.0);
+        for (size_t s = 0; measures[i].how & PER_WINDOW && s < nsizes; s++)
+            printf("%s%" PRId64, s ? " / " : "", benches[s].nwindow);
+        printf(" |\n");
     }
+    for (size_t s = 0; s < nsizes; s++)
+        if (benches[s].plans)
+            printf("\n%s", benches[s].plans);
 }
 
 static int parse_sizes(const char *arg, size_t sizes[MAX_SIZES], size_t *n)
@@ -801,13 +1100,19 @@ int main(int argc, char **argv)
     res = calloc(nsizes, sizeof(*res));
     if (!benches || !res)
         goto out;
+    size_t largest = 0;
+    for (size_t s = 1; s < nsizes; s++)
+        if (sizes[s] > sizes[largest])
+            largest = s;
     for (size_t s = 0; s < nsizes; s++)
-        if (bench_size(sizes[s], reps, &benches[s], res[s]))
+        if (bench_size(sizes[s], reps, s == largest, &benches[s], res[s]))
             goto out;
     printf("SQLite %s, %ld cores, %d repetitions\n\n", sqlite3_libversion(), sysconf(_SC_NPROCESSORS_ONLN), reps);
     report(benches, nsizes, res);
     rc = 0;
 out:
+    for (size_t s = 0; benches && s < nsizes; s++)
+        free(benches[s].plans);
     free(benches);
     free(res);
     return rc;

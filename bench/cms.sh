@@ -2,6 +2,7 @@
 # The card-management database at scale: lookups and scans by size (bench/bench-cms.c).
 #   bench/cms.sh [SIZES] [REPS]      SIZES: cards, comma-separated (default 1k,10k,100k);
 #                                    the audit trail is ten records per card
+#                                    (the renewal scan's query plans are printed for the largest)
 # As root on Debian 12 it installs the build packages if missing. Builds out of tree in
 # _build/bench-cms; needs no TPM, card or daemon. The 100k step takes a few minutes.
 set -euo pipefail
