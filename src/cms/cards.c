@@ -1,6 +1,7 @@
 /* Cards, certificates and the issuance job in the database (cards.h). */
 #include "config.h"
 #include "cards.h"
+#include "escrow.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -682,7 +683,8 @@ int cms_job_step(struct cms_db *db, const struct cms_job *job, const struct cms_
     return rc;
 }
 
-int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *key_name, const char *ca_name, X509 *x)
+int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *key_name, const char *ca_name, X509 *x,
+                    const struct cms_escrow_archive *escrow)
 {
     char serial[80], subject[512], nb[32], na[32], detail[700], who[160];
     unsigned char *der = NULL;
@@ -710,9 +712,11 @@ int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *
         sqlite3_bind_blob(st, 8, der, len, SQLITE_STATIC);
         rc = sqlite3_step(st) == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, "certificates");
     }
+    if (rc == CMS_OK && escrow)
+        rc = cms_escrow_insert(db, sqlite3_last_insert_rowid(db->db), escrow);
     if (rc == CMS_OK) {
-        snprintf(detail, sizeof(detail), "key %s: certificate %s from %s, %s, until %s", key_name, serial, ca_name,
-                 subject, na);
+        snprintf(detail, sizeof(detail), "key %s: certificate %s from %s, %s, until %s%s", key_name, serial, ca_name,
+                 subject, na, escrow ? "; the key escrowed" : "");
         cms_holder_actor(card, who, sizeof(who));
         rc = cms_card_audit(db, who, "cert.issue", "ok", card, detail);
     }

@@ -107,9 +107,11 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
 int cms_job_step(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *step,
                  const char *serial, const char *action, const char *detail);
 
-/* A certificate the CA issued to the card, recorded before it is loaded. */
+/* A certificate the CA issued to the card, recorded before it is loaded;
+ * with the archive of its key when the key is escrowed (escrow.h). */
+struct cms_escrow_archive;
 int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *key_name, const char *ca_name,
-                    X509 *x);
+                    X509 *x, const struct cms_escrow_archive *escrow);
 /* The card's certificates that are not revoked: serial and CA name of each. */
 typedef int (*cms_cert_cb)(void *arg, int64_t id, const char *ca, const char *serial, const char *key_name,
                            const char *state);

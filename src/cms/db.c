@@ -137,6 +137,23 @@ static const char *const migrations[] = {
      * temporary cards by their end */
     "CREATE UNIQUE INDEX jobs_one_renewal ON jobs(card_id) WHERE kind = 'renew' AND state IN ('pending','running');"
     "CREATE INDEX cards_temporary ON cards(expires) WHERE temporary = 1;",
+    /* 6 -> 7: key escrow (escrow.c): the escrow keys' certificates, and
+     * each escrowed key's archive next to the certificate it was issued */
+    "CREATE TABLE escrow_keys ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  fingerprint TEXT NOT NULL UNIQUE,"
+    "  cert BLOB NOT NULL,"
+    "  kept TEXT NOT NULL CHECK (kept IN ('file','hsm','elsewhere')),"
+    "  oaep TEXT NOT NULL CHECK (oaep IN ('sha256','sha1')),"
+    "  created TEXT NOT NULL,"
+    "  created_by TEXT NOT NULL);"
+    "CREATE TABLE escrowed_keys ("
+    "  id INTEGER PRIMARY KEY,"
+    "  certificate_id INTEGER NOT NULL UNIQUE REFERENCES certificates(id),"
+    "  escrow_key_id INTEGER NOT NULL REFERENCES escrow_keys(id),"
+    "  archive BLOB NOT NULL,"
+    "  created TEXT NOT NULL);",
 };
 
 int cms_fail(struct cms_db *db, int rc, const char *fmt, ...)

@@ -271,6 +271,8 @@ static int check_profile(struct cms_profile *p, char *err, size_t errlen)
             return bad(err, errlen, 0, "[key %s] has a certificate but no subject", k->name);
         if (k->escrow && (k->sign || !k->decrypt))
             return bad(err, errlen, 0, "[key %s]: only decryption keys are escrowed (usage = decrypt)", k->name);
+        if (k->escrow && !k->eku)
+            return bad(err, errlen, 0, "[key %s]: an escrowed key has a certificate (eku)", k->name);
         if (k->escrow && strncmp(k->type, "rsa", 3) != 0)
             return bad(err, errlen, 0, "[key %s]: escrowed keys are RSA", k->name);
     }

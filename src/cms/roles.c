@@ -56,6 +56,10 @@ static const struct {
     { "renewal.scan", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER },
     { "notify.set", CMS_ROLE_ADMINISTRATOR },
     { "notify.show", ANY_ROLE },
+    { "escrow.add", CMS_ROLE_ADMINISTRATOR },
+    { "escrow.show", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_KEY_RECOVERY | CMS_ROLE_AUDITOR },
+    /* Not the administrator's: recovering a holder's key is its own duty. */
+    { "key.recover", CMS_ROLE_KEY_RECOVERY },
     { "job.list", ANY_ROLE },
     { "job.resume", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER | CMS_ROLE_HELPDESK },
     { "ca.init", CMS_ROLE_ADMINISTRATOR },

@@ -297,9 +297,9 @@ static CK_RV create_from(struct tool_p11 *p, CK_SESSION_HANDLE h, struct tess_at
 /* The key from a PKCS#12 onto the card, with a public key object when the
  * card shows none for it (a PIV card shows its slots' own), its certificate
  * and its CA certificates. */
-static int import_p12(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info, EVP_PKEY *pk,
-                      X509 *cert, STACK_OF(X509) *cas, const uint8_t *id_opt, size_t id_opt_len,
-                      const char *label_opt)
+int tool_import_key(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info, EVP_PKEY *pk,
+                    X509 *cert, STACK_OF(X509) *cas, const uint8_t *id_opt, size_t id_opt_len, const char *label_opt,
+                    bool say_id)
 {
     struct tess_attrs priv = { 0 }, pub = { 0 };
     CK_OBJECT_HANDLE key, obj;
@@ -372,7 +372,7 @@ have_key:
         goto out;
     }
     rc = cas ? tool_load_ca_certs(p, h, info, cas) : EX_OK;
-    if (rc == EX_OK)
+    if (rc == EX_OK && say_id)
         tool_print_id("key imported", id, idlen);
 out:
     tess_attrs_free(&priv);
@@ -434,7 +434,7 @@ int cmd_key_import(int argc, char **argv)
     }
     rc = tool_card_login(&cs, &ca, pin_file);
     if (rc == EX_OK)
-        rc = import_p12(&cs.p, cs.h, &cs.info, pk, cert, sk_X509_num(cas) > 0 ? cas : NULL, id, idlen, label);
+        rc = tool_import_key(&cs.p, cs.h, &cs.info, pk, cert, sk_X509_num(cas) > 0 ? cas : NULL, id, idlen, label, true);
 out:
     tess_wipe(pass, sizeof(pass));
     EVP_PKEY_free(pk);

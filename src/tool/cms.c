@@ -535,5 +535,7 @@ int cmd_cms(const char *noun, int argc, char **argv)
         return cmd_cms_ca(verb, vargc, vargv);
     if (!strcmp(noun, "scan") || !strcmp(noun, "notify"))
         return cmd_cms_scan(noun, argc, argv);
+    if (!strcmp(noun, "escrow") || (!strcmp(noun, "key") && !strcmp(verb, "recover")))
+        return cmd_cms_escrow(noun, verb, vargc, vargv);
     return cmd_cms_cards(noun, verb, vargc, vargv);
 }

@@ -61,8 +61,10 @@ int cmd_cms_cards(const char *noun, const char *verb, int argc, char **argv);
 int cmd_card_collect(int argc, char **argv);
 /* One key of a profile made on the card under id, its request signed
  * there, a certificate from the CA recorded (before it is loaded) and
- * loaded next to it; then the job's step "key:NAME". For collect and
- * renew; kill points PREFIX then key:, enrolled:, recorded:, loaded:NAME. */
+ * loaded next to it; then the job's step "key:NAME". An escrowed key is
+ * made here instead, sealed to the escrow key, certified, recorded with its
+ * archive, then put on the card. For collect and renew; kill points PREFIX
+ * then key:, enrolled:, recorded:, loaded:NAME. */
 struct cms_ca;
 struct cms_holder;
 struct cms_key_spec;
@@ -77,6 +79,9 @@ struct cms_key_issue {
     const char *pin;           /* for a key that wants it again to sign its request */
     int lifetime_days;
     const char *kill_prefix;   /* "" (collect), "renew:" */
+    int64_t escrow_key_id;     /* for a profile key with escrow = yes: the */
+    X509 *escrow_cert;         /* current escrow key (cms_escrow_key_current) */
+    const EVP_MD *escrow_oaep;
 };
 int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id,
                   CK_ULONG idlen);
@@ -91,6 +96,8 @@ int cms_change_card(struct cms_ctx *c, struct cms_ca *ca, int64_t card_id, const
                     char state[16]);
 /* cms_scan.c: tessera scan, tessera notify set|show; -1 when not theirs. */
 int cmd_cms_scan(const char *noun, int argc, char **argv);
+/* escrow.c: escrow create|add|list|archives, key recover; -1 when not theirs. */
+int cmd_cms_escrow(const char *noun, const char *verb, int argc, char **argv);
 /* cms_lock.c: card lock|unlock, job move|cancel, agent; -1 when not theirs. */
 int cmd_cms_lock(const char *noun, const char *verb, int argc, char **argv);
 

@@ -32,6 +32,7 @@
 
 #include "../cms/ca.h"
 #include "../cms/cards.h"
+#include "../cms/escrow.h"
 #include "../cms/holders.h"
 #include "../cms/profile.h"
 #include "../kdf.h"
@@ -54,6 +55,9 @@ struct collect {
     char device[256];
     char pin[PIN_BUF];
     int certs;
+    int64_t escrow_key_id;     /* when a key of the profile is escrowed */
+    X509 *escrow_cert;
+    const EVP_MD *escrow_oaep;
 };
 
 /* ---- undoing ---- */
@@ -222,19 +226,51 @@ static int lifetime_days(const struct collect *k, const struct cms_key_spec *spe
     return left < 1 ? 1 : left < spec->lifetime_days ? (int)left : spec->lifetime_days;
 }
 
+/* An escrowed key: made here (OpenSSL), sealed to the escrow key, and its
+ * request signed here; the card gets it once it is certified and recorded. */
+static int escrowed_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const X509_NAME *subject,
+                        EVP_PKEY **pk, X509_REQ **csr, unsigned char **archive, size_t *archive_len)
+{
+    int bits = !strcmp(spec->type, "rsa3072") ? 3072 : 2048;   /* the profile allows RSA only */
+    char err[256];
+
+    if (!ki->escrow_cert) {
+        fprintf(stderr, "tessera: key %s is escrowed, but there is no escrow key\n", spec->name);
+        return EX_FAIL;
+    }
+    *pk = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+    *csr = X509_REQ_new();
+    if (!*pk || !*csr || !X509_REQ_set_version(*csr, 0) || !X509_REQ_set_subject_name(*csr, subject) ||
+        !X509_REQ_set_pubkey(*csr, *pk) || !X509_REQ_sign(*csr, *pk, EVP_sha256())) {
+        fprintf(stderr, "tessera: key %s: cannot make the key or its request\n", spec->name);
+        return EX_FAIL;
+    }
+    if (cms_escrow_seal(ki->escrow_cert, ki->escrow_oaep, *pk, archive, archive_len, err, sizeof(err)) != CMS_OK) {
+        fprintf(stderr, "tessera: key %s: %s\n", spec->name, err);
+        return EX_FAIL;
+    }
+    return EX_OK;
+}
+
 int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id, CK_ULONG idlen)
 {
     CK_OBJECT_HANDLE pub, priv, added;
     X509_NAME *subject = NULL;
     X509_REQ *csr = NULL;
     X509 *cert = NULL;
+    EVP_PKEY *escrowed = NULL;
+    unsigned char *archive = NULL;
+    size_t archive_len = 0;
     char err[256], step[96];
     CK_RV rv;
     int rc;
 
+    if (spec->escrow)
+        goto off_card;
     rv = tool_generate_pair(ki->p, ki->h, spec->type, id, idlen, spec->name, &pub, &priv);
     if (rv != CKR_OK)
         return tool_report(rv, "no key was made");
+off_card:
     snprintf(step, sizeof(step), "%skey:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
     if (!spec->eku)
@@ -245,7 +281,10 @@ int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spe
         rc = EX_FAIL;
         goto out;
     }
-    rc = tool_make_csr(ki->p, ki->h, pub, priv, subject, ki->pin, &csr);
+    if (spec->escrow)
+        rc = escrowed_key(ki, spec, subject, &escrowed, &csr, &archive, &archive_len);
+    else
+        rc = tool_make_csr(ki->p, ki->h, pub, priv, subject, ki->pin, &csr);
     if (rc != EX_OK)
         goto out;
     struct cms_cert_request req = {
@@ -261,13 +300,24 @@ int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spe
     }
     snprintf(step, sizeof(step), "%senrolled:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
-    rc = cms_report(ki->c, cms_cert_record(ki->c->db, ki->card, spec->name, ki->ca->name, cert));
+    struct cms_escrow_archive esc = { ki->escrow_key_id, archive, archive_len };
+    rc = cms_report(ki->c, cms_cert_record(ki->c->db, ki->card, spec->name, ki->ca->name, cert,
+                                           spec->escrow ? &esc : NULL));
     if (rc != EX_OK)
         goto out;
     snprintf(step, sizeof(step), "%srecorded:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
-    rv = tool_store_cert(ki->p, ki->h, cert, id, idlen, spec->name, 1, &added);
-    if (rv != CKR_OK) {
+    if (spec->escrow) {
+        CK_SESSION_INFO si;
+        CK_TESSERA_CARD_INFO info;
+        rv = ki->p->f->C_GetSessionInfo(ki->h, &si);
+        if (rv == CKR_OK)
+            rv = ki->p->t->T_GetCardInfo(si.slotID, &info);
+        rc = rv == CKR_OK ? tool_import_key(ki->p, ki->h, &info, escrowed, cert, NULL, id, idlen, spec->name, false)
+                          : tool_report(rv, "the card does not answer");
+        if (rc != EX_OK)
+            goto out;
+    } else if ((rv = tool_store_cert(ki->p, ki->h, cert, id, idlen, spec->name, 1, &added)) != CKR_OK) {
         rc = tool_report(rv, "the certificate was not stored");
         goto out;
     }
@@ -277,6 +327,8 @@ recorded:
     snprintf(step, sizeof(step), "key:%s", spec->name);
     rc = cms_report(ki->c, cms_job_step(ki->c->db, ki->job, ki->card, step, NULL, NULL, NULL));
 out:
+    EVP_PKEY_free(escrowed);
+    OPENSSL_free(archive);
     X509_free(cert);
     X509_REQ_free(csr);
     X509_NAME_free(subject);
@@ -308,7 +360,8 @@ static int issue(struct collect *k)
     for (int i = 0; i < k->prof.nkeys && rc == EX_OK; i++) {
         uint8_t id[1] = { (uint8_t)(i + 1) };
         struct cms_key_issue ki = { &k->c, &k->p, h, k->ca, &k->job, &k->card, &k->holder, k->pin,
-                                    lifetime_days(k, &k->prof.keys[i]), "" };
+                                    lifetime_days(k, &k->prof.keys[i]), "", k->escrow_key_id, k->escrow_cert,
+                                    k->escrow_oaep };
         rc = cms_issue_key(&ki, &k->prof.keys[i], id, 1);
     }
     if (rc == EX_OK && (k->ca->ops->certificate(k->ca, &ca_cert) != CMS_OK || !chain || !sk_X509_push(chain, ca_cert)))
@@ -348,13 +401,10 @@ static int prepare(struct collect *k, const char *pin_file)
         fprintf(stderr, "tessera: collecting a PIV card is not done by this version yet; a TPM card is\n");
         return EX_FAIL;
     }
-    for (int i = 0; i < k->prof.nkeys; i++) {
-        if (k->prof.keys[i].escrow) {
-            fprintf(stderr, "tessera: profile %s key %s wants escrow, which this version cannot do yet\n",
-                    k->prof.name, k->prof.keys[i].name);
-            return EX_FAIL;
-        }
-    }
+    for (int i = 0; i < k->prof.nkeys && !k->escrow_cert; i++)
+        if (k->prof.keys[i].escrow &&
+            (rc = cms_report(&k->c, cms_escrow_key_current(k->c.db, &k->escrow_key_id, &k->escrow_cert, &k->escrow_oaep))) != EX_OK)
+            return rc;
     if ((rc = cms_key_source(&k->prof, &k->ks)) != EX_OK)
         return rc;
     return choose_pin(k, pin_file);
@@ -443,6 +493,7 @@ int cmd_card_collect(int argc, char **argv)
 done:
     tool_p11_close(&k.p);
     cms_ca_close(k.ca);
+    X509_free(k.escrow_cert);
     cms_holder_clear(&k.holder);
     cms_ctx_close(&k.c);
     tess_wipe(k.pin, sizeof(k.pin));

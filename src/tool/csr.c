@@ -49,7 +49,7 @@ static CK_RV sign_on_card(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HAN
     CK_ULONG raw_len = sizeof(raw);
     CK_RV rv = p->f->C_SignInit(h, &m, key);
     p->f->C_GetAttributeValue(h, key, &q, 1);
-    if (rv == CKR_OK && always)
+    if (rv == CKR_OK && always && pin)
         rv = p->f->C_Login(h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
     if (rv == CKR_OK)
         rv = p->f->C_Sign(h, (CK_BYTE_PTR)tbs, (CK_ULONG)tbs_len, raw, &raw_len);

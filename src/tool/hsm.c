@@ -67,26 +67,16 @@ static int find_slot(CK_FUNCTION_LIST *f, P11KitUri *uri, CK_SLOT_ID *out)
 }
 
 /* The one secret key the URI names, fit for the PRF. */
-static int find_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, P11KitUri *uri, enum tess_prf prf,
-                    CK_OBJECT_HANDLE *out)
+static int find_key(struct tool_hsm *hsm, enum tess_prf prf, CK_OBJECT_HANDLE *out)
 {
-    CK_ATTRIBUTE tmpl[8];
-    CK_ULONG n = 0, found = 0, nattrs = 0;
-    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    CK_ATTRIBUTE *attrs = p11_kit_uri_get_attributes(uri, &nattrs);
-    CK_OBJECT_HANDLE keys[2];
+    CK_FUNCTION_LIST *f = hsm->f;
+    CK_SESSION_HANDLE s = hsm->session;
+    CK_OBJECT_HANDLE keys[1];
+    CK_ULONG found = 0;
     CK_KEY_TYPE type = 0;
     CK_ULONG value_len = 0;
 
-    for (CK_ULONG i = 0; i < nattrs && n < 6; i++)
-        if (attrs[i].type == CKA_LABEL || attrs[i].type == CKA_ID)
-            tmpl[n++] = attrs[i];
-    tmpl[n++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
-    if (f->C_FindObjectsInit(s, tmpl, n) != CKR_OK)
-        return -1;
-    f->C_FindObjects(s, keys, 2, &found);
-    f->C_FindObjectsFinal(s);
-    if (found != 1) {
+    if (tool_hsm_find(hsm, CKO_SECRET_KEY, &keys[0], &found) != EX_OK) {
         fprintf(stderr, "tessera: the master key URI names %s secret key in the HSM\n", found ? "more than one" : "no");
         return -1;
     }
@@ -110,69 +100,122 @@ static int find_key(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, P11KitUri *uri, en
     return 0;
 }
 
-int tool_hsm_diversify(const struct tool_key_source *ks, const char *serial, uint8_t *key, size_t *len)
+int tool_hsm_open(struct tool_hsm *h, const char *uri_text, const char *module, const char *pin_file)
 {
-    P11KitUri *uri = p11_kit_uri_new();
-    CK_FUNCTION_LIST *f = NULL;
-    struct hsm_prf h = { 0 };
     CK_SLOT_ID slot;
     char pin[256] = "";
-    const char *module;
-    bool initialized = false;
     int rc = EX_FAIL, r;
     CK_RV rv;
 
-    if (!uri)
+    memset(h, 0, sizeof(*h));
+    h->session = CK_INVALID_HANDLE;
+    h->uri = p11_kit_uri_new();
+    if (!h->uri)
         return EX_FAIL;
-    r = p11_kit_uri_parse(ks->master_uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN_AND_MODULE, uri);
+    r = p11_kit_uri_parse(uri_text, P11_KIT_URI_FOR_OBJECT_ON_TOKEN_AND_MODULE, h->uri);
     if (r != P11_KIT_URI_OK) {
-        fprintf(stderr, "tessera: %s: %s\n", ks->master_uri, p11_kit_uri_message(r));
+        fprintf(stderr, "tessera: %s: %s\n", uri_text, p11_kit_uri_message(r));
         rc = EX_USAGE;
         goto out;
     }
-    module = p11_kit_uri_get_module_path(uri);
-    if (!module)
-        module = ks->hsm_module ? ks->hsm_module : getenv("TESSERA_HSM_MODULE");
+    if (p11_kit_uri_get_module_path(h->uri))
+        module = p11_kit_uri_get_module_path(h->uri);
+    else if (!module)
+        module = getenv("TESSERA_HSM_MODULE");
     if (!module) {
         fprintf(stderr, "tessera: which HSM? Give --hsm-module, module-path= in the URI, or TESSERA_HSM_MODULE\n");
         rc = EX_USAGE;
         goto out;
     }
-    f = p11_kit_module_load(module, 0);
-    if (!f) {
+    h->f = p11_kit_module_load(module, 0);
+    if (!h->f) {
         fprintf(stderr, "tessera: cannot load the HSM module %s\n", module);
         goto out;
     }
-    rv = p11_kit_module_initialize(f);
+    rv = p11_kit_module_initialize(h->f);
     if (rv != CKR_OK) {
         fprintf(stderr, "tessera: the HSM module did not initialise (0x%lx)\n", (unsigned long)rv);
         goto out;
     }
-    initialized = true;
-    if (find_slot(f, uri, &slot)) {
-        fprintf(stderr, "tessera: no HSM token matches %s\n", ks->master_uri);
+    h->initialized = true;
+    if (find_slot(h->f, h->uri, &slot)) {
+        fprintf(stderr, "tessera: no HSM token matches %s\n", uri_text);
         rc = EX_NOTFOUND;
         goto out;
     }
-    h.f = f;
-    h.session = CK_INVALID_HANDLE;
-    rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h.session);
-    if (rv != CKR_OK)
+    rv = h->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h->session);
+    if (rv != CKR_OK) {
+        fprintf(stderr, "tessera: no session with the HSM (0x%lx)\n", (unsigned long)rv);
         goto out;
-    if (hsm_pin(uri, ks->hsm_pin_file, pin, sizeof(pin))) {
+    }
+    if (hsm_pin(h->uri, pin_file, pin, sizeof(pin))) {
         rc = EX_USAGE;
         goto out;
     }
-    rv = f->C_Login(h.session, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+    rv = h->f->C_Login(h->session, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
         fprintf(stderr, "tessera: the HSM refused its PIN (0x%lx)\n", (unsigned long)rv);
         rc = EX_PIN;
         goto out;
     }
-    if (find_key(f, h.session, uri, ks->prf, &h.key)) {
-        rc = EX_NOTFOUND;
+    rc = EX_OK;
+out:
+    tess_wipe(pin, sizeof(pin));
+    if (rc != EX_OK)
+        tool_hsm_close(h);
+    return rc;
+}
+
+void tool_hsm_close(struct tool_hsm *h)
+{
+    if (h->f && h->session != CK_INVALID_HANDLE)
+        h->f->C_CloseSession(h->session);
+    if (h->initialized)
+        p11_kit_module_finalize(h->f);
+    if (h->f)
+        p11_kit_module_release(h->f);
+    if (h->uri)
+        p11_kit_uri_free(h->uri);
+    memset(h, 0, sizeof(*h));
+    h->session = CK_INVALID_HANDLE;
+}
+
+int tool_hsm_find(struct tool_hsm *h, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *out, CK_ULONG *found)
+{
+    CK_ATTRIBUTE tmpl[8];
+    CK_ULONG n = 0, nattrs = 0;
+    CK_ATTRIBUTE *attrs = p11_kit_uri_get_attributes(h->uri, &nattrs);
+    CK_OBJECT_HANDLE keys[2];
+
+    *found = 0;
+    for (CK_ULONG i = 0; i < nattrs && n < 6; i++)
+        if (attrs[i].type == CKA_LABEL || attrs[i].type == CKA_ID)
+            tmpl[n++] = attrs[i];
+    tmpl[n++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
+    if (h->f->C_FindObjectsInit(h->session, tmpl, n) != CKR_OK)
+        return EX_FAIL;
+    h->f->C_FindObjects(h->session, keys, 2, found);
+    h->f->C_FindObjectsFinal(h->session);
+    if (*found != 1)
+        return EX_NOTFOUND;
+    *out = keys[0];
+    return EX_OK;
+}
+
+int tool_hsm_diversify(const struct tool_key_source *ks, const char *serial, uint8_t *key, size_t *len)
+{
+    struct tool_hsm hsm;
+    struct hsm_prf h = { 0 };
+    int rc = tool_hsm_open(&hsm, ks->master_uri, ks->hsm_module, ks->hsm_pin_file);
+    CK_RV rv;
+
+    if (rc != EX_OK)
+        return rc;
+    rc = EX_NOTFOUND;
+    if (find_key(&hsm, ks->prf, &h.key))
         goto out;
-    }
+    h.f = hsm.f;
+    h.session = hsm.session;
     h.mech = ks->prf == TESS_PRF_HMAC_SHA256 ? CKM_SHA256_HMAC : CKM_AES_CMAC;
     h.block_len = ks->prf == TESS_PRF_HMAC_SHA256 ? 32 : 16;
     *len = 32;
@@ -180,17 +223,11 @@ int tool_hsm_diversify(const struct tool_key_source *ks, const char *serial, uin
     if (rv != CKR_OK) {
         fprintf(stderr, "tessera: the HSM could not compute the KDF (0x%lx): does its key allow signing "
                         "(CKA_SIGN)?\n", (unsigned long)rv);
+        rc = EX_FAIL;
         goto out;
     }
     rc = EX_OK;
 out:
-    tess_wipe(pin, sizeof(pin));
-    if (h.session != CK_INVALID_HANDLE && f)
-        f->C_CloseSession(h.session);
-    if (initialized)
-        p11_kit_module_finalize(f);
-    if (f)
-        p11_kit_module_release(f);
-    p11_kit_uri_free(uri);
+    tool_hsm_close(&hsm);
     return rc;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../cms/ca.h"
+#include "../cms/escrow.h"
 #include "../cms/holders.h"
 #include "../cms/profile.h"
 #include "../cms/renewal.h"
@@ -40,6 +41,9 @@ struct renew {
     struct tool_card_session cs;
     int64_t certs_before;
     int certified, removed, superseded;
+    int64_t escrow_key_id;     /* when a key of the profile is escrowed */
+    X509 *escrow_cert;
+    const EVP_MD *escrow_oaep;
 };
 
 /* The new key's CKA_ID: its place in the profile, 'R', the job. */
@@ -185,7 +189,8 @@ static int renew_keys(struct renew *r)
             continue;
         new_id(r, i, id);
         struct cms_key_issue ki = { &r->c, &r->cs.p, r->cs.h, r->ca, &r->job, &r->card, &r->holder, r->cs.pin,
-                                    r->prof.keys[i].lifetime_days, "renew:" };
+                                    r->prof.keys[i].lifetime_days, "renew:", r->escrow_key_id, r->escrow_cert,
+                                    r->escrow_oaep };
         if ((rc = cms_issue_key(&ki, &r->prof.keys[i], id, NEW_ID_LEN)) == EX_OK)
             r->certified++;
     }
@@ -256,6 +261,11 @@ static int prepare(struct renew *r, const char *pin_file)
         (rc = cms_report(&r->c, cms_holder_get(r->c.db, r->card.holder, &r->holder))) != EX_OK ||
         (rc = cms_report(&r->c, cms_ca_open(r->c.db, &r->ca))) != EX_OK)
         return rc;
+    /* A renewed escrowed key is escrowed too, to today's escrow key. */
+    for (int i = 0; i < r->prof.nkeys && !r->escrow_cert; i++)
+        if (r->prof.keys[i].escrow &&
+            (rc = cms_report(&r->c, cms_escrow_key_current(r->c.db, &r->escrow_key_id, &r->escrow_cert, &r->escrow_oaep))) != EX_OK)
+            return rc;
     /* The holder's PIN opens the card before anything is recorded: a wrong
      * one leaves the renewal as it was. */
     ca.serial = r->card.serial;
@@ -324,6 +334,7 @@ int cmd_card_renew(int argc, char **argv)
 out:
     tool_card_logout(&r.cs);
     cms_ca_close(r.ca);
+    X509_free(r.escrow_cert);
     cms_holder_clear(&r.holder);
     cms_ctx_close(&r.c);
     return rc;

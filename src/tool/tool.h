@@ -68,6 +68,31 @@ int tool_key_source_key(const struct tool_key_source *ks, const char *serial, ui
 
 /* hsm.c: a card's key diversified from a master key inside an HSM. */
 int tool_hsm_diversify(const struct tool_key_source *ks, const char *serial, uint8_t *key, size_t *len);
+/* A logged-in read-write session on the HSM token a PKCS#11 URI (RFC 7512)
+ * names; module and pin_file when the URI names none (else
+ * TESSERA_HSM_MODULE, the terminal). */
+struct tool_hsm {
+    CK_FUNCTION_LIST *f;
+    CK_SESSION_HANDLE session;
+    struct p11_kit_uri *uri;
+    bool initialized;
+};
+int tool_hsm_open(struct tool_hsm *h, const char *uri, const char *module, const char *pin_file);
+void tool_hsm_close(struct tool_hsm *h);
+/* The one object of class cls the URI's label and id name (*found: how
+ * many matched, up to 2). */
+int tool_hsm_find(struct tool_hsm *h, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *out, CK_ULONG *found);
+/* hsm_escrow.c: an escrow key made in the HSM (RSA-3072, sensitive, never
+ * extractable; decryption only, once it signed its certification request
+ * for subject), labelled label; and the unwrap of an archive's content
+ * key there (a cms_escrow_unwrap_fn; arg: the struct tool_hsm, opened,
+ * whose URI names the key). */
+int tool_hsm_escrow_generate(struct tool_hsm *h, const char *label, const X509_NAME *subject, X509_REQ **csr);
+int tool_hsm_escrow_unwrap(void *hsm, int hash_nid, const unsigned char *wrapped, size_t wrapped_len,
+                           unsigned char *cek, size_t *cek_len);
+/* Which OAEP hash the HSM's escrow key (of public key pub) decrypts with:
+ * "sha256" when it can, else "sha1"; NULL when neither works. */
+const char *tool_hsm_escrow_oaep(struct tool_hsm *h, EVP_PKEY *pub);
 
 /* client.c: the tool as a client of the module's interfaces. */
 struct tool_p11 {
@@ -143,6 +168,13 @@ CK_RV tool_generate_pair(struct tool_p11 *p, CK_SESSION_HANDLE h, const char *ty
  * for a key that wants it each time); verified before it is handed out. */
 int tool_make_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv,
                   const X509_NAME *subject, const char *pin, X509_REQ **csr);
+/* A private key (with its certificate and CA certificates, when given)
+ * put on the card under id_opt (else the card's choice; a PIV card: 9D)
+ * and label_opt (else the certificate's name); a key the card already
+ * holds is completed, not copied again. say_id: print the id it got. */
+int tool_import_key(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info, EVP_PKEY *pk,
+                    X509 *cert, STACK_OF(X509) *cas, const uint8_t *id_opt, size_t id_opt_len, const char *label_opt,
+                    bool say_id);
 int cmd_cert_load(int argc, char **argv);
 int cmd_cert_import_ca(int argc, char **argv);
 int cmd_key_import(int argc, char **argv);

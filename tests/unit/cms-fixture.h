@@ -97,7 +97,7 @@ static inline int64_t active_card(struct cms_db *db, struct cms_ca *ca, const ch
         cms_collect_claim(db, code, "laptop.example", &job, &card) != CMS_OK ||
         cms_job_step(db, &job, &card, "serial", serial, NULL, NULL) != CMS_OK ||
         cms_card_get(db, card_id, NULL, &card) != CMS_OK || ca->ops->enroll(ca, &req, &cert) != CMS_OK ||
-        cms_cert_record(db, &card, "auth", ca->name, cert) != CMS_OK ||
+        cms_cert_record(db, &card, "auth", ca->name, cert, NULL) != CMS_OK ||
         cms_collect_finish(db, &job, &card, "test") != CMS_OK)
         card_id = 0;
     X509_free(cert);

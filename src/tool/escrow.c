@@ -1,0 +1,590 @@
+/* tessera escrow create|add|list|archives, tessera key recover: the escrow
+ * keys (an administrator's) and the recovery of escrowed keys (the
+ * key-recovery officer's), over src/cms/escrow.c.
+ *
+ * An escrow key is made in a file (PEM, PKCS#8, under a passphrase when
+ * one is given, mode 0600) or in an HSM (never leaving it), certified by the
+ * database's CA for key encipherment, and recorded by its certificate. A
+ * recovery opens one archive with that key (the file, or the HSM doing the
+ * RSA step), records it in the trail first, then hands the key out: as a
+ * PKCS#12 under a one-time password printed once and kept nowhere, or
+ * straight into another card of the same holder on this machine. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/rand.h>
+#include <p11-kit/uri.h>
+
+#include "../cms/ca.h"
+#include "../cms/escrow.h"
+#include "../util.h"
+#include "cms_tool.h"
+#include "tool.h"
+
+#define OTP_GROUPS 4
+#define OTP_GROUP_LEN 5
+#define OTP_LEN (OTP_GROUPS * (OTP_GROUP_LEN + 1))
+#define P12_ITER 100000
+
+struct escrow_opts {
+    const char *key_out, *pass_file, *hsm_uri, *hsm_module, *hsm_pin_file, *cert;
+    const char *card, *holder, *key_name, *p12, *to_card, *pin_file, *escrow_key, *escrow_pass_file, *oaep;
+    long archive;
+    int days;
+};
+
+static int opt_escrow(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    struct escrow_opts *o = arg;
+    (void)c;
+    switch (ch) {
+    case 'o': o->key_out = v; break;
+    case 'w': o->pass_file = v; break;
+    case 'u': o->hsm_uri = v; break;
+    case 'H': o->hsm_module = v; break;
+    case 'q': o->hsm_pin_file = v; break;
+    case 'C': o->cert = v; break;
+    case 'c': o->card = v; break;
+    case 'h': o->holder = v; break;
+    case 'k': o->key_name = v; break;
+    case 'f': o->p12 = v; break;
+    case 't': o->to_card = v; break;
+    case 'P': o->pin_file = v; break;
+    case 'e': o->escrow_key = v; break;
+    case 'W': o->escrow_pass_file = v; break;
+    case 'a': o->archive = strtol(v, NULL, 10); return o->archive < 1;
+    case 'd': o->days = atoi(v); return o->days < 1 || o->days > 36500;
+    case 'O': o->oaep = v; return strcmp(v, "sha256") && strcmp(v, "sha1");
+    default: return -1;
+    }
+    return 0;
+}
+
+/* A new file only, 0600: never over a file that is there. */
+static FILE *new_private_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        fprintf(stderr, "tessera: cannot make %s: %s\n", path, errno == EEXIST ? "it is already there" : strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    return f;
+}
+
+static int close_file(FILE *f, const char *path, int rc)
+{
+    if (fclose(f) != 0 && rc == EX_OK) {
+        fprintf(stderr, "tessera: cannot write %s\n", path);
+        rc = EX_FAIL;
+    }
+    if (rc != EX_OK)
+        unlink(path);
+    return rc;
+}
+
+/* ---- escrow create | add ---- */
+
+/* The escrow key's certificate from the database's CA: encipherment only. */
+static int certify(struct cms_ctx *c, const char *name, X509_REQ *csr, const X509_NAME *subject, int days,
+                   X509 **cert)
+{
+    struct cms_ca *ca = NULL;
+    struct cms_cert_request req = { .csr = csr, .subject = subject, .lifetime_days = days, .decrypt = true };
+    int rc = cms_report(c, cms_ca_open(c->db, &ca));
+    if (rc == EX_OK && ca->ops->enroll(ca, &req, cert) != CMS_OK) {
+        fprintf(stderr, "tessera: escrow key %s: the CA issued no certificate: %s\n", name, ca->err);
+        rc = EX_FAIL;
+    }
+    cms_ca_close(ca);
+    return rc;
+}
+
+static int create_in_file(struct cms_ctx *c, const char *name, const struct escrow_opts *o, const X509_NAME *subject,
+                          X509 **cert)
+{
+    EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072);
+    X509_REQ *csr = X509_REQ_new();
+    char pass[256] = "";
+    FILE *f = NULL;
+    int rc = EX_FAIL;
+
+    if (o->pass_file && tool_read_secret(o->pass_file, "escrow key passphrase", pass, sizeof(pass))) {
+        rc = EX_USAGE;
+        goto out;
+    }
+    if (!pk || !csr || !X509_REQ_set_version(csr, 0) || !X509_REQ_set_subject_name(csr, subject) ||
+        !X509_REQ_set_pubkey(csr, pk) || !X509_REQ_sign(csr, pk, EVP_sha256()))
+        goto out;
+    if ((rc = certify(c, name, csr, subject, o->days, cert)) != EX_OK)
+        goto out;
+    /* Written only once certified, and never over another file. */
+    if (!(f = new_private_file(o->key_out))) {
+        rc = EX_FAIL;
+        goto out;
+    }
+    if (!(o->pass_file ? PEM_write_PKCS8PrivateKey(f, pk, EVP_aes_256_cbc(), pass, (int)strlen(pass), NULL, NULL)
+                       : PEM_write_PKCS8PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL)))
+        rc = EX_FAIL;
+    rc = close_file(f, o->key_out, rc);
+    if (rc == EX_OK && !o->pass_file)
+        fprintf(stderr, "tessera: note: %s is not under a passphrase (--pass-file): keep it offline\n", o->key_out);
+out:
+    tess_wipe(pass, sizeof(pass));
+    X509_REQ_free(csr);
+    EVP_PKEY_free(pk);
+    if (rc != EX_OK) {
+        X509_free(*cert);
+        *cert = NULL;
+    }
+    return rc;
+}
+
+static int create_in_hsm(struct cms_ctx *c, const char *name, const struct escrow_opts *o, const X509_NAME *subject,
+                         X509 **cert, const char **oaep)
+{
+    struct tool_hsm hsm;
+    X509_REQ *csr = NULL;
+    char label[128];
+    int rc = tool_hsm_open(&hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file);
+
+    if (rc != EX_OK)
+        return rc;
+    /* The URI's object= names the key; the escrow key's name when it has none. */
+    CK_ATTRIBUTE *a = p11_kit_uri_get_attribute(hsm.uri, CKA_LABEL);
+    if (a && a->ulValueLen < sizeof(label))
+        snprintf(label, sizeof(label), "%.*s", (int)a->ulValueLen, (const char *)a->pValue);
+    else
+        snprintf(label, sizeof(label), "%s", name);
+    rc = tool_hsm_escrow_generate(&hsm, label, subject, &csr);
+    if (rc == EX_OK)
+        rc = certify(c, name, csr, subject, o->days, cert);
+    /* Tried once before it is trusted with any archive: which OAEP hash the
+     * HSM decrypts with (SoftHSM 2.6 does only SHA-1). */
+    if (rc == EX_OK && !(*oaep = tool_hsm_escrow_oaep(&hsm, X509_get0_pubkey(*cert)))) {
+        fprintf(stderr, "tessera: the HSM's new key decrypts RSAES-OAEP with neither SHA-256 nor SHA-1\n");
+        rc = EX_FAIL;
+    }
+    X509_REQ_free(csr);
+    tool_hsm_close(&hsm);
+    return rc;
+}
+
+static int cmd_escrow_create(const char *verb, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: tessera escrow create NAME --key-out FILE [--pass-file F] [--days N]\n"
+        "       tessera escrow create NAME --hsm-uri URI [--hsm-module M] [--hsm-pin-file F] [--days N]\n"
+        "       tessera escrow add NAME --cert FILE [--oaep sha256|sha1]";
+    static const struct option extra[] = {
+        { "key-out", required_argument, 0, 'o' },  { "pass-file", required_argument, 0, 'w' },
+        { "hsm-uri", required_argument, 0, 'u' },  { "hsm-module", required_argument, 0, 'H' },
+        { "hsm-pin-file", required_argument, 0, 'q' }, { "cert", required_argument, 0, 'C' },
+        { "days", required_argument, 0, 'd' },     { "oaep", required_argument, 0, 'O' },
+    };
+    struct escrow_opts o = { .days = 3650 };
+    struct cms_ctx c;
+    X509_NAME *subject = NULL;
+    X509 *cert = NULL;
+    char fp[65], dn[160];
+    const char *name, *kept, *oaep = "sha256";
+    bool add = !strcmp(verb, "add");
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    rc = cms_parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_escrow, &o, usage);
+    if (rc == EX_OK && (optind != argc - 1 || (add ? !o.cert || o.key_out || o.hsm_uri
+                                                   : o.cert || o.oaep || !o.key_out == !o.hsm_uri)))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK)
+        return rc;
+    name = argv[optind];
+    kept = add ? "elsewhere" : o.hsm_uri ? "hsm" : "file";
+    if ((rc = cms_ctx_open(&c, false)) != EX_OK ||
+        (rc = cms_report(&c, cms_authorize(c.db, &c.actor, "escrow.add", NULL, NULL, NULL))) != EX_OK)
+        goto out;
+    if (add) {
+        FILE *f = fopen(o.cert, "r");
+        cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+        if (f)
+            fclose(f);
+        if (!cert) {
+            fprintf(stderr, "tessera: %s is not a PEM certificate\n", o.cert);
+            rc = EX_USAGE;
+            goto out;
+        }
+    } else {
+        snprintf(dn, sizeof(dn), "/CN=Tessera escrow key %s", name);
+        if (!(subject = cms_parse_dn(dn))) {
+            rc = tool_usage_error(usage);
+            goto out;
+        }
+        rc = o.hsm_uri ? create_in_hsm(&c, name, &o, subject, &cert, &oaep)
+                       : create_in_file(&c, name, &o, subject, &cert);
+        if (rc != EX_OK)
+            goto out;
+    }
+    if (o.oaep)
+        oaep = o.oaep;
+    rc = cms_report(&c, cms_escrow_key_add(c.db, &c.actor, name, cert, kept, oaep));
+    if (rc != EX_OK) {
+        if (!add)
+            fprintf(stderr, "tessera: the key made is not recorded: %s\n",
+                    o.hsm_uri ? "delete it from the HSM" : "delete its file");
+        goto out;
+    }
+    cms_escrow_fingerprint(cert, fp);
+    if (tool_json) {
+        printf("{\"name\":");
+        tool_json_str(name);
+        printf(",\"fingerprint\":\"%s\",\"kept\":\"%s\",\"oaep\":\"%s\"}\n", fp, kept, oaep);
+    } else {
+        printf("escrow key %s (%s, OAEP with %s), now the current one: sha256 %s\n", name, kept, oaep, fp);
+    }
+out:
+    X509_free(cert);
+    X509_NAME_free(subject);
+    cms_ctx_close(&c);
+    return rc;
+}
+
+/* ---- escrow list | archives ---- */
+
+static int print_key(void *arg, const struct cms_escrow_key *k)
+{
+    bool *first = arg;
+    if (tool_json) {
+        printf("%s{\"id\":%" PRId64 ",\"name\":", *first ? "" : ",", k->id);
+        tool_json_str(k->name);
+        printf(",\"fingerprint\":\"%s\",\"kept\":\"%s\",\"created\":\"%s\",\"created_by\":", k->fingerprint, k->kept,
+               k->created);
+        tool_json_str(k->created_by);
+        printf(",\"oaep\":\"%s\",\"current\":%s}", k->oaep, k->current ? "true" : "false");
+    } else {
+        printf("%-3" PRId64 " %-20s %-9s %-6s %s %s %s\n", k->id, k->name, k->kept, k->oaep, k->created,
+               k->fingerprint, k->current ? "(current)" : "");
+    }
+    *first = false;
+    return CMS_OK;
+}
+
+static int print_archive(void *arg, const struct cms_escrowed *e)
+{
+    bool *first = arg;
+    if (tool_json) {
+        printf("%s{\"id\":%" PRId64 ",\"holder\":", *first ? "" : ",", e->id);
+        tool_json_str(e->holder);
+        printf(",\"card\":%" PRId64 ",\"serial\":\"%s\",\"card_state\":\"%s\",\"key\":", e->card_id, e->card_serial,
+               e->card_state);
+        tool_json_str(e->key_name);
+        printf(",\"certificate\":\"%s\",\"cert_state\":\"%s\",\"not_after\":\"%s\",\"escrow_key\":", e->cert_serial,
+               e->cert_state, e->not_after);
+        tool_json_str(e->escrow_key);
+        printf(",\"created\":\"%s\"}", e->created);
+    } else {
+        printf("%-5" PRId64 " %-16s card %-5" PRId64 " %-10s %-12s cert %s (%s, until %s) escrow key %s\n", e->id,
+               e->holder, e->card_id, e->card_state, e->key_name, e->cert_serial, e->cert_state, e->not_after,
+               e->escrow_key);
+    }
+    *first = false;
+    return CMS_OK;
+}
+
+static int cmd_escrow_list(const char *verb, int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera escrow list\n"
+                                "       tessera escrow archives [--card ID|SERIAL] [--holder UID]";
+    static const struct option extra[] = { { "card", required_argument, 0, 'c' },
+                                           { "holder", required_argument, 0, 'h' } };
+    bool archives = !strcmp(verb, "archives"), first = true;
+    struct escrow_opts o = { 0 };
+    struct cms_card card = { 0 };
+    struct cms_ctx c;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    rc = cms_parse_opts(&c, argc, argv, archives ? extra : NULL, archives ? TESS_ARRAY_SIZE(extra) : 0, opt_escrow,
+                        &o, usage);
+    if (rc == EX_OK && optind != argc)
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if (o.card && (rc = cms_card_arg(&c, o.card, &card)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "escrow.show", o.holder, o.card, NULL))) != EX_OK)
+        goto out;
+    if (tool_json)
+        printf("[");
+    rc = cms_report(&c, archives ? cms_escrowed_list(c.db, card.id, o.holder, print_archive, &first)
+                                 : cms_escrow_key_list(c.db, print_key, &first));
+    if (tool_json)
+        printf("]\n");
+out:
+    cms_ctx_close(&c);
+    return rc;
+}
+
+/* ---- key recover ---- */
+
+struct pick {
+    const char *key_name;
+    struct cms_escrowed found;
+    int n;
+};
+
+static int pick_newest(void *arg, const struct cms_escrowed *e)
+{
+    struct pick *p = arg;
+    if (p->key_name && strcmp(p->key_name, e->key_name))
+        return CMS_OK;
+    if (!p->n++)
+        p->found = *e;
+    else if (!p->key_name && strcmp(p->found.key_name, e->key_name))
+        p->n = -1000;   /* archives of two keys: which one is not said */
+    return CMS_OK;
+}
+
+/* The escrow private key, from its file or its HSM, opening one archive. */
+static int open_archive(const struct escrow_opts *o, const unsigned char *der, size_t len, X509 *cert,
+                        EVP_PKEY **key)
+{
+    char err[256], pass[256] = "";
+    EVP_PKEY *escrow = NULL;
+    int rc = EX_FAIL;
+
+    if (o->escrow_key) {
+        FILE *f = fopen(o->escrow_key, "r");
+        if (!f) {
+            fprintf(stderr, "tessera: cannot read %s\n", o->escrow_key);
+            return EX_USAGE;
+        }
+        if (o->escrow_pass_file && tool_read_secret(o->escrow_pass_file, "escrow key passphrase", pass, sizeof(pass))) {
+            fclose(f);
+            return EX_USAGE;
+        }
+        escrow = PEM_read_PrivateKey(f, NULL, NULL, o->escrow_pass_file ? pass : NULL);
+        fclose(f);
+        tess_wipe(pass, sizeof(pass));
+        if (!escrow) {
+            fprintf(stderr, "tessera: %s is not a private key, or its passphrase is wrong\n", o->escrow_key);
+            return EX_PIN;
+        }
+        rc = cms_escrow_open(der, len, escrow, cert, key, err, sizeof(err));
+        EVP_PKEY_free(escrow);
+    } else {
+        struct tool_hsm hsm;
+        if ((rc = tool_hsm_open(&hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file)) != EX_OK)
+            return rc;
+        rc = cms_escrow_open_unwrap(der, len, tool_hsm_escrow_unwrap, &hsm, cert, key, err, sizeof(err));
+        tool_hsm_close(&hsm);
+    }
+    if (rc != CMS_OK) {
+        fprintf(stderr, "tessera: %s\n", err);
+        return rc == CMS_TAMPERED ? EX_TAMPERED : EX_FAIL;
+    }
+    return EX_OK;
+}
+
+/* 20 characters of an alphabet of 32 (no 0/O, 1/I): 100 bits, in groups. */
+static int one_time_password(char out[OTP_LEN])
+{
+    static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    uint8_t r[OTP_GROUPS * OTP_GROUP_LEN];
+    size_t n = 0;
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        return EX_FAIL;
+    for (size_t i = 0; i < sizeof(r); i++) {
+        if (i && i % OTP_GROUP_LEN == 0)
+            out[n++] = '-';
+        out[n++] = alphabet[r[i] % 32];
+    }
+    out[n] = '\0';
+    tess_wipe(r, sizeof(r));
+    return EX_OK;
+}
+
+static int to_pkcs12(struct cms_ctx *c, const struct cms_escrowed *e, EVP_PKEY *key, X509 *cert, const char *path)
+{
+    STACK_OF(X509) *cas = sk_X509_new_null();
+    struct cms_ca *ca = NULL;
+    X509 *ca_cert = NULL;
+    PKCS12 *p12 = NULL;
+    char otp[OTP_LEN], name[sizeof(e->holder) + sizeof(e->key_name) + 16], to[4200];
+    FILE *f = NULL;
+    int rc = one_time_password(otp);
+
+    /* The CA's certificate too, when the CA is there to give it. */
+    if (rc == EX_OK && cms_ca_open(c->db, &ca) == CMS_OK && ca->ops->certificate(ca, &ca_cert) == CMS_OK && cas &&
+        sk_X509_push(cas, ca_cert))
+        ca_cert = NULL;
+    snprintf(name, sizeof(name), "%s %s (recovered)", e->holder, e->key_name);
+    if (rc == EX_OK)
+        p12 = PKCS12_create_ex(otp, name, key, cert, cas, NID_aes_256_cbc, NID_aes_256_cbc, P12_ITER, -1, 0, NULL,
+                               NULL);
+    if (!p12 || !PKCS12_set_mac(p12, otp, -1, NULL, 0, P12_ITER, EVP_sha256())) {
+        fprintf(stderr, "tessera: cannot make the PKCS#12\n");
+        rc = EX_FAIL;
+        goto out;
+    }
+    snprintf(to, sizeof(to), "pkcs12 %s", path);
+    if ((rc = cms_report(c, cms_escrow_recovered(c->db, &c->actor, e, to, "ok"))) != EX_OK)
+        goto out;
+    if (!(f = new_private_file(path))) {
+        rc = EX_FAIL;
+    } else {
+        rc = i2d_PKCS12_fp(f, p12) ? EX_OK : EX_FAIL;
+        rc = close_file(f, path, rc);
+    }
+    if (rc != EX_OK) {
+        cms_escrow_recovered(c->db, &c->actor, e, to, "failed: the file was not written");
+        goto out;
+    }
+    if (tool_json)
+        printf("{\"archive\":%" PRId64 ",\"pkcs12\":\"%s\",\"password\":\"%s\"}\n", e->id, path, otp);
+    else
+        printf("key %s of %s written to %s\none-time password (shown once, kept nowhere): %s\n", e->key_name, e->holder,
+               path, otp);
+out:
+    tess_wipe(otp, sizeof(otp));
+    PKCS12_free(p12);
+    X509_free(ca_cert);
+    sk_X509_pop_free(cas, X509_free);
+    cms_ca_close(ca);
+    return rc;
+}
+
+static int to_card(struct cms_ctx *c, const struct cms_escrowed *e, EVP_PKEY *key, X509 *cert,
+                   const struct escrow_opts *o)
+{
+    struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
+    struct tool_card_session cs = { 0 };
+    struct cms_card target;
+    char to[80], label[128];
+    uint8_t id[5] = { 'E' };
+    int rc = cms_card_arg(c, o->to_card, &target);
+
+    if (rc != EX_OK)
+        return rc;
+    /* Never into another holder's card, nor one not in use. */
+    if (strcmp(target.holder, e->holder)) {
+        fprintf(stderr, "tessera: card %" PRId64 " is %s's, not %s's\n", target.id, target.holder, e->holder);
+        return EX_DENIED;
+    }
+    if (strcmp(target.state, "active") || !target.serial[0]) {
+        fprintf(stderr, "tessera: card %" PRId64 " is %s: keys are recovered to an active card\n", target.id,
+                target.state);
+        return EX_STATE;
+    }
+    if (strcmp(target.type, "tpm")) {
+        fprintf(stderr, "tessera: recovering into a PIV card is not done by this version yet; a TPM card is\n");
+        return EX_FAIL;
+    }
+    for (int i = 0; i < 4; i++)
+        id[1 + i] = (uint8_t)((uint64_t)e->id >> (24 - 8 * i));
+    snprintf(label, sizeof(label), "%s (recovered)", e->key_name);
+    snprintf(to, sizeof(to), "card %s", target.serial);
+    ca.serial = target.serial;
+    /* The card's PIN first: a wrong one records nothing. */
+    if ((rc = tool_card_login(&cs, &ca, o->pin_file)) != EX_OK)
+        goto out;
+    if ((rc = cms_report(c, cms_escrow_recovered(c->db, &c->actor, e, to, "ok"))) != EX_OK)
+        goto out;
+    rc = tool_import_key(&cs.p, cs.h, &cs.info, key, cert, NULL, id, sizeof(id), label, false);
+    if (rc != EX_OK) {
+        cms_escrow_recovered(c->db, &c->actor, e, to, "failed: the card did not take the key");
+        goto out;
+    }
+    if (tool_json)
+        printf("{\"archive\":%" PRId64 ",\"card\":\"%s\",\"id\":\"%02x%02x%02x%02x%02x\"}\n", e->id, target.serial, id[0],
+               id[1], id[2], id[3], id[4]);
+    else
+        printf("key %s of %s recovered to card %s (id %02x%02x%02x%02x%02x)\n", e->key_name, e->holder, target.serial,
+               id[0], id[1], id[2], id[3], id[4]);
+out:
+    tool_card_logout(&cs);
+    return rc;
+}
+
+static int cmd_key_recover(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: tessera key recover (--archive N | --card ID|SERIAL [--key NAME])\n"
+        "                           (--p12 FILE | --to-card ID|SERIAL [--pin-file F])\n"
+        "                           (--escrow-key FILE [--escrow-pass-file F] |\n"
+        "                            --hsm-uri URI [--hsm-module M] [--hsm-pin-file F])";
+    static const struct option extra[] = {
+        { "archive", required_argument, 0, 'a' },     { "card", required_argument, 0, 'c' },
+        { "key", required_argument, 0, 'k' },         { "p12", required_argument, 0, 'f' },
+        { "to-card", required_argument, 0, 't' },     { "pin-file", required_argument, 0, 'P' },
+        { "escrow-key", required_argument, 0, 'e' },  { "escrow-pass-file", required_argument, 0, 'W' },
+        { "hsm-uri", required_argument, 0, 'u' },     { "hsm-module", required_argument, 0, 'H' },
+        { "hsm-pin-file", required_argument, 0, 'q' },
+    };
+    struct escrow_opts o = { 0 };
+    struct cms_ctx c;
+    struct cms_card card;
+    struct cms_escrowed e;
+    unsigned char *der = NULL;
+    size_t len = 0;
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    rc = cms_parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_escrow, &o, usage);
+    if (rc == EX_OK && (optind != argc || !o.archive == !o.card || !o.p12 == !o.to_card ||
+                        !o.escrow_key == !o.hsm_uri || (o.archive && o.key_name)))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if (o.card) {
+        struct pick p = { .key_name = o.key_name };
+        if ((rc = cms_card_arg(&c, o.card, &card)) != EX_OK ||
+            (rc = cms_report(&c, cms_escrowed_list(c.db, card.id, NULL, pick_newest, &p))) != EX_OK)
+            goto out;
+        if (p.n <= 0) {
+            fprintf(stderr, "tessera: card %" PRId64 " has %s\n", card.id,
+                    p.n < 0 ? "escrowed keys of more than one name: say which (--key)" : "no such escrowed key");
+            rc = p.n < 0 ? EX_USAGE : EX_NOTFOUND;
+            goto out;
+        }
+        o.archive = (long)p.found.id;
+    }
+    if ((rc = cms_report(&c, cms_escrowed_get(c.db, o.archive, &e, &der, &len, &cert))) != EX_OK ||
+        (rc = cms_report(&c, cms_authorize(c.db, &c.actor, "key.recover", e.holder,
+                                           e.card_serial[0] ? e.card_serial : NULL, NULL))) != EX_OK)
+        goto out;
+    if ((rc = open_archive(&o, der, len, cert, &key)) != EX_OK)
+        goto out;
+    rc = o.p12 ? to_pkcs12(&c, &e, key, cert, o.p12) : to_card(&c, &e, key, cert, &o);
+out:
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    OPENSSL_free(der);
+    cms_ctx_close(&c);
+    return rc;
+}
+
+int cmd_cms_escrow(const char *noun, const char *verb, int argc, char **argv)
+{
+    if (!strcmp(noun, "key") && !strcmp(verb, "recover"))
+        return cmd_key_recover(argc, argv);
+    if (strcmp(noun, "escrow"))
+        return -1;
+    if (!strcmp(verb, "create") || !strcmp(verb, "add"))
+        return cmd_escrow_create(verb, argc, argv);
+    if (!strcmp(verb, "list") || !strcmp(verb, "archives"))
+        return cmd_escrow_list(verb, argc, argv);
+    return tool_usage_error("usage: tessera escrow create|add|list|archives ...; tessera key recover ...");
+}
