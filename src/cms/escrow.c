@@ -67,7 +67,9 @@ int cms_escrow_key_add(struct cms_db *db, const struct cms_actor *by, const char
         return cms_fail(db, CMS_INVALID, "an escrow key's name is 1 to 63 letters, digits, '.', '_' or '-'");
     if (!pub || !EVP_PKEY_is_a(pub, "RSA") || EVP_PKEY_get_bits(pub) < ESCROW_MIN_BITS)
         return cms_fail(db, CMS_INVALID, "an escrow key is RSA of %d bits or more", ESCROW_MIN_BITS);
-    if (strcmp(oaep, "sha256") && strcmp(oaep, "sha1"))
+    if (!kept || (strcmp(kept, "file") && strcmp(kept, "hsm") && strcmp(kept, "elsewhere")))
+        return cms_fail(db, CMS_INVALID, "an escrow key is kept in a file, an hsm, or elsewhere");
+    if (!oaep || (strcmp(oaep, "sha256") && strcmp(oaep, "sha1")))
         return cms_fail(db, CMS_INVALID, "an escrow key takes OAEP with sha256 or sha1");
     if (cms_escrow_fingerprint(cert, fp) != CMS_OK || (len = i2d_X509(cert, &der)) <= 0)
         return cms_fail(db, CMS_INVALID, "cannot read the escrow key's certificate");
