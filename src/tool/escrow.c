@@ -41,6 +41,7 @@ struct escrow_opts {
     const char *card, *holder, *key_name, *p12, *to_card, *pin_file, *escrow_key, *escrow_pass_file, *oaep;
     long archive;
     int days;
+    bool all;
 };
 
 static int opt_escrow(struct cms_ctx *c, int ch, const char *v, void *arg)
@@ -65,6 +66,7 @@ static int opt_escrow(struct cms_ctx *c, int ch, const char *v, void *arg)
     case 'a': o->archive = strtol(v, NULL, 10); return o->archive < 1;
     case 'd': o->days = atoi(v); return o->days < 1 || o->days > 36500;
     case 'O': o->oaep = v; return strcmp(v, "sha256") && strcmp(v, "sha1");
+    case 'L': o->all = true; break;
     default: return -1;
     }
     return 0;
@@ -337,58 +339,93 @@ out:
 
 /* ---- key recover ---- */
 
+/* The archives a recovery takes: one (the newest of a card, of --key when
+ * given), or with --all every one of the card or holder (of --key), oldest
+ * first, so a replacement gets the holder's whole key history. */
 struct pick {
     const char *key_name;
-    struct cms_escrowed found;
+    bool all;
+    int64_t ids[64];
     int n;
+    bool mixed;                /* one asked for, but keys of two names */
+    bool too_many;             /* more than ids holds */
+    char first_name[64];
 };
 
-static int pick_newest(void *arg, const struct cms_escrowed *e)
+static int pick_archives(void *arg, const struct cms_escrowed *e)
 {
     struct pick *p = arg;
     if (p->key_name && strcmp(p->key_name, e->key_name))
         return CMS_OK;
-    if (!p->n++)
-        p->found = *e;
-    else if (!p->key_name && strcmp(p->found.key_name, e->key_name))
-        p->n = -1000;   /* archives of two keys: which one is not said */
+    if (!p->all) {
+        if (!p->n++) {
+            snprintf(p->first_name, sizeof(p->first_name), "%s", e->key_name);
+            p->ids[0] = e->id;
+        } else if (strcmp(p->first_name, e->key_name)) {
+            p->mixed = true;
+        }
+        return CMS_OK;
+    }
+    if (p->n == (int)TESS_ARRAY_SIZE(p->ids)) {
+        p->too_many = true;
+        return CMS_OK;
+    }
+    memmove(p->ids + 1, p->ids, sizeof(p->ids[0]) * (size_t)p->n);   /* listed newest first */
+    p->ids[0] = e->id;
+    p->n++;
     return CMS_OK;
 }
 
-/* The escrow private key, from its file or its HSM, opening one archive. */
-static int open_archive(const struct escrow_opts *o, const unsigned char *der, size_t len, X509 *cert,
-                        EVP_PKEY **key)
-{
-    char err[256], pass[256] = "";
-    EVP_PKEY *escrow = NULL;
-    int rc = EX_FAIL;
+/* The escrow private key: from its file (read once), or its HSM (opened
+ * once, for every archive of the run). */
+struct escrow_src {
+    EVP_PKEY *file_key;
+    struct tool_hsm hsm;
+    bool hsm_open;
+};
 
-    if (o->escrow_key) {
-        FILE *f = fopen(o->escrow_key, "r");
-        if (!f) {
-            fprintf(stderr, "tessera: cannot read %s\n", o->escrow_key);
-            return EX_USAGE;
-        }
-        if (o->escrow_pass_file && tool_read_secret(o->escrow_pass_file, "escrow key passphrase", pass, sizeof(pass))) {
-            fclose(f);
-            return EX_USAGE;
-        }
-        escrow = PEM_read_PrivateKey(f, NULL, NULL, o->escrow_pass_file ? pass : NULL);
-        fclose(f);
-        tess_wipe(pass, sizeof(pass));
-        if (!escrow) {
-            fprintf(stderr, "tessera: %s is not a private key, or its passphrase is wrong\n", o->escrow_key);
-            return EX_PIN;
-        }
-        rc = cms_escrow_open(der, len, escrow, cert, key, err, sizeof(err));
-        EVP_PKEY_free(escrow);
-    } else {
-        struct tool_hsm hsm;
-        if ((rc = tool_hsm_open(&hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file)) != EX_OK)
-            return rc;
-        rc = cms_escrow_open_unwrap(der, len, tool_hsm_escrow_unwrap, &hsm, cert, key, err, sizeof(err));
-        tool_hsm_close(&hsm);
+static int escrow_src_open(const struct escrow_opts *o, struct escrow_src *src)
+{
+    char pass[256] = "";
+    memset(src, 0, sizeof(*src));
+    if (o->hsm_uri) {
+        int rc = tool_hsm_open(&src->hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file);
+        src->hsm_open = rc == EX_OK;
+        return rc;
     }
+    FILE *f = fopen(o->escrow_key, "r");
+    if (!f) {
+        fprintf(stderr, "tessera: cannot read %s\n", o->escrow_key);
+        return EX_USAGE;
+    }
+    if (o->escrow_pass_file && tool_read_secret(o->escrow_pass_file, "escrow key passphrase", pass, sizeof(pass))) {
+        fclose(f);
+        return EX_USAGE;
+    }
+    src->file_key = PEM_read_PrivateKey(f, NULL, NULL, o->escrow_pass_file ? pass : NULL);
+    fclose(f);
+    tess_wipe(pass, sizeof(pass));
+    if (!src->file_key) {
+        fprintf(stderr, "tessera: %s is not a private key, or its passphrase is wrong\n", o->escrow_key);
+        return EX_PIN;
+    }
+    return EX_OK;
+}
+
+static void escrow_src_close(struct escrow_src *src)
+{
+    EVP_PKEY_free(src->file_key);
+    if (src->hsm_open)
+        tool_hsm_close(&src->hsm);
+    memset(src, 0, sizeof(*src));
+}
+
+static int open_archive(struct escrow_src *src, const unsigned char *der, size_t len, X509 *cert, EVP_PKEY **key)
+{
+    char err[256];
+    int rc = src->file_key ? cms_escrow_open(der, len, src->file_key, cert, key, err, sizeof(err))
+                           : cms_escrow_open_unwrap(der, len, tool_hsm_escrow_unwrap, &src->hsm, cert, key, err,
+                                                    sizeof(err));
     if (rc != CMS_OK) {
         fprintf(stderr, "tessera: %s\n", err);
         return rc == CMS_TAMPERED ? EX_TAMPERED : EX_FAIL;
@@ -464,76 +501,83 @@ out:
     return rc;
 }
 
-static int to_card(struct cms_ctx *c, const struct cms_escrowed *e, EVP_PKEY *key, X509 *cert,
-                   const struct escrow_opts *o)
+/* The card recovered keys go into: the same holder's, active, a TPM card
+ * in this machine, opened with its PIN before anything is recorded. */
+struct target {
+    struct cms_card card;
+    struct tool_card_session cs;
+    int loaded;
+};
+
+static int target_open(struct cms_ctx *c, const char *arg, const char *holder, const char *pin_file,
+                       struct target *t)
 {
     struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
-    struct tool_card_session cs = { 0 };
-    struct cms_card target;
-    char to[80], label[128];
-    uint8_t id[5] = { 'E' };
-    int rc = cms_card_arg(c, o->to_card, &target);
+    int rc = cms_card_arg(c, arg, &t->card);
 
     if (rc != EX_OK)
         return rc;
     /* Never into another holder's card, nor one not in use. */
-    if (strcmp(target.holder, e->holder)) {
-        fprintf(stderr, "tessera: card %" PRId64 " is %s's, not %s's\n", target.id, target.holder, e->holder);
+    if (strcmp(t->card.holder, holder)) {
+        fprintf(stderr, "tessera: card %" PRId64 " is %s's, not %s's\n", t->card.id, t->card.holder, holder);
         return EX_DENIED;
     }
-    if (strcmp(target.state, "active") || !target.serial[0]) {
-        fprintf(stderr, "tessera: card %" PRId64 " is %s: keys are recovered to an active card\n", target.id,
-                target.state);
+    if (strcmp(t->card.state, "active") || !t->card.serial[0]) {
+        fprintf(stderr, "tessera: card %" PRId64 " is %s: keys are recovered to an active card\n", t->card.id,
+                t->card.state);
         return EX_STATE;
     }
-    if (strcmp(target.type, "tpm")) {
+    if (strcmp(t->card.type, "tpm")) {
         fprintf(stderr, "tessera: recovering into a PIV card is not done by this version yet; a TPM card is\n");
         return EX_FAIL;
+    }
+    ca.serial = t->card.serial;
+    return tool_card_login(&t->cs, &ca, pin_file);
+}
+
+static int target_load(struct cms_ctx *c, struct target *t, const struct cms_escrowed *e, EVP_PKEY *key, X509 *cert)
+{
+    char to[80], label[128];
+    uint8_t id[5] = { 'E' };   /* E and the archive's number: one id per recovered key */
+    int rc;
+
+    if (strcmp(t->card.holder, e->holder)) {
+        fprintf(stderr, "tessera: escrowed key %" PRId64 " is %s's, not %s's\n", e->id, e->holder, t->card.holder);
+        return EX_DENIED;
+    }
+    /* The card's own current key is on it already (a renewed-away one is
+     * not: that one is brought back). */
+    if (e->card_id == t->card.id && !strcmp(e->cert_state, "active")) {
+        if (!tool_json)
+            printf("key %s (certificate %s) is this card's own: on it already\n", e->key_name, e->cert_serial);
+        return EX_OK;
     }
     for (int i = 0; i < 4; i++)
         id[1 + i] = (uint8_t)((uint64_t)e->id >> (24 - 8 * i));
     snprintf(label, sizeof(label), "%s (recovered)", e->key_name);
-    snprintf(to, sizeof(to), "card %s", target.serial);
-    ca.serial = target.serial;
-    /* The card's PIN first: a wrong one records nothing. */
-    if ((rc = tool_card_login(&cs, &ca, o->pin_file)) != EX_OK)
-        goto out;
+    snprintf(to, sizeof(to), "card %s", t->card.serial);
     if ((rc = cms_report(c, cms_escrow_recovered(c->db, &c->actor, e, to, "ok"))) != EX_OK)
-        goto out;
-    rc = tool_import_key(&cs.p, cs.h, &cs.info, key, cert, NULL, id, sizeof(id), label, false);
+        return rc;
+    rc = tool_import_key(&t->cs.p, t->cs.h, &t->cs.info, key, cert, NULL, id, sizeof(id), label, false);
     if (rc != EX_OK) {
         cms_escrow_recovered(c->db, &c->actor, e, to, "failed: the card did not take the key");
-        goto out;
+        return rc;
     }
     if (tool_json)
-        printf("{\"archive\":%" PRId64 ",\"card\":\"%s\",\"id\":\"%02x%02x%02x%02x%02x\"}\n", e->id, target.serial, id[0],
-               id[1], id[2], id[3], id[4]);
+        printf("%s{\"archive\":%" PRId64 ",\"card\":\"%s\",\"id\":\"%02x%02x%02x%02x%02x\"}", t->loaded ? "," : "",
+               e->id, t->card.serial, id[0], id[1], id[2], id[3], id[4]);
     else
-        printf("key %s of %s recovered to card %s (id %02x%02x%02x%02x%02x)\n", e->key_name, e->holder, target.serial,
-               id[0], id[1], id[2], id[3], id[4]);
-out:
-    tool_card_logout(&cs);
-    return rc;
+        printf("key %s of %s (certificate %s) recovered to card %s (id %02x%02x%02x%02x%02x)\n", e->key_name,
+               e->holder, e->cert_serial, t->card.serial, id[0], id[1], id[2], id[3], id[4]);
+    t->loaded++;
+    return EX_OK;
 }
 
-static int cmd_key_recover(int argc, char **argv)
+/* One archive opened and delivered: authorised first (a refusal is in the
+ * trail), then opened, then recorded and handed out. */
+static int recover_one(struct cms_ctx *c, const struct escrow_opts *o, struct escrow_src *src, struct target *t,
+                       int64_t id)
 {
-    static const char usage[] =
-        "usage: tessera key recover (--archive N | --card ID|SERIAL [--key NAME])\n"
-        "                           (--p12 FILE | --to-card ID|SERIAL [--pin-file F])\n"
-        "                           (--escrow-key FILE [--escrow-pass-file F] |\n"
-        "                            --hsm-uri URI [--hsm-module M] [--hsm-pin-file F])";
-    static const struct option extra[] = {
-        { "archive", required_argument, 0, 'a' },     { "card", required_argument, 0, 'c' },
-        { "key", required_argument, 0, 'k' },         { "p12", required_argument, 0, 'f' },
-        { "to-card", required_argument, 0, 't' },     { "pin-file", required_argument, 0, 'P' },
-        { "escrow-key", required_argument, 0, 'e' },  { "escrow-pass-file", required_argument, 0, 'W' },
-        { "hsm-uri", required_argument, 0, 'u' },     { "hsm-module", required_argument, 0, 'H' },
-        { "hsm-pin-file", required_argument, 0, 'q' },
-    };
-    struct escrow_opts o = { 0 };
-    struct cms_ctx c;
-    struct cms_card card;
     struct cms_escrowed e;
     unsigned char *der = NULL;
     size_t len = 0;
@@ -541,37 +585,88 @@ static int cmd_key_recover(int argc, char **argv)
     EVP_PKEY *key = NULL;
     int rc;
 
-    memset(&c, 0, sizeof(c));
-    rc = cms_parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_escrow, &o, usage);
-    if (rc == EX_OK && (optind != argc || !o.archive == !o.card || !o.p12 == !o.to_card ||
-                        !o.escrow_key == !o.hsm_uri || (o.archive && o.key_name)))
-        rc = tool_usage_error(usage);
-    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+    if ((rc = cms_report(c, cms_escrowed_get(c->db, id, &e, &der, &len, &cert))) != EX_OK ||
+        (rc = cms_report(c, cms_authorize(c->db, &c->actor, "key.recover", e.holder,
+                                          e.card_serial[0] ? e.card_serial : NULL, NULL))) != EX_OK)
         goto out;
-    if (o.card) {
-        struct pick p = { .key_name = o.key_name };
-        if ((rc = cms_card_arg(&c, o.card, &card)) != EX_OK ||
-            (rc = cms_report(&c, cms_escrowed_list(c.db, card.id, NULL, pick_newest, &p))) != EX_OK)
-            goto out;
-        if (p.n <= 0) {
-            fprintf(stderr, "tessera: card %" PRId64 " has %s\n", card.id,
-                    p.n < 0 ? "escrowed keys of more than one name: say which (--key)" : "no such escrowed key");
-            rc = p.n < 0 ? EX_USAGE : EX_NOTFOUND;
-            goto out;
-        }
-        o.archive = (long)p.found.id;
-    }
-    if ((rc = cms_report(&c, cms_escrowed_get(c.db, o.archive, &e, &der, &len, &cert))) != EX_OK ||
-        (rc = cms_report(&c, cms_authorize(c.db, &c.actor, "key.recover", e.holder,
-                                           e.card_serial[0] ? e.card_serial : NULL, NULL))) != EX_OK)
+    if (!src->file_key && !src->hsm_open && (rc = escrow_src_open(o, src)) != EX_OK)
         goto out;
-    if ((rc = open_archive(&o, der, len, cert, &key)) != EX_OK)
+    if (o->to_card && !t->cs.p.f && (rc = target_open(c, o->to_card, e.holder, o->pin_file, t)) != EX_OK)
         goto out;
-    rc = o.p12 ? to_pkcs12(&c, &e, key, cert, o.p12) : to_card(&c, &e, key, cert, &o);
+    if ((rc = open_archive(src, der, len, cert, &key)) != EX_OK)
+        goto out;
+    rc = o->p12 ? to_pkcs12(c, &e, key, cert, o->p12) : target_load(c, t, &e, key, cert);
 out:
     EVP_PKEY_free(key);
     X509_free(cert);
     OPENSSL_free(der);
+    return rc;
+}
+
+static int cmd_key_recover(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: tessera key recover (--archive N | --card ID|SERIAL [--key NAME] [--all] |\n"
+        "                            --holder UID [--key NAME] --all)\n"
+        "                           (--p12 FILE | --to-card ID|SERIAL [--pin-file F])\n"
+        "                           (--escrow-key FILE [--escrow-pass-file F] |\n"
+        "                            --hsm-uri URI [--hsm-module M] [--hsm-pin-file F])\n"
+        "  --all: every escrowed key of the card or holder, into the card (--to-card)";
+    static const struct option extra[] = {
+        { "archive", required_argument, 0, 'a' },     { "card", required_argument, 0, 'c' },
+        { "key", required_argument, 0, 'k' },         { "p12", required_argument, 0, 'f' },
+        { "to-card", required_argument, 0, 't' },     { "pin-file", required_argument, 0, 'P' },
+        { "escrow-key", required_argument, 0, 'e' },  { "escrow-pass-file", required_argument, 0, 'W' },
+        { "hsm-uri", required_argument, 0, 'u' },     { "hsm-module", required_argument, 0, 'H' },
+        { "hsm-pin-file", required_argument, 0, 'q' }, { "holder", required_argument, 0, 'h' },
+        { "all", no_argument, 0, 'L' },
+    };
+    struct escrow_opts o = { 0 };
+    struct escrow_src src = { 0 };
+    struct target t = { 0 };
+    struct pick p = { 0 };
+    struct cms_ctx c;
+    struct cms_card card = { 0 };
+    int rc, given;
+
+    memset(&c, 0, sizeof(c));
+    rc = cms_parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_escrow, &o, usage);
+    given = !!o.archive + !!o.card + !!o.holder;
+    if (rc == EX_OK && (optind != argc || given != 1 || !o.p12 == !o.to_card || !o.escrow_key == !o.hsm_uri ||
+                        (o.archive && (o.key_name || o.all)) || (o.holder && !o.all) || (o.all && !o.to_card)))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    if (o.archive) {
+        p.ids[p.n++] = o.archive;
+    } else {
+        p.key_name = o.key_name;
+        p.all = o.all;
+        if ((o.card && (rc = cms_card_arg(&c, o.card, &card)) != EX_OK) ||
+            (rc = cms_report(&c, cms_escrowed_list(c.db, card.id, o.holder, pick_archives, &p))) != EX_OK)
+            goto out;
+        if (p.too_many) {
+            fprintf(stderr, "tessera: more than %zu escrowed keys: recover them by --key or --archive\n",
+                    TESS_ARRAY_SIZE(p.ids));
+            rc = EX_USAGE;
+            goto out;
+        }
+        if (p.mixed || !p.n) {
+            fprintf(stderr, "tessera: %s\n", p.mixed ? "escrowed keys of more than one name: say which (--key), or --all"
+                                                     : "no such escrowed key");
+            rc = p.mixed ? EX_USAGE : EX_NOTFOUND;
+            goto out;
+        }
+    }
+    if (tool_json && o.to_card)
+        printf("[");
+    for (int i = 0; i < p.n && rc == EX_OK; i++)
+        rc = recover_one(&c, &o, &src, &t, p.ids[i]);
+    if (tool_json && o.to_card)
+        printf("]\n");
+out:
+    tool_card_logout(&t.cs);
+    escrow_src_close(&src);
     cms_ctx_close(&c);
     return rc;
 }

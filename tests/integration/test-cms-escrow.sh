@@ -145,6 +145,14 @@ t_ok "  recorded in the trail with the card" test "$(sql "SELECT count(*) FROM a
 t_ok "  done again: completes, no second copy" T key recover --as kim --card "$A" --to-card "$SB" \
     --pin-file "$WORK/pin" --escrow-key "$WORK/kra1.pem" --escrow-pass-file "$WORK/escrow.pass"
 t_is "  one recovered key on the card" "$(on_card "$SB" -O --type privkey | grep -c 'enc (recovered)')" 1
+t_ok "--all without --to-card: a usage error" exit_is 2 T key recover --as kim --holder jdoe --all --p12 "$WORK/all.p12" \
+    --escrow-key "$WORK/kra1.pem" --escrow-pass-file "$WORK/escrow.pass"
+t_ok "all of jdoe's escrowed keys into the replacement" T --json key recover --as kim --holder jdoe --all --to-card "$B" \
+    --pin-file "$WORK/pin" --escrow-key "$WORK/kra1.pem" --escrow-pass-file "$WORK/escrow.pass"
+t_ok "  the lost card's key again (completed, not copied); the card's own key left as it is" \
+    grep -qx '\[{"archive":1,"card":"'"$SB"'","id":"4500000001"}\]' "$WORK/last.out"
+t_is "  still one recovered key, one key of its own" \
+    "$(on_card "$SB" -O --type privkey | grep -c 'label: *enc')|$(on_card "$SB" -O --type privkey | grep -c 'enc (recovered)')" "2|1"
 
 # ---- an escrow key in an HSM
 t_ok "an HSM token for the key-recovery officers" hsm_init
