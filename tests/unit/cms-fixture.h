@@ -76,33 +76,44 @@ static inline int crl_count(struct cms_ca *ca)
     return n;
 }
 
-/* An active card of jdoe with one certificate, as collect leaves it on
- * device laptop.example (serial given). */
-static inline int64_t active_card(struct cms_db *db, struct cms_ca *ca, const char *serial)
+/* An active card of jdoe whose key (given) the CA certified, recorded with
+ * its archive when one is given (as collect does for an escrowed key), as
+ * collect leaves it on device laptop.example (serial given); the
+ * certificate in *cert (caller frees). */
+static inline int64_t active_card_of(struct cms_db *db, struct cms_ca *ca, const char *serial, EVP_PKEY *key,
+                                     const struct cms_escrow_archive *archive, X509 **cert)
 {
     struct cms_request r = { "jdoe", "vsc", "tpm", NULL, 14, 0, 0 };
     char code[CMS_CODE_LEN];
     int64_t card_id = 0, job_id;
     struct cms_job job;
     struct cms_card card;
-    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     X509_REQ *csr = X509_REQ_new();
     X509_NAME *subject = cms_parse_dn("/CN=Jane Doe");
-    X509 *cert = NULL;
     X509_REQ_set_pubkey(csr, key);
     X509_REQ_sign(csr, key, EVP_sha256());
     struct cms_cert_request req = { .csr = csr, .subject = subject, .lifetime_days = 30, .eku = CMS_EKU_CLIENT_AUTH,
                                     .sign = true };
+    *cert = NULL;
     if (cms_card_request(db, &admin, &r, code, &card_id, &job_id) != CMS_OK ||
         cms_collect_claim(db, code, "laptop.example", &job, &card) != CMS_OK ||
         cms_job_step(db, &job, &card, "serial", serial, NULL, NULL) != CMS_OK ||
-        cms_card_get(db, card_id, NULL, &card) != CMS_OK || ca->ops->enroll(ca, &req, &cert) != CMS_OK ||
-        cms_cert_record(db, &card, "auth", ca->name, cert, NULL) != CMS_OK ||
+        cms_card_get(db, card_id, NULL, &card) != CMS_OK || ca->ops->enroll(ca, &req, cert) != CMS_OK ||
+        cms_cert_record(db, &card, "auth", ca->name, *cert, archive) != CMS_OK ||
         cms_collect_finish(db, &job, &card, "test") != CMS_OK)
         card_id = 0;
-    X509_free(cert);
     X509_NAME_free(subject);
     X509_REQ_free(csr);
+    return card_id;
+}
+
+/* The same with a P-256 key of its own and no archive. */
+static inline int64_t active_card(struct cms_db *db, struct cms_ca *ca, const char *serial)
+{
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *cert = NULL;
+    int64_t card_id = active_card_of(db, ca, serial, key, NULL, &cert);
+    X509_free(cert);
     EVP_PKEY_free(key);
     return card_id;
 }

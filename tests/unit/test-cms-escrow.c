@@ -315,35 +315,6 @@ static int collect_escrowed(void *arg, const struct cms_escrowed *e)
     return CMS_OK;
 }
 
-/* An active card of jdoe whose key (given) is certified by the CA and
- * recorded with its archive, as collect does for an escrowed key. */
-static int64_t escrowed_card(struct cms_db *db, struct cms_ca *ca, const char *serial, EVP_PKEY *key,
-                             const struct cms_escrow_archive *archive, X509 **cert)
-{
-    struct cms_request r = { "jdoe", "vsc", "tpm", NULL, 14, 0, 0 };
-    char code[CMS_CODE_LEN];
-    int64_t card_id = 0, job_id;
-    struct cms_job job;
-    struct cms_card card;
-    X509_REQ *csr = X509_REQ_new();
-    X509_NAME *subject = cms_parse_dn("/CN=Jane Doe");
-    X509_REQ_set_pubkey(csr, key);
-    X509_REQ_sign(csr, key, EVP_sha256());
-    struct cms_cert_request req = { .csr = csr, .subject = subject, .lifetime_days = 30, .eku = CMS_EKU_CLIENT_AUTH,
-                                    .sign = true };
-    *cert = NULL;
-    if (cms_card_request(db, &admin, &r, code, &card_id, &job_id) != CMS_OK ||
-        cms_collect_claim(db, code, "laptop.example", &job, &card) != CMS_OK ||
-        cms_job_step(db, &job, &card, "serial", serial, NULL, NULL) != CMS_OK ||
-        cms_card_get(db, card_id, NULL, &card) != CMS_OK || ca->ops->enroll(ca, &req, cert) != CMS_OK ||
-        cms_cert_record(db, &card, "auth", ca->name, *cert, archive) != CMS_OK ||
-        cms_collect_finish(db, &job, &card, "test") != CMS_OK)
-        card_id = 0;
-    X509_NAME_free(subject);
-    X509_REQ_free(csr);
-    return card_id;
-}
-
 static int count(struct cms_db *db, const char *sql)
 {
     sqlite3_stmt *st = NULL;
@@ -370,7 +341,7 @@ static void test_records(struct cms_db *db, struct cms_ca *ca, EVP_PKEY *escrow_
         bail_out("no archive to record");
     struct cms_escrow_archive archive = { escrow_id, der, len };
     int64_t plain = active_card(db, ca, "cccc000000000001");
-    int64_t card = escrowed_card(db, ca, "eeee000000000002", key, &archive, &cert);
+    int64_t card = active_card_of(db, ca, "eeee000000000002", key, &archive, &cert);
     ok(plain > 0 && card > 0, "a card without an escrowed key and one with");
 
     struct found f = { 0 };
