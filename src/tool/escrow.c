@@ -159,7 +159,7 @@ static int create_in_hsm(struct cms_ctx *c, const char *name, const struct escro
     struct tool_hsm hsm;
     X509_REQ *csr = NULL;
     char label[128];
-    int rc = tool_hsm_open(&hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file);
+    int rc = tool_hsm_open(&hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file, true);
 
     if (rc != EX_OK)
         return rc;
@@ -389,7 +389,7 @@ static int escrow_src_open(const struct escrow_opts *o, struct escrow_src *src)
     char pass[256] = "";
     memset(src, 0, sizeof(*src));
     if (o->hsm_uri) {
-        int rc = tool_hsm_open(&src->hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file);
+        int rc = tool_hsm_open(&src->hsm, o->hsm_uri, o->hsm_module, o->hsm_pin_file, false);
         src->hsm_open = rc == EX_OK;
         return rc;
     }

@@ -100,7 +100,7 @@ static int find_key(struct tool_hsm *hsm, enum tess_prf prf, CK_OBJECT_HANDLE *o
     return 0;
 }
 
-int tool_hsm_open(struct tool_hsm *h, const char *uri_text, const char *module, const char *pin_file)
+int tool_hsm_open(struct tool_hsm *h, const char *uri_text, const char *module, const char *pin_file, bool rw)
 {
     CK_SLOT_ID slot;
     char pin[256] = "";
@@ -143,7 +143,7 @@ int tool_hsm_open(struct tool_hsm *h, const char *uri_text, const char *module, 
         rc = EX_NOTFOUND;
         goto out;
     }
-    rv = h->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h->session);
+    rv = h->f->C_OpenSession(slot, CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0), NULL, NULL, &h->session);
     if (rv != CKR_OK) {
         fprintf(stderr, "tessera: no session with the HSM (0x%lx)\n", (unsigned long)rv);
         goto out;
@@ -206,7 +206,7 @@ int tool_hsm_diversify(const struct tool_key_source *ks, const char *serial, uin
 {
     struct tool_hsm hsm;
     struct hsm_prf h = { 0 };
-    int rc = tool_hsm_open(&hsm, ks->master_uri, ks->hsm_module, ks->hsm_pin_file);
+    int rc = tool_hsm_open(&hsm, ks->master_uri, ks->hsm_module, ks->hsm_pin_file, false);
     CK_RV rv;
 
     if (rc != EX_OK)

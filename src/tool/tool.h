@@ -68,16 +68,16 @@ int tool_key_source_key(const struct tool_key_source *ks, const char *serial, ui
 
 /* hsm.c: a card's key diversified from a master key inside an HSM. */
 int tool_hsm_diversify(const struct tool_key_source *ks, const char *serial, uint8_t *key, size_t *len);
-/* A logged-in read-write session on the HSM token a PKCS#11 URI (RFC 7512)
- * names; module and pin_file when the URI names none (else
- * TESSERA_HSM_MODULE, the terminal). */
+/* A logged-in session (read-write when rw: to make keys) on the HSM token
+ * a PKCS#11 URI (RFC 7512) names; module and pin_file when the URI names
+ * none (else TESSERA_HSM_MODULE, the terminal). */
 struct tool_hsm {
     CK_FUNCTION_LIST *f;
     CK_SESSION_HANDLE session;
     struct p11_kit_uri *uri;
     bool initialized;
 };
-int tool_hsm_open(struct tool_hsm *h, const char *uri, const char *module, const char *pin_file);
+int tool_hsm_open(struct tool_hsm *h, const char *uri, const char *module, const char *pin_file, bool rw);
 void tool_hsm_close(struct tool_hsm *h);
 /* The one object of class cls the URI's label and id name (*found: how
  * many matched, up to 2). */
