@@ -154,6 +154,19 @@ t_ok "  the lost card's key again (completed, not copied); the card's own key le
 t_is "  still one recovered key, one key of its own" \
     "$(on_card "$SB" -O --type privkey | grep -c 'label: *enc')|$(on_card "$SB" -O --type privkey | grep -c 'enc (recovered)')" "2|1"
 
+# ---- renewal escrows the renewed key
+sql "UPDATE certificates SET not_after = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+5 days') WHERE card_id = $B AND state = 'active'"
+t_ok "the replacement's certificates near their end: a renewal opened" sh -c "$TOOL scan > /dev/null"
+t_ok "  jdoe renews on the device" T card renew "$B" --pin-file "$WORK/pin"
+t_is "  the renewed encryption key escrowed too: two archives of card B, one active certificate" \
+    "$(sql "SELECT count(*), sum(x.state = 'active') FROM escrowed_keys e JOIN certificates x ON x.id = e.certificate_id
+            WHERE x.card_id = $B")" "2|1"
+sql "SELECT hex(der) FROM certificates WHERE card_id = $B AND key_name = 'enc' AND state = 'active'" | xxd -r -p > "$WORK/encB2.der"
+openssl x509 -inform DER -in "$WORK/encB2.der" -pubkey -noout > "$WORK/encB2.pub"
+newid=$(on_card "$SB" -O --type privkey | grep -B1 -A4 "label: *enc$" | sed -n 's/.*ID: *\([0-9a-f]*\).*/\1/p' | head -1)
+t_ok "  the card decrypts with the renewed key ($newid)" decrypts "$SB" "$newid" "$WORK/encB2.pub"
+t_ok "  and still with the recovered one of the lost card" decrypts "$SB" "$rid" "$WORK/encA.pub"
+
 # ---- an escrow key in an HSM
 t_ok "an HSM token for the key-recovery officers" hsm_init
 t_ok "escrow key kra2 made in the HSM" T --json escrow create kra2 --hsm-uri "pkcs11:token=helpdesk;object=escrow" $HSM_OPTS
