@@ -79,19 +79,24 @@ static int code_hash(const uint8_t salt[SALT_LEN], const char *norm, uint8_t out
 
 /* A new code: random, shown once; the database keeps its first group (to
  * find the job: norm's first 5 characters) and a salted hash of the whole. */
+int cms_code_random(char code[CMS_CODE_LEN])
+{
+    uint8_t raw[13];
+    int rc = RAND_bytes(raw, sizeof(raw)) == 1 ? CMS_OK : CMS_ERR;
+    if (rc == CMS_OK)
+        code_make(code, raw);
+    tess_wipe(raw, sizeof(raw));
+    return rc;
+}
+
 static int code_new(struct cms_db *db, char code[CMS_CODE_LEN], char norm[CODE_CHARS + 1],
                     uint8_t secret[SALT_LEN + HASH_LEN])
 {
-    uint8_t raw[13];
     int rc = CMS_OK;
-    if (RAND_bytes(raw, sizeof(raw)) != 1 || RAND_bytes(secret, SALT_LEN) != 1)
+    if (cms_code_random(code) != CMS_OK || RAND_bytes(secret, SALT_LEN) != 1)
         rc = cms_fail(db, CMS_ERR, "no random numbers");
-    if (rc == CMS_OK) {
-        code_make(code, raw);
-        if (code_normalize(code, norm) || code_hash(secret, norm, secret + SALT_LEN))
-            rc = cms_fail(db, CMS_ERR, "cannot make a collection code");
-    }
-    tess_wipe(raw, sizeof(raw));
+    if (rc == CMS_OK && (code_normalize(code, norm) || code_hash(secret, norm, secret + SALT_LEN)))
+        rc = cms_fail(db, CMS_ERR, "cannot make a collection code");
     return rc;
 }
 

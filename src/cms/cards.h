@@ -24,6 +24,10 @@
 #include "roles.h"
 
 #define CMS_CODE_LEN 24              /* 20 characters and 3 dashes, and the NUL */
+/* A fresh code of 100 random bits as collection codes are written: 20
+ * Crockford base32 characters in groups of five (also the one-time
+ * password of a recovered key's PKCS#12). */
+int cms_code_random(char code[CMS_CODE_LEN]);
 #define CMS_CODE_TRIES 5
 
 struct cms_card {

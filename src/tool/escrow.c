@@ -22,7 +22,6 @@
 
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
-#include <openssl/rand.h>
 #include <p11-kit/uri.h>
 
 #include "../cms/ca.h"
@@ -31,9 +30,6 @@
 #include "cms_tool.h"
 #include "tool.h"
 
-#define OTP_GROUPS 4
-#define OTP_GROUP_LEN 5
-#define OTP_LEN (OTP_GROUPS * (OTP_GROUP_LEN + 1))
 #define P12_ITER 100000
 
 struct escrow_opts {
@@ -433,33 +429,16 @@ static int open_archive(struct escrow_src *src, const unsigned char *der, size_t
     return EX_OK;
 }
 
-/* 20 characters of an alphabet of 32 (no 0/O, 1/I): 100 bits, in groups. */
-static int one_time_password(char out[OTP_LEN])
-{
-    static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    uint8_t r[OTP_GROUPS * OTP_GROUP_LEN];
-    size_t n = 0;
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        return EX_FAIL;
-    for (size_t i = 0; i < sizeof(r); i++) {
-        if (i && i % OTP_GROUP_LEN == 0)
-            out[n++] = '-';
-        out[n++] = alphabet[r[i] % 32];
-    }
-    out[n] = '\0';
-    tess_wipe(r, sizeof(r));
-    return EX_OK;
-}
-
 static int to_pkcs12(struct cms_ctx *c, const struct cms_escrowed *e, EVP_PKEY *key, X509 *cert, const char *path)
 {
     STACK_OF(X509) *cas = sk_X509_new_null();
     struct cms_ca *ca = NULL;
     X509 *ca_cert = NULL;
     PKCS12 *p12 = NULL;
-    char otp[OTP_LEN], name[sizeof(e->holder) + sizeof(e->key_name) + 16], to[4200];
+    char otp[CMS_CODE_LEN], name[sizeof(e->holder) + sizeof(e->key_name) + 16], to[4200];
     FILE *f = NULL;
-    int rc = one_time_password(otp);
+    /* 100 bits, written as collection codes are; printed once, kept nowhere. */
+    int rc = cms_code_random(otp) == CMS_OK ? EX_OK : EX_FAIL;
 
     /* The CA's certificate too, when the CA is there to give it. */
     if (rc == EX_OK && cms_ca_open(c->db, &ca) == CMS_OK && ca->ops->certificate(ca, &ca_cert) == CMS_OK && cas &&
