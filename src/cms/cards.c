@@ -109,27 +109,21 @@ static int code_new(struct cms_db *db, char code[CMS_CODE_LEN], char norm[CODE_C
     " FROM cards c JOIN holders h ON h.id = c.holder_id JOIN profiles p ON p.id = c.profile_id"              \
     " LEFT JOIN devices d ON d.id = c.device_id"
 
-static void text_col(sqlite3_stmt *st, int i, char *out, size_t outlen)
-{
-    const unsigned char *v = sqlite3_column_text(st, i);
-    snprintf(out, outlen, "%s", v ? (const char *)v : "");
-}
-
 static void card_row(sqlite3_stmt *st, int base, struct cms_card *c)
 {
     memset(c, 0, sizeof(*c));
     c->id = sqlite3_column_int64(st, base);
-    text_col(st, base + 1, c->type, sizeof(c->type));
-    text_col(st, base + 2, c->serial, sizeof(c->serial));
-    text_col(st, base + 3, c->state, sizeof(c->state));
-    text_col(st, base + 4, c->holder, sizeof(c->holder));
-    text_col(st, base + 5, c->device, sizeof(c->device));
-    text_col(st, base + 6, c->profile, sizeof(c->profile));
+    cms_column_text(st, base + 1, c->type, sizeof(c->type));
+    cms_column_text(st, base + 2, c->serial, sizeof(c->serial));
+    cms_column_text(st, base + 3, c->state, sizeof(c->state));
+    cms_column_text(st, base + 4, c->holder, sizeof(c->holder));
+    cms_column_text(st, base + 5, c->device, sizeof(c->device));
+    cms_column_text(st, base + 6, c->profile, sizeof(c->profile));
     c->profile_version = sqlite3_column_int(st, base + 7);
-    text_col(st, base + 8, c->created, sizeof(c->created));
-    text_col(st, base + 9, c->updated, sizeof(c->updated));
+    cms_column_text(st, base + 8, c->created, sizeof(c->created));
+    cms_column_text(st, base + 9, c->updated, sizeof(c->updated));
     c->temporary = sqlite3_column_int(st, base + 10) != 0;
-    text_col(st, base + 11, c->expires, sizeof(c->expires));
+    cms_column_text(st, base + 11, c->expires, sizeof(c->expires));
     c->replaces = sqlite3_column_int64(st, base + 12);
 }
 
@@ -142,16 +136,16 @@ static void job_row(sqlite3_stmt *st, int base, struct cms_job *j)
 {
     memset(j, 0, sizeof(*j));
     j->id = sqlite3_column_int64(st, base);
-    text_col(st, base + 1, j->kind, sizeof(j->kind));
-    text_col(st, base + 2, j->state, sizeof(j->state));
-    text_col(st, base + 3, j->step, sizeof(j->step));
+    cms_column_text(st, base + 1, j->kind, sizeof(j->kind));
+    cms_column_text(st, base + 2, j->state, sizeof(j->state));
+    cms_column_text(st, base + 3, j->step, sizeof(j->step));
     j->card_id = sqlite3_column_int64(st, base + 4);
-    text_col(st, base + 5, j->created_by, sizeof(j->created_by));
-    text_col(st, base + 6, j->code_expires, sizeof(j->code_expires));
-    text_col(st, base + 7, j->created, sizeof(j->created));
-    text_col(st, base + 8, j->updated, sizeof(j->updated));
-    text_col(st, base + 9, j->error, sizeof(j->error));
-    text_col(st, base + 10, j->due, sizeof(j->due));
+    cms_column_text(st, base + 5, j->created_by, sizeof(j->created_by));
+    cms_column_text(st, base + 6, j->code_expires, sizeof(j->code_expires));
+    cms_column_text(st, base + 7, j->created, sizeof(j->created));
+    cms_column_text(st, base + 8, j->updated, sizeof(j->updated));
+    cms_column_text(st, base + 9, j->error, sizeof(j->error));
+    cms_column_text(st, base + 10, j->due, sizeof(j->due));
 }
 
 void cms_holder_actor(const struct cms_card *card, char *out, size_t outlen)

@@ -375,6 +375,12 @@ void cms_param(const char *params, const char *name, char *out, size_t outlen)
     }
 }
 
+void cms_column_text(sqlite3_stmt *st, int col, char *out, size_t outlen)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    snprintf(out, outlen, "%s", v ? (const char *)v : "");
+}
+
 char *cms_meta_get(struct cms_db *db, const char *key)
 {
     sqlite3_stmt *st = cms_prepare(db, "SELECT value FROM meta WHERE key = ?");

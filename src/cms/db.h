@@ -69,6 +69,9 @@ int cms_time_parse(const char *text, int64_t *t);
  * cut to fit out. in may be NULL. */
 void cms_one_line(const char *in, char *out, size_t outlen);
 
+/* A text column into out ("" when NULL), cut to fit. */
+void cms_column_text(sqlite3_stmt *st, int col, char *out, size_t outlen);
+
 /* One line of a job's params ("name=value\n..."), "" when absent. */
 void cms_param(const char *params, const char *name, char *out, size_t outlen);
 

@@ -147,12 +147,12 @@ int cms_escrow_key_list(struct cms_db *db, cms_escrow_key_cb cb, void *arg)
         return CMS_ERR;
     while (rc == CMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         struct cms_escrow_key k = { .id = sqlite3_column_int64(st, 0), .current = sqlite3_column_int(st, 6) };
-        snprintf(k.name, sizeof(k.name), "%s", (const char *)sqlite3_column_text(st, 1));
-        snprintf(k.fingerprint, sizeof(k.fingerprint), "%s", (const char *)sqlite3_column_text(st, 2));
-        snprintf(k.kept, sizeof(k.kept), "%s", (const char *)sqlite3_column_text(st, 3));
-        snprintf(k.created, sizeof(k.created), "%s", (const char *)sqlite3_column_text(st, 4));
-        snprintf(k.created_by, sizeof(k.created_by), "%s", (const char *)sqlite3_column_text(st, 5));
-        snprintf(k.oaep, sizeof(k.oaep), "%s", (const char *)sqlite3_column_text(st, 7));
+        cms_column_text(st, 1, k.name, sizeof(k.name));
+        cms_column_text(st, 2, k.fingerprint, sizeof(k.fingerprint));
+        cms_column_text(st, 3, k.kept, sizeof(k.kept));
+        cms_column_text(st, 4, k.created, sizeof(k.created));
+        cms_column_text(st, 5, k.created_by, sizeof(k.created_by));
+        cms_column_text(st, 7, k.oaep, sizeof(k.oaep));
         rc = cb(arg, &k);
     }
     if (rc == CMS_OK && step != SQLITE_DONE)
@@ -487,15 +487,15 @@ static void escrowed_row(sqlite3_stmt *st, struct cms_escrowed *e)
     e->card_id = sqlite3_column_int64(st, 1);
     e->holder_id = sqlite3_column_int64(st, 2);
     e->escrow_key_id = sqlite3_column_int64(st, 3);
-    snprintf(e->holder, sizeof(e->holder), "%s", (const char *)sqlite3_column_text(st, 4));
-    snprintf(e->card_serial, sizeof(e->card_serial), "%s", (const char *)sqlite3_column_text(st, 5));
-    snprintf(e->card_state, sizeof(e->card_state), "%s", (const char *)sqlite3_column_text(st, 6));
-    snprintf(e->key_name, sizeof(e->key_name), "%s", (const char *)sqlite3_column_text(st, 7));
-    snprintf(e->cert_serial, sizeof(e->cert_serial), "%s", (const char *)sqlite3_column_text(st, 8));
-    snprintf(e->cert_state, sizeof(e->cert_state), "%s", (const char *)sqlite3_column_text(st, 9));
-    snprintf(e->not_after, sizeof(e->not_after), "%s", (const char *)sqlite3_column_text(st, 10));
-    snprintf(e->escrow_key, sizeof(e->escrow_key), "%s", (const char *)sqlite3_column_text(st, 11));
-    snprintf(e->created, sizeof(e->created), "%s", (const char *)sqlite3_column_text(st, 12));
+    cms_column_text(st, 4, e->holder, sizeof(e->holder));
+    cms_column_text(st, 5, e->card_serial, sizeof(e->card_serial));
+    cms_column_text(st, 6, e->card_state, sizeof(e->card_state));
+    cms_column_text(st, 7, e->key_name, sizeof(e->key_name));
+    cms_column_text(st, 8, e->cert_serial, sizeof(e->cert_serial));
+    cms_column_text(st, 9, e->cert_state, sizeof(e->cert_state));
+    cms_column_text(st, 10, e->not_after, sizeof(e->not_after));
+    cms_column_text(st, 11, e->escrow_key, sizeof(e->escrow_key));
+    cms_column_text(st, 12, e->created, sizeof(e->created));
 }
 
 int cms_escrowed_list(struct cms_db *db, int64_t card_id, const char *holder, cms_escrowed_cb cb, void *arg)
