@@ -5,12 +5,12 @@ set -euo pipefail
 
 build=(build-essential autoconf automake libtool pkg-config
        libssl-dev libtss2-dev libsqlite3-dev libp11-kit-dev libpcsclite-dev zlib1g-dev
-       libcurl4-openssl-dev)
+       libcurl4-openssl-dev libjson-c-dev)
 runtime=(swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon pcsc-tools python3-pykcs11
          pcscd vsmartcard-vpcd yubico-piv-tool util-linux clang libclang-rt-14-dev
          opensc p11-kit libengine-pkcs11-openssl openssl python3 xxd softhsm2
          libnss3-tools openssh-client openssh-server gnutls-bin libpam-pkcs11 pamtester
-         chromium xvfb xdotool tzdata msmtp python3-aiosmtpd)
+         chromium xvfb xdotool tzdata msmtp python3-aiosmtpd golang-cfssl)
 bench=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools)
 
 want=()

@@ -17,9 +17,12 @@ int cms_ca_open(struct cms_db *db, struct cms_ca **out)
     int rc;
     *out = NULL;
     if (!kind)
-        rc = cms_fail(db, CMS_NOTFOUND, "this database has no CA yet: 'tessera ca init' makes the embedded one");
+        rc = cms_fail(db, CMS_NOTFOUND, "this database has no CA yet: 'tessera ca init' makes the embedded one, "
+                                           "'tessera ca connect cfssl' uses a cfssl server");
     else if (!strcmp(kind, "local"))
         rc = cms_ca_local_open(db, out);
+    else if (!strcmp(kind, "cfssl"))
+        rc = cms_ca_cfssl_open(db, out);
     else
         rc = cms_fail(db, CMS_ERR, "this database uses a CA of kind '%s', which this Tessera does not know", kind);
     free(kind);

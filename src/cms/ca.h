@@ -2,7 +2,8 @@
  * revoked, whatever the CA is. The lifecycle code speaks only to this
  * table; behind it are the embedded CA (ca_local.c: OpenSSL, its key and
  * register beside the database) and, later, CA servers over their own
- * protocols (cfssl's REST API, CMP, EST, a Microsoft or Entrust gateway).
+ * protocols: cfssl's REST API (ca_cfssl.c) and, later, CMP, EST, a
+ * Microsoft or Entrust gateway.
  *
  * Which CA a database uses is in its meta table ("ca.kind", and what that
  * kind needs), set by `tessera ca init` (the embedded one) or `tessera ca
@@ -45,6 +46,9 @@ struct cms_ca;
 
 struct cms_ca_ops {
     const char *kind;
+    /* Can revoke(-1) lift a hold? When it cannot, the lifecycle refuses to
+     * suspend (a suspended card could never come back). */
+    bool lifts_hold;
     /* A certificate for the request (CMS_INVALID when the request does not
      * verify or the CA refuses it). */
     int (*enroll)(struct cms_ca *ca, const struct cms_cert_request *req, X509 **out);
@@ -83,6 +87,20 @@ int cms_ca_local_create(struct cms_db *db, const struct cms_actor *by, const cha
 int cms_ca_local_open(struct cms_db *db, struct cms_ca **out);
 /* Where the embedded CA keeps its files, and publishes its CRL (crl.pem). */
 void cms_ca_local_dir(const struct cms_db *db, char *out, size_t outlen);
+
+/* cfssl (`cfssl serve`) as the CA: where it is, which of its signing
+ * profiles to use (comma-separated; NULL or "": its default), the file
+ * holding its auth key in hex (NULL: none, /sign instead of /authsign),
+ * where its CRL is published (NULL: none), the certificates its https
+ * must chain to (NULL: the system's), a multirootca label (NULL: none).
+ * Connecting fetches and keeps the CA's certificate; summary says what
+ * was found (the CA, its fingerprint, each profile's lifetime and usages). */
+struct cms_cfssl_settings {
+    const char *url, *profiles, *auth_key_file, *crl_url, *tls_ca_file, *label;
+};
+int cms_ca_cfssl_connect(struct cms_db *db, const struct cms_actor *by, const struct cms_cfssl_settings *s,
+                         char *summary, size_t summarylen, char *err, size_t errlen);
+int cms_ca_cfssl_open(struct cms_db *db, struct cms_ca **out);
 
 /* A certificate time as the database keeps times: "2027-11-22T06:22:13Z". */
 int cms_asn1_time_text(const ASN1_TIME *t, char out[32]);

@@ -559,6 +559,7 @@ static void local_close(struct cms_ca *ca)
 
 static const struct cms_ca_ops local_ops = {
     .kind = "local",
+    .lifts_hold = true,
     .enroll = local_enroll,
     .revoke = local_revoke,
     .crl = local_crl,

@@ -1,5 +1,5 @@
 /* Renewal notices by a sendmail-compatible command and an HTTP webhook
- * (notify.h). libcurl does the HTTP; the command runs without a shell. */
+ * (notify.h). http.c does the HTTP; the command runs without a shell. */
 #include "config.h"
 #include "notify.h"
 
@@ -16,11 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "audit.h"
+#include "http.h"
 
 #define MESSAGE_MAX 4096
 #define SENDMAIL_WORDS 32
@@ -363,9 +363,9 @@ out:
 }
 
 /* X-Tessera-Timestamp and X-Tessera-Signature for body. */
-static int sign_headers(struct cms_notifier *nf, const char *body, size_t len, struct curl_slist **headers)
+static int sign_headers(struct cms_notifier *nf, const char *body, size_t len, char lines[2][160])
 {
-    char secret[SECRET_MAX], stamp[32], line[160], hex[2 * EVP_MAX_MD_SIZE + 1];
+    char secret[SECRET_MAX], stamp[32], hex[2 * EVP_MAX_MD_SIZE + 1];
     unsigned char mac[EVP_MAX_MD_SIZE];
     size_t slen, maclen = 0;
     EVP_MAC *hmac = NULL;
@@ -385,10 +385,8 @@ static int sign_headers(struct cms_notifier *nf, const char *body, size_t len, s
     }
     for (size_t i = 0; i < maclen; i++)
         snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    snprintf(line, sizeof(line), "X-Tessera-Timestamp: %s", stamp);
-    *headers = curl_slist_append(*headers, line);
-    snprintf(line, sizeof(line), "X-Tessera-Signature: sha256=%s", hex);
-    *headers = curl_slist_append(*headers, line);
+    snprintf(lines[0], 160, "X-Tessera-Timestamp: %s", stamp);
+    snprintf(lines[1], 160, "X-Tessera-Signature: sha256=%s", hex);
 out:
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(hmac);
@@ -397,63 +395,33 @@ out:
     return rc;
 }
 
-static size_t discard(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    (void)ptr;
-    (void)arg;
-    return size * nmemb;
-}
-
 static int webhook(struct cms_notifier *nf, const struct cms_notice *n)
 {
-    static bool curl_ready;
-    char *body = malloc(MESSAGE_MAX), errbuf[CURL_ERROR_SIZE] = "";
-    struct curl_slist *headers = NULL;
-    CURL *curl = NULL;
-    long status = 0;
+    char *body = malloc(MESSAGE_MAX), lines[2][160], err[600];
+    const char *signature[3] = { lines[0], lines[1], NULL };
+    struct cms_http_answer a = { 0 };
     int rc = CMS_ERR;
-    CURLcode cc;
 
     if (!body)
         return nf_fail(nf, CMS_ERR, "out of memory");
-    /* Before any other thread: the tool has none. */
-    if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        rc = nf_fail(nf, CMS_ERR, "libcurl did not start");
-        goto out;
-    }
-    curl_ready = true;
     size_t len = webhook_body(n, body);
-    if (len >= MESSAGE_MAX || !(curl = curl_easy_init())) {
-        rc = nf_fail(nf, CMS_ERR, curl ? "the notice does not fit" : "libcurl: out of memory");
+    if (len >= MESSAGE_MAX) {
+        rc = nf_fail(nf, CMS_ERR, "the notice does not fit");
         goto out;
     }
-    if (nf->webhook_secret_file[0] && (rc = sign_headers(nf, body, len, &headers)) != CMS_OK)
+    if (nf->webhook_secret_file[0] && (rc = sign_headers(nf, body, len, lines)) != CMS_OK)
         goto out;
-    rc = CMS_ERR;
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "User-Agent: tessera/" PACKAGE_VERSION);
-    curl_easy_setopt(curl, CURLOPT_URL, nf->webhook);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)len);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)nf->timeout_seconds);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-    if ((cc = curl_easy_perform(curl)) != CURLE_OK) {
-        rc = nf_fail(nf, CMS_ERR, "webhook %s: %s", nf->webhook, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    struct cms_http_request rq = { .url = nf->webhook, .body = body, .body_len = len,
+                                   .headers = nf->webhook_secret_file[0] ? signature : NULL,
+                                   .timeout_seconds = nf->timeout_seconds, .https_redirects = true };
+    if (cms_http_request(&rq, &a, err, sizeof(err))) {
+        rc = nf_fail(nf, CMS_ERR, "webhook %s", err);
         goto out;
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    rc = status >= 200 && status < 300 ? CMS_OK
-                                       : nf_fail(nf, CMS_ERR, "webhook %s answered HTTP %ld", nf->webhook, status);
+    rc = a.status >= 200 && a.status < 300 ? CMS_OK
+                                           : nf_fail(nf, CMS_ERR, "webhook %s answered HTTP %ld", nf->webhook, a.status);
 out:
-    curl_slist_free_all(headers);
-    if (curl)
-        curl_easy_cleanup(curl);
+    cms_http_answer_free(&a);
     free(body);
     return rc;
 }

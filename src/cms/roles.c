@@ -63,6 +63,7 @@ static const struct {
     { "job.list", ANY_ROLE },
     { "job.resume", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER | CMS_ROLE_HELPDESK },
     { "ca.init", CMS_ROLE_ADMINISTRATOR },
+    { "ca.connect", CMS_ROLE_ADMINISTRATOR },
     { "ca.show", ANY_ROLE },
     { "ca.crl", CMS_ROLE_ADMINISTRATOR | CMS_ROLE_ISSUER | CMS_ROLE_AUDITOR },
     { "audit.search", CMS_ROLE_AUDITOR | CMS_ROLE_ADMINISTRATOR },

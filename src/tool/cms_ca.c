@@ -1,5 +1,5 @@
-/* tessera ca init | show | crl | certificate: the CA the card-management
- * database issues certificates from (src/cms/ca.h). */
+/* tessera ca init | connect | show | crl | certificate: the CA the
+ * card-management database issues certificates from (src/cms/ca.h). */
 #include "config.h"
 
 #include <stdio.h>
@@ -67,6 +67,73 @@ out:
     return rc;
 }
 
+static int opt_ca_connect(struct cms_ctx *c, int ch, const char *v, void *arg)
+{
+    struct cms_cfssl_settings *s = arg;
+    (void)c;
+    switch (ch) {
+    case 'u': s->url = v; return 0;
+    case 'p': s->profiles = v; return 0;
+    case 'k': s->auth_key_file = v; return 0;
+    case 'c': s->crl_url = v; return 0;
+    case 't': s->tls_ca_file = v; return 0;
+    case 'l': s->label = v; return 0;
+    default: return -1;
+    }
+}
+
+/* connect cfssl: a cfssl server as the CA (its certificate kept from now on). */
+static int cmd_ca_connect(int argc, char **argv)
+{
+    static const char usage[] = "usage: tessera ca connect cfssl --url URL [--profile NAME[,NAME...]] "
+                                "[--auth-key-file FILE]\n"
+                                "                          [--crl-url URL] [--tls-ca-file FILE] [--label LABEL]";
+    static const struct option extra[] = {
+        { "url", required_argument, 0, 'u' },         { "profile", required_argument, 0, 'p' },
+        { "auth-key-file", required_argument, 0, 'k' }, { "crl-url", required_argument, 0, 'c' },
+        { "tls-ca-file", required_argument, 0, 't' }, { "label", required_argument, 0, 'l' },
+    };
+    struct cms_cfssl_settings s = { 0 };
+    struct cms_ctx c = { 0 };
+    char err[700], summary[1400], key_path[4096], tls_path[4096];
+    int rc = cms_parse_opts(&c, argc, argv, extra, 6, opt_ca_connect, &s, usage);
+    if (rc == EX_OK && (optind != argc - 1 || strcmp(argv[optind], "cfssl") || !s.url))
+        rc = tool_usage_error(usage);
+    if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
+        goto out;
+    /* Files by absolute path: the database is used from other directories. */
+    const char *missing = s.auth_key_file && !realpath(s.auth_key_file, key_path) ? s.auth_key_file
+                          : s.tls_ca_file && !realpath(s.tls_ca_file, tls_path) ? s.tls_ca_file
+                                                                                  : NULL;
+    if (missing) {
+        fprintf(stderr, "tessera: cannot find %s\n", missing);
+        rc = EX_FAIL;
+        goto out;
+    }
+    if (s.auth_key_file)
+        s.auth_key_file = key_path;
+    if (s.tls_ca_file)
+        s.tls_ca_file = tls_path;
+    if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "ca.connect", NULL, NULL, NULL))) != EX_OK)
+        goto out;
+    int r = cms_ca_cfssl_connect(c.db, &c.actor, &s, summary, sizeof(summary), err, sizeof(err));
+    if (r != CMS_OK) {
+        fprintf(stderr, "tessera: %s\n", err);
+        rc = cms_exit_for(r);
+        goto out;
+    }
+    if (tool_json) {
+        printf("{\"kind\":\"cfssl\",\"summary\":");
+        tool_json_str(summary);
+        printf("}\n");
+    } else {
+        printf("connected: %s\n", summary);
+    }
+out:
+    cms_ctx_close(&c);
+    return rc;
+}
+
 /* show: the CA and its certificate; certificate: its PEM; crl: a new CRL
  * published, and printed with --out -. */
 static int opt_out(struct cms_ctx *c, int ch, const char *v, void *arg)
@@ -100,12 +167,14 @@ static int cmd_ca_read(int argc, char **argv, const char *verb)
         goto done;
     if (!strcmp(verb, "crl")) {
         char dir[4200];
-        if (ca->ops->crl(ca, &crl) != CMS_OK) {
+        int r = ca->ops->crl(ca, &crl);
+        if (r != CMS_OK) {
             fprintf(stderr, "tessera: %s\n", ca->err);
-            rc = EX_FAIL;
+            rc = r == CMS_TAMPERED ? cms_exit_for(r) : EX_FAIL;
             goto done;
         }
-        cms_ca_local_dir(c.db, dir, sizeof(dir));
+        if (!strcmp(ca->ops->kind, "local"))
+            cms_ca_local_dir(c.db, dir, sizeof(dir));
         if (out_path) {
             out = strcmp(out_path, "-") ? fopen(out_path, "w") : stdout;
             if (!out || !PEM_write_X509_CRL(out, crl)) {
@@ -117,8 +186,13 @@ static int cmd_ca_read(int argc, char **argv, const char *verb)
         if (!out_path || strcmp(out_path, "-")) {
             ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
             STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
-            printf("CRL %ld published: %s/crl.pem, %d revoked\n", number ? ASN1_INTEGER_get(number) : 0L, dir,
-                   revoked ? sk_X509_REVOKED_num(revoked) : 0);
+            int nrevoked = revoked ? sk_X509_REVOKED_num(revoked) : 0;
+            if (!strcmp(ca->ops->kind, "local"))
+                printf("CRL %ld published: %s/crl.pem, %d revoked\n", number ? ASN1_INTEGER_get(number) : 0L, dir,
+                       nrevoked);
+            else
+                printf("CRL %ld of %s fetched and verified, %d revoked\n", number ? ASN1_INTEGER_get(number) : 0L,
+                       ca->name, nrevoked);
             ASN1_INTEGER_free(number);
         }
         goto done;
@@ -163,6 +237,8 @@ int cmd_cms_ca(const char *verb, int argc, char **argv)
 {
     if (!strcmp(verb, "init"))
         return cmd_ca_init(argc, argv);
+    if (!strcmp(verb, "connect"))
+        return cmd_ca_connect(argc, argv);
     if (!strcmp(verb, "show") || !strcmp(verb, "certificate") || !strcmp(verb, "crl"))
         return cmd_ca_read(argc, argv, verb);
     return -1;

@@ -242,6 +242,14 @@ int cmd_card_change(const char *verb, int argc, char **argv)
         report(&r, true);
     r.ch = want;
     r.new_card = 0;
+    if (r.ca && !r.ca->ops->lifts_hold && (want->reason == CMS_REVOKE_HOLD || want->reason == CMS_HOLD_LIFT)) {
+        fprintf(stderr, "tessera: this database's CA (%s) cannot lift a hold, %s: cancel the card, or replace it "
+                        "as lost, stolen or damaged\n", r.ca->name,
+                want->reason == CMS_HOLD_LIFT ? "so the card's held certificates stay revoked"
+                                              : "so a suspended card could never come back");
+        rc = cms_exit_for(CMS_STATE);
+        goto out;
+    }
     if ((rc = cms_report(&r.c, cms_change_check(r.c.db, want, &r.card))) != EX_OK ||
         (want->erases && (rc = card_here(&r)) != EX_OK))
         goto out;

@@ -77,6 +77,8 @@ void tool_usage(FILE *f)
           "  audit [--holder U] [--card S] [--device D] [--operator O] [--action A] [--since T] [--until T] [--last N]\n"
           "  audit verify                             is the hash chain whole?\n"
           "  ca init --subject /CN=... [--type p256|p384|rsa3072|rsa4096] [--days N] [--crl-url URL]\n"
+          "  ca connect cfssl --url URL [--profile NAME,...] [--auth-key-file F] [--crl-url URL]\n"
+          "                   [--tls-ca-file F] [--label L]   a cfssl server as the CA\n"
           "  ca show | ca certificate | ca crl [--out FILE|-]\n"
           "  device add NAME | device list\n"
           "  card request --holder UID --profile NAME [--type tpm|piv] [--device NAME] [--valid-days N]\n"
