@@ -10,7 +10,7 @@ runtime=(swtpm swtpm-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemo
          pcscd vsmartcard-vpcd yubico-piv-tool util-linux clang libclang-rt-14-dev
          opensc p11-kit libengine-pkcs11-openssl openssl python3 xxd softhsm2
          libnss3-tools openssh-client openssh-server gnutls-bin libpam-pkcs11 pamtester
-         chromium xvfb xdotool tzdata msmtp python3-aiosmtpd golang-cfssl)
+         chromium xvfb xdotool tzdata msmtp python3-aiosmtpd golang-cfssl python3-cryptography)
 bench=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools)
 
 want=()

@@ -71,3 +71,49 @@ int tess_private_file_create(const char *path, char *err, size_t errlen)
     close(fd);
     return 0;
 }
+
+int tess_private_file_read(const char *path, char *out, size_t outlen, size_t *len, char *err, size_t errlen)
+{
+    struct stat st;
+    ssize_t n = -1;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = -1;
+
+    *len = 0;
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        snprintf(err, errlen, "%s must be a regular file of mode 0600 or 0400 (others may not read a secret)", path);
+        goto out;
+    }
+    n = read(fd, out, outlen);
+    if (n < 0 || (size_t)n >= outlen) {
+        snprintf(err, errlen, "%s: %s", path, n < 0 ? strerror(errno) : "longer than a secret of it may be");
+        goto out;
+    }
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        n--;
+    out[n] = '\0';
+    *len = (size_t)n;
+    rc = 0;
+out:
+    if (rc)
+        explicit_bzero(out, outlen);
+    close(fd);
+    return rc;
+}
+
+int tess_private_file_check(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        snprintf(err, errlen, "%s must be a regular file of mode 0600 or 0400 (others may not read a secret)", path);
+        return -1;
+    }
+    return 0;
+}

@@ -46,8 +46,9 @@ struct cms_ca;
 
 struct cms_ca_ops {
     const char *kind;
-    /* Can revoke(-1) lift a hold? When it cannot, the lifecycle refuses to
-     * suspend (a suspended card could never come back). */
+    /* Can revoke(-1) lift a hold? When it cannot, the tool's changes
+     * (src/tool/cms_change.c) refuse to suspend (a suspended card could
+     * never come back) and to enable a card with held certificates. */
     bool lifts_hold;
     /* A certificate for the request (CMS_INVALID when the request does not
      * verify or the CA refuses it). */
@@ -92,11 +93,13 @@ void cms_ca_local_dir(const struct cms_db *db, char *out, size_t outlen);
  * profiles to use (comma-separated; NULL or "": its default), the file
  * holding its auth key in hex (NULL: none, /sign instead of /authsign),
  * where its CRL is published (NULL: none), the certificates its https
- * must chain to (NULL: the system's), a multirootca label (NULL: none).
+ * must chain to (NULL: the system's), a multirootca label (NULL: none),
+ * the client certificate and key (PEM; the key 0600) for mutual TLS.
  * Connecting fetches and keeps the CA's certificate; summary says what
  * was found (the CA, its fingerprint, each profile's lifetime and usages). */
 struct cms_cfssl_settings {
     const char *url, *profiles, *auth_key_file, *crl_url, *tls_ca_file, *label;
+    const char *tls_client_cert, *tls_client_key;   /* mutual TLS (cfssl serve -mutual-tls-ca) */
 };
 int cms_ca_cfssl_connect(struct cms_db *db, const struct cms_actor *by, const struct cms_cfssl_settings *s,
                          char *summary, size_t summarylen, char *err, size_t errlen);

@@ -25,10 +25,10 @@
 #include "ca.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <json-c/json.h>
@@ -39,6 +39,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "../private_file.h"
 #include "../util.h"
 #include "audit.h"
 #include "http.h"
@@ -72,9 +73,10 @@ struct cfssl_profile {
 };
 
 struct cfssl_ca {
-    char url[512], crl_url[512], tls_ca_file[512], label[64];
-    unsigned char auth_key[64];
-    size_t auth_key_len;            /* 0: /sign, no auth */
+    char url[512], crl_url[512], tls_ca_file[PATH_MAX], label[64], client_cert[PATH_MAX], client_key[PATH_MAX];
+    char auth_key_file[PATH_MAX];   /* "": /sign, no auth */
+    unsigned char auth_key[64];     /* read from it when first needed (enroll) */
+    size_t auth_key_len;
     X509 *cert;                     /* kept at connect */
     struct cfssl_profile profiles[CFSSL_MAX_PROFILES];
     int nprofiles;
@@ -113,26 +115,17 @@ static int split_profiles(const char *list, struct cfssl_profile *p, int *n)
 static int read_auth_key(const char *path, unsigned char *key, size_t keymax, size_t *keylen, char *err,
                          size_t errlen)
 {
-    char text[300] = "";
+    char text[300], why[600];
     unsigned char *raw = NULL;
     long rawlen = 0;
-    struct stat st;
-    FILE *f = fopen(path, "r");
+    size_t len;
     int rc = -1;
 
-    if (!f || fstat(fileno(f), &st)) {
-        snprintf(err, errlen, "cannot read the cfssl auth key %s", path);
-        goto out;
+    if (tess_private_file_read(path, text, sizeof(text), &len, why, sizeof(why))) {
+        snprintf(err, errlen, "cfssl auth key: %s", why);
+        return -1;
     }
-    if (st.st_mode & 077) {
-        snprintf(err, errlen, "the cfssl auth key %s may be read by others (mode %03o): chmod 600 it", path,
-                 (unsigned)(st.st_mode & 0777));
-        goto out;
-    }
-    if (!fgets(text, sizeof(text), f))
-        text[0] = '\0';
-    text[strcspn(text, " \t\r\n")] = '\0';
-    raw = text[0] ? OPENSSL_hexstr2buf(text, &rawlen) : NULL;
+    raw = len ? OPENSSL_hexstr2buf(text, &rawlen) : NULL;
     if (!raw || rawlen < 16 || (size_t)rawlen > keymax) {
         snprintf(err, errlen, "the cfssl auth key in %s must be 16 to %zu bytes in hexadecimal", path, keymax);
         goto out;
@@ -144,8 +137,6 @@ out:
     if (raw)
         OPENSSL_clear_free(raw, (size_t)rawlen);
     OPENSSL_cleanse(text, sizeof(text));
-    if (f)
-        fclose(f);
     return rc;
 }
 
@@ -164,6 +155,7 @@ static int call(struct cms_ca *ca, const char *endpoint, const char *body, json_
     *root = *result = NULL;
     snprintf(url, sizeof(url), "%s/api/v1/cfssl/%s", c->url, endpoint);
     struct cms_http_request rq = { .url = url, .body = body, .body_len = strlen(body), .ca_file = c->tls_ca_file,
+                                   .client_cert = c->client_cert, .client_key = c->client_key,
                                    .timeout_seconds = CFSSL_TIMEOUT };
     if (cms_http_request(&rq, &a, err, sizeof(err)))
         return cms_ca_fail(ca, CMS_ERR, "cfssl: %s", err);
@@ -172,7 +164,7 @@ static int call(struct cms_ca *ca, const char *endpoint, const char *body, json_
         rc = cms_ca_fail(ca, CMS_ERR, "cfssl at %s answered HTTP %ld without its JSON", url, a.status);
         goto out;
     }
-    if (!json_object_get_boolean(success)) {
+    if (!json_object_is_type(success, json_type_boolean) || !json_object_get_boolean(success)) {
         json_object *first = json_object_object_get_ex(*root, "errors", &errors) &&
                                      json_object_is_type(errors, json_type_array) && json_object_array_length(errors)
                                  ? json_object_array_get_idx(errors, 0)
@@ -232,6 +224,8 @@ static int profile_info(struct cms_ca *ca, struct cfssl_profile *p, X509 **ca_ce
     json_object *req = json_object_new_object(), *root = NULL, *result, *usages, *expiry, *pem;
     int rc;
 
+    if (!req)
+        return cms_ca_fail(ca, CMS_ERR, "out of memory");
     json_object_object_add(req, "label", json_object_new_string(c->label));
     json_object_object_add(req, "profile", json_object_new_string(p->name));
     if ((rc = call(ca, "info", json_text(req), &root, &result)) != CMS_OK)
@@ -337,7 +331,7 @@ static char *sign_body(struct cfssl_ca *c, const char *request)
     char *token = NULL, *wrapped = NULL, *body = NULL;
     json_object *o = NULL;
 
-    if (!c->auth_key_len)
+    if (!c->auth_key_file[0])
         return strdup(request);
     if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, c->auth_key, c->auth_key_len, (const unsigned char *)request,
                    strlen(request), mac, sizeof(mac), &maclen))
@@ -409,6 +403,8 @@ static int check_issued(struct cms_ca *ca, const struct cms_cert_request *req, u
     }
     if (EVP_PKEY_eq(X509_get0_pubkey(x), X509_REQ_get0_pubkey(req->csr)) != 1)
         snprintf(why, whylen, "it is for another key than the request's");
+    else if (X509_check_ca(x) != 0)
+        snprintf(why, whylen, "it is a CA's certificate");
     else if (!same_attributes(X509_get_subject_name(x), req->subject))
         snprintf(why, whylen, "its subject is not the profile's (cfssl keeps only C, ST, L, O, OU and CN)");
     else if (((need & U_SIGN) && !(ku & KU_DIGITAL_SIGNATURE)) || ((need & U_KEY_ENC) && !(ku & KU_KEY_ENCIPHERMENT)) ||
@@ -430,7 +426,7 @@ static int cfssl_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
     EVP_PKEY *pub = X509_REQ_get0_pubkey(req->csr);
     const struct cfssl_profile *p;
     json_object *o = json_object_new_object(), *hosts = NULL, *root = NULL, *result, *pem;
-    char *csr_pem = NULL, *body = NULL, needed[128], why[160], serial[80];
+    char *csr_pem = NULL, *body = NULL, needed[128], why[700], serial[80];
     BIO *b = BIO_new(BIO_s_mem());
     X509 *x = NULL;
     unsigned need;
@@ -470,11 +466,16 @@ static int cfssl_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
         json_object_array_add(hosts, json_object_new_string(req->email));
         json_object_object_add(o, "hosts", hosts);
     }
+    if (c->auth_key_file[0] && !c->auth_key_len &&
+        read_auth_key(c->auth_key_file, c->auth_key, sizeof(c->auth_key), &c->auth_key_len, why, sizeof(why))) {
+        rc = cms_ca_fail(ca, CMS_ERR, "%s", why);
+        goto out;
+    }
     if (!(body = sign_body(c, json_text(o)))) {
         rc = cms_ca_fail(ca, CMS_ERR, "cannot make the request");
         goto out;
     }
-    if ((rc = call(ca, c->auth_key_len ? "authsign" : "sign", body, &root, &result)) != CMS_OK)
+    if ((rc = call(ca, c->auth_key_file[0] ? "authsign" : "sign", body, &root, &result)) != CMS_OK)
         goto out;
     const char *text = result && json_object_object_get_ex(result, "certificate", &pem) ? json_object_get_string(pem)
                                                                                        : NULL;
@@ -488,9 +489,13 @@ static int cfssl_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
     if ((rc = check_issued(ca, req, need, x, why, sizeof(why))) != CMS_OK) {
         /* Ours but unusable: it must not stay valid unknown to anyone. */
         cms_ca_serial(x, serial, sizeof(serial));
-        if (rc == CMS_INVALID && cfssl_revoke(ca, serial, CMS_REVOKE_CESSATION) != CMS_OK)
+        if (rc == CMS_INVALID && cfssl_revoke(ca, serial, CMS_REVOKE_CESSATION) != CMS_OK) {
+            char revoke_err[sizeof(ca->err)];
+            snprintf(revoke_err, sizeof(revoke_err), "%s", ca->err);
             rc = cms_ca_fail(ca, CMS_INVALID, "cfssl (profile '%s') issued certificate %s, but %s; revoking it "
-                                              "failed too: %s", p->name, serial, why, ca->err);
+                                              "failed too (it stays valid at the CA): %s", p->name, serial, why,
+                             revoke_err);
+        }
         else
             rc = cms_ca_fail(ca, rc, "cfssl (profile '%s') issued certificate %s, but %s%s", p->name, serial, why,
                              rc == CMS_INVALID ? ": revoked it" : "");
@@ -548,8 +553,14 @@ static int cfssl_revoke(struct cms_ca *ca, const char *serial, int reason)
     key_id_hex(X509_get0_authority_key_id(c->cert), ids[1], sizeof(ids[1]));
     for (int i = 0; i < 2; i++) {
         json_object *o = json_object_new_object(), *root = NULL, *result;
-        if (i == 1 && !strcmp(ids[0], ids[1]))
+        if (!o) {
+            rc = cms_ca_fail(ca, CMS_ERR, "out of memory");
+            goto out;
+        }
+        if (i == 1 && !strcmp(ids[0], ids[1])) {
+            json_object_put(o);
             break;
+        }
         json_object_object_add(o, "serial", json_object_new_string(decimal));
         json_object_object_add(o, "authority_key_id", json_object_new_string(ids[i]));
         json_object_object_add(o, "reason", json_object_new_string(reason_name(reason)));
@@ -598,6 +609,13 @@ static int cfssl_crl(struct cms_ca *ca, X509_CRL **out)
     if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(c->cert)) ||
         X509_CRL_verify(crl, X509_get0_pubkey(c->cert)) != 1) {
         rc = cms_ca_fail(ca, CMS_TAMPERED, "CRL: the one at %s is not signed by the CA", c->crl_url);
+        goto out;
+    }
+    /* A signed CRL can be replayed: an old one would hide revocations. */
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+    if (X509_cmp_current_time(X509_CRL_get0_lastUpdate(crl)) > 0 || !next || X509_cmp_current_time(next) < 0) {
+        rc = cms_ca_fail(ca, CMS_TAMPERED, "CRL: the one at %s is not current (issued in the future, past its "
+                                           "next update, or without one)", c->crl_url);
         goto out;
     }
     *out = crl;
@@ -660,11 +678,28 @@ static void name_ca(struct cms_ca *ca)
     snprintf(ca->name, sizeof(ca->name), "cfssl:%s", subject);
 }
 
-/* Settings into c (not the CA certificate); -1 with err. */
-static int settle(struct cfssl_ca *c, const struct cms_cfssl_settings *s, char *err, size_t errlen)
+/* Copy a setting; -1 when it does not fit (never stored cut short). */
+static int set_text(char *dst, size_t dstlen, const char *v, const char *what, char *err, size_t errlen)
 {
-    if (!s->url || (strncmp(s->url, "http://", 7) && strncmp(s->url, "https://", 8)) ||
-        strlen(s->url) >= sizeof(c->url)) {
+    if (snprintf(dst, dstlen, "%s", v ? v : "") >= (int)dstlen) {
+        snprintf(err, errlen, "the %s is too long (at most %zu bytes)", what, dstlen - 1);
+        return -1;
+    }
+    return 0;
+}
+
+static bool is_http_url(const char *v)
+{
+    return !strncmp(v, "http://", 7) || !strncmp(v, "https://", 8);
+}
+
+/* Settings into c (not the CA certificate); -1 with err. The auth key is
+ * read now only with read_key (at connect: the one who connects must have
+ * it); an opening reads it when it first signs, so that those who only
+ * look (ca show, ca crl) need not be able to read it. */
+static int settle(struct cfssl_ca *c, const struct cms_cfssl_settings *s, bool read_key, char *err, size_t errlen)
+{
+    if (!s->url || !is_http_url(s->url) || strlen(s->url) >= sizeof(c->url)) {
         snprintf(err, errlen, "cfssl's URL must be http://HOST:PORT or https://HOST:PORT");
         return -1;
     }
@@ -672,19 +707,33 @@ static int settle(struct cfssl_ca *c, const struct cms_cfssl_settings *s, char *
     c->url[strcspn(c->url, "?#")] = '\0';
     for (size_t n = strlen(c->url); n > 8 && c->url[n - 1] == '/'; n--)
         c->url[n - 1] = '\0';
-    if (s->crl_url && strncmp(s->crl_url, "http://", 7) && strncmp(s->crl_url, "https://", 8)) {
+    if (s->crl_url && !is_http_url(s->crl_url)) {
         snprintf(err, errlen, "the CRL URL must be http:// or https://");
         return -1;
     }
-    snprintf(c->crl_url, sizeof(c->crl_url), "%s", s->crl_url ? s->crl_url : "");
-    snprintf(c->tls_ca_file, sizeof(c->tls_ca_file), "%s", s->tls_ca_file ? s->tls_ca_file : "");
-    snprintf(c->label, sizeof(c->label), "%s", s->label ? s->label : "");
+    if (set_text(c->crl_url, sizeof(c->crl_url), s->crl_url, "CRL URL", err, errlen) ||
+        set_text(c->tls_ca_file, sizeof(c->tls_ca_file), s->tls_ca_file, "TLS CA file name", err, errlen) ||
+        set_text(c->client_cert, sizeof(c->client_cert), s->tls_client_cert, "TLS client certificate file name", err,
+                 errlen) ||
+        set_text(c->client_key, sizeof(c->client_key), s->tls_client_key, "TLS client key file name", err, errlen) ||
+        set_text(c->label, sizeof(c->label), s->label, "label", err, errlen) ||
+        set_text(c->auth_key_file, sizeof(c->auth_key_file), s->auth_key_file, "auth key file name", err, errlen))
+        return -1;
+    if (!c->client_cert[0] != !c->client_key[0]) {
+        snprintf(err, errlen, "mutual TLS needs both the client certificate and its key");
+        return -1;
+    }
+    char why[600];
+    if (c->client_key[0] && tess_private_file_check(c->client_key, why, sizeof(why))) {
+        snprintf(err, errlen, "TLS client key: %s", why);
+        return -1;
+    }
     if (split_profiles(s->profiles, c->profiles, &c->nprofiles)) {
         snprintf(err, errlen, "profiles are up to %d names, comma-separated", CFSSL_MAX_PROFILES);
         return -1;
     }
-    if (s->auth_key_file && s->auth_key_file[0] &&
-        read_auth_key(s->auth_key_file, c->auth_key, sizeof(c->auth_key), &c->auth_key_len, err, errlen))
+    if (read_key && c->auth_key_file[0] &&
+        read_auth_key(c->auth_key_file, c->auth_key, sizeof(c->auth_key), &c->auth_key_len, err, errlen))
         return -1;
     return 0;
 }
@@ -693,7 +742,8 @@ int cms_ca_cfssl_open(struct cms_db *db, struct cms_ca **out)
 {
     static const char *const keys[] = { "ca.cfssl.url", "ca.cfssl.profiles", "ca.cfssl.auth-key-file",
                                         "ca.cfssl.crl-url", "ca.cfssl.tls-ca-file", "ca.cfssl.label",
-                                        "ca.cfssl.certificate" };
+                                        "ca.cfssl.certificate", "ca.cfssl.tls-client-cert",
+                                        "ca.cfssl.tls-client-key" };
     char *v[TESS_ARRAY_SIZE(keys)], err[600];
     struct cms_ca *ca = new_cfssl();
     int rc = CMS_ERR;
@@ -706,8 +756,9 @@ int cms_ca_cfssl_open(struct cms_db *db, struct cms_ca **out)
         goto out;
     }
     struct cms_cfssl_settings s = { .url = v[0], .profiles = v[1], .auth_key_file = v[2],
-                                    .crl_url = v[3] && v[3][0] ? v[3] : NULL, .tls_ca_file = v[4], .label = v[5] };
-    if (settle(impl(ca), &s, err, sizeof(err))) {
+                                    .crl_url = v[3] && v[3][0] ? v[3] : NULL, .tls_ca_file = v[4], .label = v[5],
+                                    .tls_client_cert = v[7], .tls_client_key = v[8] };
+    if (settle(impl(ca), &s, false, err, sizeof(err))) {
         rc = cms_fail(db, CMS_ERR, "cfssl CA: %s", err);
         goto out;
     }
@@ -752,16 +803,17 @@ int cms_ca_cfssl_connect(struct cms_db *db, const struct cms_actor *by, const st
         rc = CMS_EXISTS;
         goto out;
     }
-    if (settle(impl(ca), s, err, errlen)) {
+    if (settle(impl(ca), s, true, err, errlen)) {
         rc = CMS_INVALID;
         goto out;
     }
     /* The CA's certificate, kept from now on, and what each profile gives. */
     struct cfssl_profile first = impl(ca)->profiles[0];
-    if (profile_info(ca, &first, &impl(ca)->cert) != CMS_OK || know_profiles(ca) != CMS_OK) {
+    if ((rc = profile_info(ca, &first, &impl(ca)->cert)) != CMS_OK || (rc = know_profiles(ca)) != CMS_OK) {
         snprintf(err, errlen, "%s", ca->err);
         goto out;
     }
+    rc = CMS_ERR;
     if (X509_check_ca(impl(ca)->cert) < 1) {
         snprintf(err, errlen, "cfssl's certificate is not a CA's");
         goto out;
@@ -769,6 +821,22 @@ int cms_ca_cfssl_connect(struct cms_db *db, const struct cms_actor *by, const st
     X509_digest(impl(ca)->cert, EVP_sha256(), fp, &fplen);
     for (unsigned i = 0; i < fplen; i++)
         snprintf(fp_hex + 2 * i, sizeof(fp_hex) - 2 * i, "%02x", fp[i]);
+    /* Connected before: the same CA only (new settings, not a new CA). */
+    if (kind) {
+        char *kept_pem = cms_meta_get(db, "ca.cfssl.certificate");
+        BIO *kb = kept_pem ? BIO_new_mem_buf(kept_pem, -1) : NULL;
+        X509 *kept = kb ? PEM_read_bio_X509(kb, NULL, NULL, NULL) : NULL;
+        bool same = kept && !X509_cmp(kept, impl(ca)->cert);
+        X509_free(kept);
+        BIO_free(kb);
+        free(kept_pem);
+        if (!same) {
+            snprintf(err, errlen, "the CA at %s (certificate SHA-256 %s) is not the one this database was "
+                     "connected to: its certificates could no longer be checked or revoked", impl(ca)->url, fp_hex);
+            rc = CMS_TAMPERED;
+            goto out;
+        }
+    }
     X509_NAME_oneline(X509_get_subject_name(impl(ca)->cert), dn, sizeof(dn));
     n = (size_t)snprintf(summary, summarylen, "cfssl CA %s at %s, certificate SHA-256 %s", dn, impl(ca)->url, fp_hex);
     for (int i = 0; i < impl(ca)->nprofiles && n < summarylen; i++) {
@@ -777,8 +845,10 @@ int cms_ca_cfssl_connect(struct cms_db *db, const struct cms_actor *by, const st
         n += (size_t)snprintf(summary + n, summarylen - n, "; profile '%s': %lld days, %s", p->name[0] ? p->name : "default",
                               p->expiry_seconds / 86400, usages[0] ? usages : "no usage a card key needs");
     }
-    if (!PEM_write_bio_X509(b, impl(ca)->cert) || BIO_write(b, "", 1) != 1 || BIO_get_mem_data(b, &pem) <= 0)
+    if (!PEM_write_bio_X509(b, impl(ca)->cert) || BIO_write(b, "", 1) != 1 || BIO_get_mem_data(b, &pem) <= 0) {
+        snprintf(err, errlen, "out of memory");
         goto out;
+    }
     const char *vals[][2] = {
         { "ca.kind", "cfssl" },
         { "ca.cfssl.url", impl(ca)->url },
@@ -786,6 +856,8 @@ int cms_ca_cfssl_connect(struct cms_db *db, const struct cms_actor *by, const st
         { "ca.cfssl.auth-key-file", s->auth_key_file ? s->auth_key_file : "" },
         { "ca.cfssl.crl-url", impl(ca)->crl_url },
         { "ca.cfssl.tls-ca-file", impl(ca)->tls_ca_file },
+        { "ca.cfssl.tls-client-cert", impl(ca)->client_cert },
+        { "ca.cfssl.tls-client-key", impl(ca)->client_key },
         { "ca.cfssl.label", impl(ca)->label },
         { "ca.cfssl.certificate", pem },
     };

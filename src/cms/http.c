@@ -14,10 +14,14 @@ static size_t keep(char *data, size_t size, size_t n, void *arg)
     struct cms_http_answer *a = arg;
     size_t more = size * n;
     unsigned char *grown;
+    if (a->discard)
+        return more;
     if (a->len + more > CMS_HTTP_MAX_ANSWER)
         return 0;   /* libcurl stops with a write error */
-    if (!(grown = realloc(a->body, a->len + more + 1)))
+    if (!(grown = realloc(a->body, a->len + more + 1))) {
+        a->oom = true;
         return 0;
+    }
     memcpy(grown + a->len, data, more);
     a->body = grown;
     a->len += more;
@@ -35,6 +39,7 @@ int cms_http_request(const struct cms_http_request *rq, struct cms_http_answer *
     int rc = -1;
 
     memset(out, 0, sizeof(*out));
+    out->discard = rq->discard_answer;
     /* Before any other thread: the tool has none. */
     if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "libcurl did not start");
@@ -55,10 +60,7 @@ int cms_http_request(const struct cms_http_request *rq, struct cms_http_answer *
     }
     curl_easy_setopt(curl, CURLOPT_URL, rq->url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (rq->https_redirects) {
-        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-    }
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);   /* answers come from where the question went */
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
@@ -68,9 +70,15 @@ int cms_http_request(const struct cms_http_request *rq, struct cms_http_answer *
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     if (rq->ca_file && rq->ca_file[0])
         curl_easy_setopt(curl, CURLOPT_CAINFO, rq->ca_file);
+    if (rq->client_cert && rq->client_cert[0]) {
+        curl_easy_setopt(curl, CURLOPT_SSLCERT, rq->client_cert);
+        curl_easy_setopt(curl, CURLOPT_SSLKEY, rq->client_key);
+    }
     if ((cc = curl_easy_perform(curl)) != CURLE_OK) {
         snprintf(err, errlen, "%s: %s", rq->url,
-                 cc == CURLE_WRITE_ERROR ? "the answer is too large" : errbuf[0] ? errbuf : curl_easy_strerror(cc));
+                 cc != CURLE_WRITE_ERROR ? errbuf[0] ? errbuf : curl_easy_strerror(cc)
+                 : out->oom              ? "out of memory"
+                                         : "the answer is too large");
         cms_http_answer_free(out);
         goto out;
     }

@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "../private_file.h"
 #include "audit.h"
 #include "http.h"
 
@@ -330,36 +331,14 @@ static size_t webhook_body(const struct cms_notice *n, char *buf)
  * file must be a regular file only its owner can read or write. */
 static int read_secret(struct cms_notifier *nf, char *out, size_t outlen, size_t *len)
 {
-    struct stat st;
-    ssize_t n;
-    int fd = open(nf->webhook_secret_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), rc = CMS_ERR;
-    *len = 0;
-    if (fd < 0)
-        return nf_fail(nf, CMS_ERR, "webhook secret %s: %s", nf->webhook_secret_file, strerror(errno));
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-        rc = nf_fail(nf, CMS_ERR, "webhook secret %s must be a regular file of mode 0600 or 0400",
-                     nf->webhook_secret_file);
-        goto out;
-    }
-    n = read(fd, out, outlen);
-    if (n < 0 || (size_t)n >= outlen) {
-        rc = nf_fail(nf, CMS_ERR, "webhook secret %s: %s", nf->webhook_secret_file,
-                     n < 0 ? strerror(errno) : "longer than 255 bytes");
-        goto out;
-    }
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-        n--;
-    if (n < 16) {
-        rc = nf_fail(nf, CMS_ERR, "webhook secret %s: shorter than 16 bytes", nf->webhook_secret_file);
-        goto out;
-    }
-    *len = (size_t)n;
-    rc = CMS_OK;
-out:
-    if (rc != CMS_OK)
+    char err[600];
+    if (tess_private_file_read(nf->webhook_secret_file, out, outlen, len, err, sizeof(err)))
+        return nf_fail(nf, CMS_ERR, "webhook secret %s", err);
+    if (*len < 16) {
         OPENSSL_cleanse(out, outlen);
-    close(fd);
-    return rc;
+        return nf_fail(nf, CMS_ERR, "webhook secret %s: shorter than 16 bytes", nf->webhook_secret_file);
+    }
+    return CMS_OK;
 }
 
 /* X-Tessera-Timestamp and X-Tessera-Signature for body. */
@@ -413,7 +392,7 @@ static int webhook(struct cms_notifier *nf, const struct cms_notice *n)
         goto out;
     struct cms_http_request rq = { .url = nf->webhook, .body = body, .body_len = len,
                                    .headers = nf->webhook_secret_file[0] ? signature : NULL,
-                                   .timeout_seconds = nf->timeout_seconds, .https_redirects = true };
+                                   .timeout_seconds = nf->timeout_seconds, .discard_answer = true };
     if (cms_http_request(&rq, &a, err, sizeof(err))) {
         rc = nf_fail(nf, CMS_ERR, "webhook %s", err);
         goto out;

@@ -2,6 +2,7 @@
  * card-management database issues certificates from (src/cms/ca.h). */
 #include "config.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <openssl/pem.h>
 
 #include "../cms/ca.h"
+#include "../util.h"
 #include "cms_tool.h"
 #include "tool.h"
 
@@ -78,6 +80,8 @@ static int opt_ca_connect(struct cms_ctx *c, int ch, const char *v, void *arg)
     case 'c': s->crl_url = v; return 0;
     case 't': s->tls_ca_file = v; return 0;
     case 'l': s->label = v; return 0;
+    case 'C': s->tls_client_cert = v; return 0;
+    case 'K': s->tls_client_key = v; return 0;
     default: return -1;
     }
 }
@@ -87,33 +91,34 @@ static int cmd_ca_connect(int argc, char **argv)
 {
     static const char usage[] = "usage: tessera ca connect cfssl --url URL [--profile NAME[,NAME...]] "
                                 "[--auth-key-file FILE]\n"
-                                "                          [--crl-url URL] [--tls-ca-file FILE] [--label LABEL]";
+                                "                          [--crl-url URL] [--tls-ca-file FILE] [--label LABEL]\n"
+                                "                          [--tls-client-cert FILE --tls-client-key FILE]";
     static const struct option extra[] = {
         { "url", required_argument, 0, 'u' },         { "profile", required_argument, 0, 'p' },
         { "auth-key-file", required_argument, 0, 'k' }, { "crl-url", required_argument, 0, 'c' },
         { "tls-ca-file", required_argument, 0, 't' }, { "label", required_argument, 0, 'l' },
+        { "tls-client-cert", required_argument, 0, 'C' }, { "tls-client-key", required_argument, 0, 'K' },
     };
     struct cms_cfssl_settings s = { 0 };
     struct cms_ctx c = { 0 };
-    char err[700], summary[1400], key_path[4096], tls_path[4096];
-    int rc = cms_parse_opts(&c, argc, argv, extra, 6, opt_ca_connect, &s, usage);
+    char err[700] = "", summary[1400], paths[4][PATH_MAX];
+    int rc = cms_parse_opts(&c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_ca_connect, &s, usage);
     if (rc == EX_OK && (optind != argc - 1 || strcmp(argv[optind], "cfssl") || !s.url))
         rc = tool_usage_error(usage);
     if (rc != EX_OK || (rc = cms_ctx_open(&c, false)) != EX_OK)
         goto out;
     /* Files by absolute path: the database is used from other directories. */
-    const char *missing = s.auth_key_file && !realpath(s.auth_key_file, key_path) ? s.auth_key_file
-                          : s.tls_ca_file && !realpath(s.tls_ca_file, tls_path) ? s.tls_ca_file
-                                                                                  : NULL;
-    if (missing) {
-        fprintf(stderr, "tessera: cannot find %s\n", missing);
-        rc = EX_FAIL;
-        goto out;
+    const char **files[] = { &s.auth_key_file, &s.tls_ca_file, &s.tls_client_cert, &s.tls_client_key };
+    for (size_t i = 0; i < TESS_ARRAY_SIZE(files); i++) {
+        if (!*files[i])
+            continue;
+        if (!realpath(*files[i], paths[i])) {
+            fprintf(stderr, "tessera: cannot find %s\n", *files[i]);
+            rc = EX_FAIL;
+            goto out;
+        }
+        *files[i] = paths[i];
     }
-    if (s.auth_key_file)
-        s.auth_key_file = key_path;
-    if (s.tls_ca_file)
-        s.tls_ca_file = tls_path;
     if ((rc = cms_report(&c, cms_authorize(c.db, &c.actor, "ca.connect", NULL, NULL, NULL))) != EX_OK)
         goto out;
     int r = cms_ca_cfssl_connect(c.db, &c.actor, &s, summary, sizeof(summary), err, sizeof(err));

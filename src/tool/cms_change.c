@@ -160,6 +160,31 @@ static int ca_ready(struct change_run *r)
     return rc == CMS_NOTFOUND ? EX_OK : cms_report(&r->c, rc);
 }
 
+static int count_held(void *arg, int64_t id, const char *ca, const char *serial, const char *key_name,
+                      const char *state)
+{
+    (void)id, (void)ca, (void)serial, (void)key_name;
+    *(int *)arg += !strcmp(state, "suspended");
+    return CMS_OK;
+}
+
+/* A CA that cannot lift a hold (cfssl's): refuse to suspend, since the card
+ * could never come back, and to enable a card with held certificates. */
+static int hold_possible(struct change_run *r, const struct cms_change *ch)
+{
+    int held = 0;
+    if (!r->ca || r->ca->ops->lifts_hold || (ch->reason != CMS_REVOKE_HOLD && ch->reason != CMS_HOLD_LIFT))
+        return EX_OK;
+    if (ch->reason == CMS_HOLD_LIFT &&
+        (cms_card_certs(r->c.db, r->card.id, count_held, &held) != CMS_OK || held == 0))
+        return EX_OK;   /* nothing held: the guard and the job decide */
+    fprintf(stderr, "tessera: this database's CA (%s) cannot lift a hold, %s: cancel the card, or replace it "
+                    "as lost, stolen or damaged\n", r->ca->name,
+            ch->reason == CMS_HOLD_LIFT ? "so the card's held certificates stay revoked"
+                                        : "so a suspended card could never come back");
+    return cms_exit_for(CMS_STATE);
+}
+
 /* An interrupted change of the card, finished first (*finished: there was one). */
 static int finish_interrupted(struct change_run *r, bool *finished)
 {
@@ -242,14 +267,8 @@ int cmd_card_change(const char *verb, int argc, char **argv)
         report(&r, true);
     r.ch = want;
     r.new_card = 0;
-    if (r.ca && !r.ca->ops->lifts_hold && (want->reason == CMS_REVOKE_HOLD || want->reason == CMS_HOLD_LIFT)) {
-        fprintf(stderr, "tessera: this database's CA (%s) cannot lift a hold, %s: cancel the card, or replace it "
-                        "as lost, stolen or damaged\n", r.ca->name,
-                want->reason == CMS_HOLD_LIFT ? "so the card's held certificates stay revoked"
-                                              : "so a suspended card could never come back");
-        rc = cms_exit_for(CMS_STATE);
+    if ((rc = hold_possible(&r, want)) != EX_OK)
         goto out;
-    }
     if ((rc = cms_report(&r.c, cms_change_check(r.c.db, want, &r.card))) != EX_OK ||
         (want->erases && (rc = card_here(&r)) != EX_OK))
         goto out;
@@ -317,6 +336,8 @@ int cms_change_card(struct cms_ctx *c, struct cms_ca *ca, int64_t card_id, const
         goto out;
     if (!finished || strcmp(r.job.kind, name)) {
         r.ch = cms_change_find(name);
+        if ((rc = hold_possible(&r, r.ch)) != EX_OK)
+            goto out;
         if ((rc = cms_report(&r.c, cms_change_begin(r.c.db, &r.c.actor, r.ch, &r.card, &a, &r.job))) != EX_OK)
             goto out;
         rc = run(&r, false);

@@ -7,6 +7,7 @@
 # logon, lifting a hold); a subject cfssl would cut, a wrong auth key, the
 # CA down, a collect killed after a certificate and a server signing with
 # another CA: each refused with the card undone and nothing valid left.
+# Renewal on the device through cfssl; https with mutual TLS.
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/cms.sh"
 . "$TESSERA_SRCDIR/tests/lib/cfssl.sh"
@@ -33,7 +34,7 @@ t_ok "a URL that is not http(s): a usage error" exit_is 2 T ca connect cfssl --u
 cp "$CF/auth.key" "$WORK/loose.key" && chmod 644 "$WORK/loose.key"
 t_ok "an auth key others may read: refused (exit 2)" \
     exit_is 2 T ca connect cfssl --url "$CFSSL_URL" --auth-key-file "$WORK/loose.key"
-t_ok "  saying so" grep -q "may be read by others" "$WORK/last.out"
+t_ok "  saying so" grep -q "mode 0600 or 0400" "$WORK/last.out"
 t_ok "an issuer may not connect the CA (exit 7)" exit_is 7 connect --profile card,short --as ivan
 t_ok "root connects cfssl, profiles card and short" connect --profile card,short
 cp "$WORK/last.out" "$WORK/connected"
@@ -204,12 +205,34 @@ t_ok "  card B's certificate revoked by it" \
     sh -c "openssl verify -crl_check -CAfile '$CF/ca.pem' -CRLfile '$WORK/crl.pem' '$WORK/auth.pem' 2>&1 | grep -q 'certificate revoked'"
 cert_of "$C" auth
 t_ok "  card C's valid" openssl verify -crl_check -CAfile "$CF/ca.pem" -CRLfile "$WORK/crl.pem" "$WORK/auth.pem"
+touch "$CF/crl.stale"
+t_ok "an old CRL replayed (signed by the CA, past its next update): refused (exit 8)" exit_is 8 T ca crl --out "$WORK/old.pem"
+t_ok "  saying it is not current" grep -q "is not current" "$WORK/last.out"
+rm -f "$CF/crl.stale"
+
+# ---- renewal on the device: cfssl signs the new certificates, the old ones superseded there
+cert_of "$C" mail && cp "$WORK/auth.pem" "$WORK/old-auth.pem" && cp "$WORK/mail.pem" "$WORK/old-mail.pem"
+near_end() {   # near_end CARD-ID: its certificates end in 5 days, as the database says; the scan run
+    sql "UPDATE certificates SET not_after = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+5 days')
+         WHERE card_id = $1 AND state = 'active'" && $TOOL scan > /dev/null
+}
+t_ok "card C's certificates near their end: the scan opens a renewal" near_end "$C"
+t_ok "  the holder renews on the device" T card renew "$C" --pin-file "$WORK/pin"
+cert_of "$C" auth && cert_of "$C" mail
+t_ok "  the new certificates are cfssl's" \
+    sh -c "openssl verify -CAfile '$CF/ca.pem' '$WORK/auth.pem' '$WORK/mail.pem' && ! cmp -s '$WORK/auth.pem' '$WORK/old-auth.pem'"
+t_is "  good at cfssl" "$(cfssl_status "$(serial_of auth)") $(cfssl_status "$(serial_of mail)")" "good|0 good|0"
+t_is "  the old ones superseded at cfssl" \
+    "$(cfssl_status "$(serial_of old-auth)") $(cfssl_status "$(serial_of old-mail)")" "revoked|4 revoked|4"
+t_ok "  consistent" consistent
 
 # ---- a server that signs with another CA
 t_ok "cfssl stopped" cfssl_stop
 mkdir -p "$WORK/rogue" && cp "$CF/csr.json" "$WORK/rogue/"
 (cd "$WORK/rogue" && cfssl gencert -initca csr.json 2>/dev/null | cfssljson -bare ca)
 t_ok "cfssl started with another CA of the same name" cfssl_serve "$WORK/rogue"
+t_ok "  reconnecting to it: refused, not the CA connected to (exit 8)" exit_is 8 connect --profile card,short
+t_ok "  naming its fingerprint" grep -q "is not the one this database was connected to" "$WORK/last.out"
 t_ok "a card requested" request jdoe --profile cf
 t_ok "  its collect is refused (exit 1)" exit_is 1 T card collect --code "$(code)" --pin-file "$WORK/pin"
 t_ok "  the certificate is not signed by the connected CA" grep -q "not signed by the CA this database was connected to" "$WORK/last.out"
@@ -219,7 +242,34 @@ t_ok "cfssl's own CA back" cfssl_serve
 t_ok "  the collect issues the card" collect
 t_ok "  consistent" consistent
 
+# ---- https, and mutual TLS: the server's certificate checked, the station's shown
+t_ok "a TLS CA, cfssl's server certificate, an issuing station's client certificate" tls_make
+t_ok "cfssl stopped" cfssl_stop
+t_ok "cfssl started on https, client certificates required" cfssl_serve
+TLS=$WORK/tls
+via_tls() { T ca connect cfssl --url "https://127.0.0.1:$CFSSL_PORT" --auth-key-file "$CF/auth.key" \
+                --crl-url "$CFSSL_CRL_URL" --profile card,short "$@"; }
+t_ok "connecting without trusting the server's CA: refused" \
+    exit_is 1 via_tls --tls-client-cert "$TLS/client.pem" --tls-client-key "$TLS/client.key"
+t_ok "  saying the server's certificate does not verify" grep -qi "certificate" "$WORK/last.out"
+t_ok "connecting without a client certificate: refused" exit_is 1 via_tls --tls-ca-file "$TLS/ca.pem"
+t_ok "  the connection refused by the server" grep -q "cfssl: https://127.0.0.1:$CFSSL_PORT/api/v1/cfssl/info: " "$WORK/last.out"
+t_ok "a client certificate without its key: a usage error" \
+    exit_is 2 via_tls --tls-ca-file "$TLS/ca.pem" --tls-client-cert "$TLS/client.pem"
+cp "$TLS/client.key" "$WORK/open.key" && chmod 644 "$WORK/open.key"
+t_ok "a client key others may read: refused (exit 2)" \
+    exit_is 2 via_tls --tls-ca-file "$TLS/ca.pem" --tls-client-cert "$TLS/client.pem" --tls-client-key "$WORK/open.key"
+t_ok "connected over mutual TLS" \
+    via_tls --tls-ca-file "$TLS/ca.pem" --tls-client-cert "$TLS/client.pem" --tls-client-key "$TLS/client.key"
+t_ok "  the same CA as before" grep -q "$fp" "$WORK/last.out"
+t_ok "  a card collected through it" issue_to cf
+D=$(cat "$WORK/card-id")
+t_ok "  consistent" consistent
+cert_of "$D" auth
+t_ok "  cancelled" T card cancel "$D"
+t_is "  revoked at cfssl through it" "$(cfssl_status "$(serial_of auth)")" "revoked|5"
+
 # ---- the trail
 t_ok "the trail verifies" T audit verify
-t_ok "  it has each connection" sh -c "[ \$($TOOL audit --action ca.connect | grep -c 'ca.connect') -ge 5 ]"
+t_ok "  it has each connection" sh -c "[ \$($TOOL audit --action ca.connect | grep -c 'ca.connect') -ge 6 ]"
 t_done

@@ -3,7 +3,9 @@
 that answers each GET with a new CRL (DER) of the certificates cfssl's
 certificate database holds as revoked, signed by `cfssl gencrl` with the
 CA's key: what a CA operator's publishing job does, since cfssl 1.2 serves
-no CRL of its own. Its port is written to PORTFILE once it listens.
+no CRL of its own. While DIR/crl.stale exists it serves instead a CRL
+signed by the same key whose next update has passed (a replayed old one).
+Its port is written to PORTFILE once it listens.
     cfssl-crl.py DIR PORTFILE   (DIR: certs.db, ca.pem, ca-key.pem)"""
 import base64
 import os
@@ -27,11 +29,26 @@ def make_crl():
     return base64.b64decode(out.stdout)
 
 
+def stale_crl():
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    with open(os.path.join(ca_dir, "ca-key.pem"), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    with open(os.path.join(ca_dir, "ca.pem"), "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    now = datetime.datetime.utcnow()
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+           .last_update(now - datetime.timedelta(days=9)).next_update(now - datetime.timedelta(days=2))
+           .sign(key, hashes.SHA256()))
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         try:
-            der = make_crl()
-        except (OSError, subprocess.CalledProcessError, sqlite3.Error) as e:
+            der = stale_crl() if os.path.exists(os.path.join(ca_dir, "crl.stale")) else make_crl()
+        except (OSError, ValueError, subprocess.CalledProcessError, sqlite3.Error) as e:
             self.send_error(500, str(e))
             return
         self.send_response(200)

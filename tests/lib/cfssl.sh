@@ -7,6 +7,7 @@
 # `cfssl serve` on CFSSL_URL and the CRL publisher (cfssl-crl.py) on
 # CFSSL_CRL_URL. Both are stopped by the harness (NAME.proc.pid);
 # cfssl_stop stops the CA server alone and cfssl_serve starts it again.
+CFSSL_TLS=()
 cfssl_start() {
     local d=$WORK/cfssl usages i
     mkdir -p "$d" && chmod 700 "$d" || return 1
@@ -46,10 +47,12 @@ CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifi
     done
     return 1
 }
-cfssl_serve() {   # cfssl_serve [CA-DIR]: the CA server (with the CA of CA-DIR/ca.pem, ca-key.pem)
+# cfssl_serve [CA-DIR]: the CA server (with the CA of CA-DIR/ca.pem,
+# ca-key.pem), given the options in the array CFSSL_TLS too (set by tls_make).
+cfssl_serve() {
     local d=$WORK/cfssl ca=${1:-$WORK/cfssl}
     cfssl serve -address 127.0.0.1 -port "$CFSSL_PORT" -ca "$ca/ca.pem" -ca-key "$ca/ca-key.pem" \
-        -config "$d/config.json" -db-config "$d/db.json" >> "$d/serve.log" 2>&1 </dev/null &
+        -config "$d/config.json" -db-config "$d/db.json" "${CFSSL_TLS[@]}" >> "$d/serve.log" 2>&1 </dev/null &
     echo $! > "$WORK/cfssl.proc.pid"
     port_wait "$CFSSL_PORT"
 }
@@ -65,4 +68,24 @@ n = str(int(sys.argv[2], 16))
 for r in sqlite3.connect(sys.argv[1]).execute(
         "SELECT status, reason FROM certificates WHERE serial_number = ?", (n,)):
     print("%s|%s" % r)' "$WORK/cfssl/certs.db" "$1"
+}
+# TLS for the CA server, in $WORK/tls: a TLS CA (ca.pem), the server's
+# certificate for 127.0.0.1 and a client certificate (an issuing station's),
+# keys 0600; CFSSL_TLS then makes cfssl_serve serve https and require a
+# client certificate from that CA.
+tls_make() {
+    local t=$WORK/tls
+    mkdir -p "$t" && chmod 700 "$t" || return 1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t/ca.key" -out "$t/ca.pem" \
+        -subj "/CN=Tessera Test TLS CA" -days 2 2>/dev/null || return 1
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t/server.key" \
+        -subj "/CN=127.0.0.1" 2>/dev/null |
+        openssl x509 -req -CA "$t/ca.pem" -CAkey "$t/ca.key" -days 2 -out "$t/server.pem" \
+            -extfile <(printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n') 2>/dev/null || return 1
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t/client.key" \
+        -subj "/CN=issuing station" 2>/dev/null |
+        openssl x509 -req -CA "$t/ca.pem" -CAkey "$t/ca.key" -days 2 -out "$t/client.pem" \
+            -extfile <(printf 'extendedKeyUsage=clientAuth\n') 2>/dev/null || return 1
+    chmod 600 "$t"/*.key
+    CFSSL_TLS=(-tls-cert "$t/server.pem" -tls-key "$t/server.key" -mutual-tls-ca "$t/ca.pem")
 }
