@@ -74,11 +74,6 @@ subject = /CN=\${name}/O=Example
 lifetime-days = 365
 EOF
 t_ok "a profile: a signing key for client auth, a decryption key for mail" T profile import "$WORK/cf.ini"
-collect() {   # collect: the card's id in $WORK/card-id, its serial in $WORK/serial
-    T --json card collect --code "$(code)" --pin-file "$WORK/pin" > "$WORK/collected" || return 1
-    field card < "$WORK/collected" > "$WORK/serial"
-    [ -s "$WORK/serial" ]
-}
 cert_of() {   # cert_of CARD-ID KEY: its active certificate in $WORK/KEY.pem
     /usr/bin/python3 -c 'import sqlite3, sys, ssl
 der = sqlite3.connect(sys.argv[1]).execute("SELECT der FROM certificates WHERE card_id = ? AND key_name = ? "

@@ -19,11 +19,6 @@ issue() {   # issue: a card requested and collected; its id in $WORK/card-id, se
     request jdoe --profile vsc "$@" || return 1
     collect
 }
-collect() {
-    T --json card collect --code "$(code)" --pin-file "$WORK/pin" > "$WORK/collected" || return 1
-    field card < "$WORK/collected" > "$WORK/serial"
-    [ -s "$WORK/serial" ]
-}
 state() { sql "SELECT state FROM cards WHERE id = $1"; }
 cert_states() { sql "SELECT group_concat(state) FROM certificates WHERE card_id = $1"; }
 cert_serial() { sql "SELECT serial FROM certificates WHERE card_id = $1 ORDER BY id DESC LIMIT 1"; }

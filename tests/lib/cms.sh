@@ -20,6 +20,11 @@ request() {   # request HOLDER [options]: the code in $WORK/code, the card's id 
     [ -s "$WORK/code" ]
 }
 code() { cat "$WORK/code"; }
+collect() {   # collect: the requested card collected with $WORK/pin; its serial in $WORK/serial
+    T --json card collect --code "$(code)" --pin-file "$WORK/pin" > "$WORK/collected" || return 1
+    field card < "$WORK/collected" > "$WORK/serial"
+    [ -s "$WORK/serial" ]
+}
 
 # A database with root as administrator, issuer and auditor, the embedded
 # CA (its certificate in $WORK/ca.pem), holder jdoe and an admin-key master
