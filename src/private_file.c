@@ -1,5 +1,6 @@
 #include "config.h"
 #include "private_file.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -89,7 +90,7 @@ int tess_private_file_read(const char *path, char *out, size_t outlen, size_t *l
     }
     n = read(fd, out, outlen);
     if (n < 0 || (size_t)n >= outlen) {
-        snprintf(err, errlen, "%s: %s", path, n < 0 ? strerror(errno) : "longer than a secret of it may be");
+        snprintf(err, errlen, "%s: %s", path, n < 0 ? strerror(errno) : "too long for the secret it should hold");
         goto out;
     }
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
@@ -99,7 +100,7 @@ int tess_private_file_read(const char *path, char *out, size_t outlen, size_t *l
     rc = 0;
 out:
     if (rc)
-        explicit_bzero(out, outlen);
+        tess_wipe(out, outlen);
     close(fd);
     return rc;
 }

@@ -172,12 +172,15 @@ static int count_held(void *arg, int64_t id, const char *ca, const char *serial,
  * could never come back, and to enable a card with held certificates. */
 static int hold_possible(struct change_run *r, const struct cms_change *ch)
 {
-    int held = 0;
+    int held = 0, rc;
     if (!r->ca || r->ca->ops->lifts_hold || (ch->reason != CMS_REVOKE_HOLD && ch->reason != CMS_HOLD_LIFT))
         return EX_OK;
-    if (ch->reason == CMS_HOLD_LIFT &&
-        (cms_card_certs(r->c.db, r->card.id, count_held, &held) != CMS_OK || held == 0))
-        return EX_OK;   /* nothing held: the guard and the job decide */
+    if (ch->reason == CMS_HOLD_LIFT) {
+        if ((rc = cms_report(&r->c, cms_card_certs(r->c.db, r->card.id, count_held, &held))) != EX_OK)
+            return rc;
+        if (held == 0)
+            return EX_OK;   /* nothing held: the guard and the job decide */
+    }
     fprintf(stderr, "tessera: this database's CA (%s) cannot lift a hold, %s: cancel the card, or replace it "
                     "as lost, stolen or damaged\n", r->ca->name,
             ch->reason == CMS_HOLD_LIFT ? "so the card's held certificates stay revoked"
