@@ -68,7 +68,8 @@ struct tess_card_init {
     int user_tries, so_tries;
     enum tess_key_alg admin_alg;
     const uint8_t *admin_key; size_t admin_key_len;
-    const char *serial;          /* a new TPM card's, 16 lower-case hex digits; NULL: random */
+    const char *serial;          /* the card's serial, 16 lower-case hex digits (a new TPM
+                                    card's; a PIV card's CHUID GUID begins with it); NULL: random */
 };
 
 struct tess_driver {

@@ -136,19 +136,35 @@ static CK_RV factory_auth(struct piv_token *t, uint8_t *alg)
     return piv_mgmt_auth(&t->ch, *alg, tess_admin_default_key, 24);
 }
 
-/* A card left without a CHUID (a YubiKey after reset) gets one, so that it
- * keeps one serial, the one its admin key is diversified from. */
-static CK_RV ensure_chuid(struct piv_token *t)
+/* The card's CHUID after a reset: a YubiKey (and vpiv) loses its own, so it
+ * gets one to keep one serial, the one its admin key is diversified from.
+ * With want (16 hex digits, a card-management system's choice, recorded
+ * before the card is touched) the GUID begins with those 8 bytes, the rest
+ * random; otherwise a card that still has a CHUID keeps it, and one without
+ * gets a random GUID. */
+static CK_RV write_chuid(struct piv_token *t, const char *want)
 {
     struct buf cur = { 0 }, v = { 0 };
     uint8_t guid[16];
-    CK_RV rv = piv_get_data(&t->ch, PIV_OBJ_CHUID, &cur);
-    buf_free(&cur);
-    if (rv == CKR_OK || rv == CKR_DEVICE_REMOVED)
-        return rv;
+    CK_RV rv = CKR_OK;
+    if (!want) {
+        rv = piv_get_data(&t->ch, PIV_OBJ_CHUID, &cur);
+        buf_free(&cur);
+        if (rv == CKR_OK || rv == CKR_DEVICE_REMOVED)
+            return rv;
+    }
     if (RAND_bytes(guid, sizeof(guid)) != 1)
         return CKR_FUNCTION_FAILED;
-    guid[6] = (uint8_t)((guid[6] & 0x0f) | 0x40);   /* RFC 4122 version 4 */
+    if (want) {
+        for (int i = 0; i < 8; i++) {
+            unsigned int byte;
+            if (sscanf(want + 2 * i, "%2x", &byte) != 1)
+                return CKR_ARGUMENTS_BAD;
+            guid[i] = (uint8_t)byte;
+        }
+    } else {
+        guid[6] = (uint8_t)((guid[6] & 0x0f) | 0x40);   /* RFC 4122 version 4 */
+    }
     guid[8] = (uint8_t)((guid[8] & 0x3f) | 0x80);
     if (put_tlv(&v, 0x30, fascn, sizeof(fascn)) || put_tlv(&v, 0x34, guid, sizeof(guid)) ||
         put_tlv(&v, 0x35, (const uint8_t *)"20991231", 8) || put_tlv(&v, 0x3e, NULL, 0) ||
@@ -185,7 +201,7 @@ static CK_RV configure(struct piv_token *t, const struct tess_card_init *p, cons
     if (rv == CKR_OK && (conf_alg != factory_alg || conf_len != 24 || memcmp(conf_key, tess_admin_default_key, 24)))
         rv = piv_set_mgmt_key(&t->ch, conf_alg, conf_key, conf_len);
     if (rv == CKR_OK)
-        rv = ensure_chuid(t);
+        rv = write_chuid(t, p->serial);
     if (rv == CKR_OK)
         rv = piv_token_read_serial(t);   /* its serial now */
     if (rv == CKR_OK)
@@ -205,10 +221,6 @@ CK_RV piv_init_card(struct tess_token *tok, const struct tess_card_init *p)
     CK_RV rv;
 
     /* What the card cannot take is refused before it is touched. */
-    if (p->serial) {
-        TESS_ERR("piv: a PIV card's serial is its own (its CHUID)");
-        return CKR_FUNCTION_NOT_SUPPORTED;
-    }
     if (p->label || p->policy) {
         TESS_ERR("piv: a PIV card has no label of its own, and its PIN rule is its own (6 to 8 characters)");
         return CKR_ARGUMENTS_BAD;

@@ -179,14 +179,16 @@ struct CK_TESSERA_FUNCTION_LIST {
 
     /* ---- 1.2 ---- */
 
-    /* T_InitCard on a TPM slot without a card, making the new virtual card
-     * with the serial the caller chose: 16 hexadecimal digits (upper or
-     * lower case; stored lower case). A card-management system records the
-     * serial before the card exists, so that a process killed in between
-     * leaves a card it can find again, never one it does not know.
-     * CKR_ARGUMENTS_BAD for a malformed serial or one another card has;
-     * CKR_FUNCTION_NOT_SUPPORTED on a slot that holds a card, or a PIV card
-     * (its serial is its own). */
+    /* T_InitCard with the serial the caller chose: 16 hexadecimal digits
+     * (upper or lower case; stored lower case). On a TPM slot without a
+     * card, the new virtual card has it; a PIV card, initialised as by
+     * T_InitCard (authorised by its PUK), gets a new CHUID whose GUID
+     * begins with those 8 bytes (its serial in Tessera). A card-management
+     * system records the serial before the card is touched, so that a
+     * process killed in between leaves a card it can find again, never one
+     * it does not know. CKR_ARGUMENTS_BAD for a malformed serial or, on a
+     * TPM, one another card has; CKR_FUNCTION_NOT_SUPPORTED on a TPM slot
+     * that holds a card. */
     CK_RV (*T_InitCardWithSerial)(CK_SLOT_ID slotID, CK_TESSERA_INIT_PTR pInit, CK_UTF8CHAR_PTR pSerial,
                                   CK_ULONG ulSerialLen);
 

@@ -802,12 +802,11 @@ int cms_collect_undone(struct cms_db *db, struct cms_job *job, const struct cms_
                                      " WHERE id = ?1"
                                    : "UPDATE jobs SET step = 'claimed', updated = ?2 WHERE id = ?1",
                        "jobs", job->id, now, NULL);
-    /* A PIV card keeps its own serial: the card row only forgets a TPM
-     * card's, which the next collect chooses anew. */
+    /* The card is gone (a PIV card reset, its CHUID with it): the row
+     * forgets its serial; the next collect chooses one anew. */
     if (rc == CMS_OK)
-        rc = cms_exec_bind(db, "UPDATE cards SET serial = CASE type WHEN 'tpm' THEN NULL ELSE serial END, updated = ?2"
-                           " WHERE id = ?1",
-                       "cards", card->id, now, NULL);
+        rc = cms_exec_bind(db, "UPDATE cards SET serial = NULL, updated = ?2 WHERE id = ?1", "cards", card->id, now,
+                           NULL);
     if (rc == CMS_OK) {
         cms_holder_actor(card, who, sizeof(who));
         rc = cms_card_audit(db, who, "card.rollback", "ok", card, detail);

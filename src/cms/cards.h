@@ -33,7 +33,7 @@ int cms_code_random(char code[CMS_CODE_LEN]);
 struct cms_card {
     int64_t id;
     char type[8];                    /* tpm, piv */
-    char serial[40];                 /* "" until collect chooses (TPM) or finds (PIV) it */
+    char serial[40];                 /* "" until collect chooses it */
     char state[16];
     char holder[128];                /* uid */
     char device[256];                /* "" when any */

@@ -263,6 +263,8 @@ static int check_profile(struct cms_profile *p, char *err, size_t errlen)
             return bad(err, errlen, 0, "[key %s] needs a usage", k->name);
         if ((p->card_types & CMS_CARD_PIV) && !k->piv_slot)
             return bad(err, errlen, 0, "[key %s] needs a piv-slot: the profile is for PIV cards", k->name);
+        if ((p->card_types & CMS_CARD_PIV) && !strcmp(k->type, "rsa3072"))
+            return bad(err, errlen, 0, "[key %s]: a PIV card's keys are rsa2048, p256 or p384", k->name);
         for (int j = 0; j < i; j++)
             if (k->piv_slot && p->keys[j].piv_slot == k->piv_slot)
                 return bad(err, errlen, 0, "[key %s] and [key %s] share PIV slot %02x", p->keys[j].name, k->name,
@@ -276,6 +278,10 @@ static int check_profile(struct cms_profile *p, char *err, size_t errlen)
         if (k->escrow && strncmp(k->type, "rsa", 3) != 0)
             return bad(err, errlen, 0, "[key %s]: escrowed keys are RSA", k->name);
     }
+    /* A PIV card's own rule (SP 800-73): a PIN of 6 to 8 characters. */
+    if ((p->card_types & CMS_CARD_PIV) && (p->pin.min_len < 6 || p->pin.max_len > 8))
+        return bad(err, errlen, 0, "[pin]: a PIV card's PIN is 6 to 8 characters: min-length 6 or more, "
+                   "max-length 8 or less");
     return CMS_OK;
 }
 

@@ -40,17 +40,14 @@ static int p11_ready(struct change_run *r)
     return r->p.initialized ? EX_OK : tool_p11_open(&r->p);
 }
 
-/* Is the card in this machine? A change that erases it is made where it is. */
+/* Is the card in this machine (a TPM card on its TPM, a PIV card in one of
+ * its readers)? A change that erases it is made where it is. */
 static int card_here(struct change_run *r)
 {
     CK_TESSERA_CARD_INFO info;
     CK_SLOT_ID slot;
     char here[256];
     int rc;
-    if (strcmp(r->card.type, "tpm")) {
-        fprintf(stderr, "tessera: erasing a PIV card is not done by this version yet; a TPM card is\n");
-        return EX_FAIL;
-    }
     if ((rc = p11_ready(r)) != EX_OK)
         return rc;
     if (r->card.serial[0] && tool_p11_find(&r->p, -1, r->card.serial, &slot, &info) == EX_OK)
@@ -74,7 +71,7 @@ static int erase_here(struct change_run *r, bool resumed)
     if (rc == EX_OK)
         rc = p11_ready(r);
     if (rc == EX_OK && r->card.serial[0])
-        rc = cms_card_admin(&r->p, &ks, r->card.serial, CMS_ADMIN_ERASE, &erased);
+        rc = cms_card_admin(&r->p, &ks, r->card.serial, CMS_ADMIN_ERASE, NULL, &erased);
     if (rc != EX_OK)
         return rc;
     /* Not here: the interrupted run erased it, if this is its machine. */

@@ -53,8 +53,20 @@ int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks)
     return EX_FAIL;
 }
 
+/* A PIV card whose init was cut short before its admin key was set has
+ * the PUK it was initialised with (the one given, or still the factory
+ * one, if the cut came before it was changed): erased by it as the SO. */
+static CK_RV erase_by_puk(struct tool_p11 *p, CK_SESSION_HANDLE h, const char *puk)
+{
+    static const char factory[] = "12345678";
+    CK_RV rv = p->f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR)puk, (CK_ULONG)strlen(puk));
+    if (rv == CKR_PIN_INCORRECT && strcmp(puk, factory))
+        rv = p->f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR)factory, (CK_ULONG)strlen(factory));
+    return rv == CKR_OK ? p->t->T_EraseCard(h, NULL, 0) : rv;
+}
+
 int cms_card_admin(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, enum cms_admin_op op,
-                   bool *done)
+                   const char *puk, bool *done)
 {
     CK_TESSERA_CARD_INFO info;
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
@@ -78,7 +90,11 @@ int cms_card_admin(struct tool_p11 *p, const struct tool_key_source *ks, const c
         rv = CKR_TESSERA_NO_ADMIN_KEY;
     if (rv == CKR_OK)
         rv = tess_admin_response(ks->alg, key, klen, chal, blk, resp);
-    if (rv == CKR_OK && op == CMS_ADMIN_ERASE) {
+    if (rv == CKR_TESSERA_NO_ADMIN_KEY && op == CMS_ADMIN_ERASE && puk && info.cardType == CKT_TESSERA_PIV) {
+        rv = erase_by_puk(p, h, puk);
+        if (rv == CKR_OK)
+            h = CK_INVALID_HANDLE;
+    } else if (rv == CKR_OK && op == CMS_ADMIN_ERASE) {
         rv = p->t->T_EraseCard(h, resp, (CK_ULONG)blk);
         if (rv == CKR_OK)
             h = CK_INVALID_HANDLE;   /* erasing closed it */

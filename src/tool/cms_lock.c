@@ -285,7 +285,7 @@ static void agent_lock(struct agent *a, int64_t id)
     if (rc == EX_OK && !a->p.initialized)
         rc = tool_p11_open(&a->p);
     if (rc == EX_OK)
-        rc = cms_card_admin(&a->p, &ks, card.serial, CMS_ADMIN_LOCK, &done);
+        rc = cms_card_admin(&a->p, &ks, card.serial, CMS_ADMIN_LOCK, NULL, &done);
     if (rc != EX_OK) {
         fprintf(stderr, "tessera: agent: job %" PRId64 " stays to be done at the next run\n", job.id);
         a->failed++;

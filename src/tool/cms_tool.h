@@ -47,10 +47,11 @@ void cms_device_name(char *out, size_t outlen);
 int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks);
 /* Erase the card with this serial, or lock its user PIN, when it is in
  * this machine, by a challenge answered with its diversified admin key
- * (*done: it was). */
+ * (*done: it was). puk (or NULL): a PIV card without an admin key yet (an
+ * init cut short) is erased with it as the SO. */
 enum cms_admin_op { CMS_ADMIN_ERASE, CMS_ADMIN_LOCK };
 int cms_card_admin(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, enum cms_admin_op op,
-                   bool *done);
+                   const char *puk, bool *done);
 /* A card named on the command line: a database id (a short number) or a serial. */
 int cms_card_arg(struct cms_ctx *c, const char *arg, struct cms_card *card);
 

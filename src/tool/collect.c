@@ -1,11 +1,14 @@
 /* tessera card collect: the holder, on the device, turns a collection code
- * into a card. Everything it does to the card is recorded in the database
- * first (src/cms/cards.c):
+ * into a card: a new TPM virtual card, or the PIV card in a reader. Every
+ * step is recorded in the database before the next (src/cms/cards.c):
  *
  *   claimed        the code was right; the job runs
- *   serial         the new TPM card's serial, chosen before the card exists
- *   created        the card, made in one call with its PIN, PIN policy,
- *                  tries and diversified admin key (T_InitCardWithSerial)
+ *   serial         the card's serial, chosen before the card is touched
+ *   created        the card, made or initialised in one call with that
+ *                  serial, its PIN, PIN policy (TPM), tries and diversified
+ *                  admin key (T_InitCardWithSerial; a PIV card is reset
+ *                  first, authorised by its PUK, and gets a CHUID with the
+ *                  serial, a PUK nobody is told and the admin key)
  *   key:NAME       for each key of the profile: made on the card, a request
  *                  signed by it, a certificate from the CA, recorded, loaded
  *   done           the card is active, the code gone
@@ -13,8 +16,10 @@
  * A collect that fails, or one killed at any point (the next collect finds
  * its job running with a dead owner), is undone before anything else: the
  * card with the recorded serial is erased by its admin key (a challenge
- * answered with the key diversified again), the certificates recorded for
- * it revoked, and the job starts over. So there is never a card the
+ * answered with the key diversified again; a PIV card cut short before it
+ * had one, by the PUK it was given), the certificates recorded for it
+ * revoked, and the job starts over. A PIV card pulled out after it was
+ * made must come back to be undone; the job waits for it. So there is never a card the
  * database does not know, nor a card row that speaks of a card that is not
  * there. TESSERA_TEST_KILL_AT=STEP makes the process kill itself with
  * SIGKILL just after STEP: how the tests prove it. */
@@ -42,6 +47,7 @@
 #include "tool.h"
 
 #define PIN_BUF (TESS_PIN_MAX_LEN + 2)
+#define PIV_FACTORY_PUK "12345678"
 
 struct collect {
     struct cms_ctx c;
@@ -54,6 +60,9 @@ struct collect {
     struct tool_key_source ks;
     char device[256];
     char pin[PIN_BUF];
+    char puk[16];              /* a PIV card's PUK before it is issued (the factory one) */
+    long slot_wanted;          /* --slot, or -1 */
+    bool piv;
     int certs;
     int64_t escrow_key_id;     /* when a key of the profile is escrowed */
     X509 *escrow_cert;
@@ -88,8 +97,15 @@ static int undo(struct collect *k, bool pending)
     int rc = EX_OK;
 
     snprintf(serial, sizeof(serial), "%s", k->card.serial);
-    if (serial[0] && k->card.type[0] == 't')
-        rc = cms_card_admin(&k->p, &k->ks, serial, CMS_ADMIN_ERASE, &erased);
+    if (serial[0])
+        rc = cms_card_admin(&k->p, &k->ks, serial, CMS_ADMIN_ERASE, k->piv ? k->puk : NULL, &erased);
+    /* A TPM card not found was never made. A PIV card may be out of its
+     * reader: once it was made (the step after "serial"), it must come back. */
+    if (rc == EX_OK && !erased && k->piv && serial[0] && strcmp(k->job.step, "serial")) {
+        fprintf(stderr, "tessera: PIV card %s, half issued by an earlier collect, is not in a reader: insert it to "
+                        "undo that collect (or an operator cancels the card)\n", serial);
+        rc = EX_NOTFOUND;
+    }
     k->certs = 0;
     if (rc == EX_OK)
         rc = cms_report(&k->c, cms_card_certs(k->c.db, k->card.id, revoke_one, k));
@@ -98,7 +114,7 @@ static int undo(struct collect *k, bool pending)
     snprintf(detail, sizeof(detail), "after step %s: %s, %d certificate(s) revoked", k->job.step,
              erased ? "card erased" : "no card to erase", k->certs);
     rc = cms_report(&k->c, cms_collect_undone(k->c.db, &k->job, &k->card, pending, detail));
-    if (rc == EX_OK && k->card.type[0] == 't')
+    if (rc == EX_OK)
         k->card.serial[0] = '\0';
     return rc;
 }
@@ -155,6 +171,76 @@ static void card_label(const char *name, char out[33])
     out[n] = '\0';
 }
 
+/* A PIV card the database does not know, administered by Tessera: one
+ * whose admin key is the profile master's for its serial was left half made
+ * by a collect cut short before it recorded the card (pulled out during its
+ * init); it is erased by that key. Any other is refused untouched: its PUK
+ * is nobody's, and a wrong one would cost a try. */
+static int orphan(struct collect *k, const CK_TESSERA_CARD_INFO *info, const char *serial)
+{
+    uint8_t key[32], kcv[3];
+    size_t klen = sizeof(key);
+    bool erased = false;
+    int rc = tool_key_source_key(&k->ks, serial, key, &klen);
+    bool ours = rc == EX_OK && tess_admin_kcv(k->ks.alg, key, klen, kcv) == CKR_OK &&
+                !memcmp(kcv, info->adminKeyCheck, 3);
+    tess_wipe(key, sizeof(key));
+    if (rc != EX_OK)
+        return rc;
+    if (!ours) {
+        fprintf(stderr, "tessera: the PIV card in the reader (%s) has an admin key that is not this profile's: "
+                        "erase it first ('tessera card erase' with its own authority)\n", serial);
+        return EX_STATE;
+    }
+    rc = cms_card_admin(&k->p, &k->ks, serial, CMS_ADMIN_ERASE, NULL, &erased);
+    if (rc == EX_OK && !erased)
+        rc = EX_NOTFOUND;
+    if (rc == EX_OK)
+        fprintf(stderr, "tessera: PIV card %s, left half made by a collect that was cut short, was erased\n", serial);
+    return rc;
+}
+
+/* The PIV card to issue: the one in the reader --slot names, or the only
+ * one in a reader. A card this database knows and has not erased is
+ * someone's: it is refused before it is touched. */
+static int pick_piv(struct collect *k, CK_SLOT_ID *slot)
+{
+    CK_SLOT_ID slots[128];
+    CK_ULONG n = TESS_ARRAY_SIZE(slots);
+    CK_TESSERA_CARD_INFO info, card;
+    struct cms_card known;
+    char serial[40] = "";
+    int found = 0, rc;
+
+    if (k->p.f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+        n = 0;
+    for (CK_ULONG i = 0; i < n; i++) {
+        if ((k->slot_wanted >= 0 && slots[i] != (CK_SLOT_ID)k->slot_wanted) ||
+            k->p.t->T_GetCardInfo(slots[i], &info) != CKR_OK || info.cardType != CKT_TESSERA_PIV)
+            continue;
+        *slot = slots[i];
+        card = info;
+        tool_card_serial(&card, serial, sizeof(serial));
+        found++;
+    }
+    if (!found) {
+        fprintf(stderr, "tessera: no PIV card %s: insert the card to issue\n",
+                k->slot_wanted >= 0 ? "in that slot" : "in a reader");
+        return EX_NOTFOUND;
+    }
+    if (found > 1)
+        return tool_usage_error("there are several PIV cards: name the one to issue with --slot N");
+    rc = cms_card_get(k->c.db, 0, serial, &known);
+    if (rc == CMS_NOTFOUND)
+        return card.challengeLen ? orphan(k, &card, serial) : EX_OK;
+    if (rc == CMS_OK && strcmp(known.state, "erased")) {
+        fprintf(stderr, "tessera: the card in the reader (%s) is card %" PRId64 " of %s, %s: it is erased before it "
+                        "is issued again\n", serial, known.id, known.holder, known.state);
+        return EX_STATE;
+    }
+    return cms_report(&k->c, rc);
+}
+
 static int create_card(struct collect *k, CK_SLOT_ID *slot)
 {
     CK_TESSERA_INIT init;
@@ -163,9 +249,11 @@ static int create_card(struct collect *k, CK_SLOT_ID *slot)
     size_t klen = sizeof(key);
     char label[33], so_pin[2 * sizeof(so_raw) + 1], serial[17], detail[256];
     CK_RV rv;
-    int rc;
+    int rc = k->piv ? pick_piv(k, slot) : tool_find_spare(&k->p, -1, slot);
 
-    /* The serial goes into the database before the card exists. */
+    if (rc != EX_OK)
+        return rc;
+    /* The serial goes into the database before the card is touched. */
     if (RAND_bytes(serial_raw, sizeof(serial_raw)) != 1)
         return EX_FAIL;
     tess_hex(serial, serial_raw, sizeof(serial_raw));
@@ -176,9 +264,7 @@ static int create_card(struct collect *k, CK_SLOT_ID *slot)
     snprintf(k->job.step, sizeof(k->job.step), "serial");
     cms_kill_point("serial");
 
-    rc = tool_find_spare(&k->p, -1, slot);
-    if (rc == EX_OK)
-        rc = tool_key_source_key(&k->ks, serial, key, &klen);
+    rc = tool_key_source_key(&k->ks, serial, key, &klen);
     /* The SO PIN: random and not kept. The admin key (diversified from the
      * profile's master) is the card's administrative authority. */
     if (rc == EX_OK && RAND_bytes(so_raw, sizeof(so_raw)) != 1)
@@ -198,14 +284,29 @@ static int create_card(struct collect *k, CK_SLOT_ID *slot)
         .pPinPolicy = &pol, .ulUserPinTries = (CK_ULONG)k->prof.pin_tries,
         .adminKeyType = k->ks.alg == TESS_KEY_3DES ? CKK_DES3 : CKK_AES, .pAdminKey = key, .ulAdminKeyLen = klen,
     };
+    if (k->piv) {
+        /* A PIV card has no label, its own PIN rule (the profile's is
+         * checked here), and its PUK as the authority: kept through the
+         * reset, then replaced by one nobody is told once the admin key is
+         * set (drivers/piv/piv_admin.c). */
+        init.pLabel = NULL;
+        init.ulLabelLen = 0;
+        init.pSoPin = (CK_UTF8CHAR_PTR)k->puk;
+        init.ulSoPinLen = strlen(k->puk);
+        init.pPinPolicy = NULL;
+    }
     rv = k->p.t->T_InitCardWithSerial(*slot, &init, (CK_UTF8CHAR_PTR)serial, 16);
     if (rv != CKR_OK) {
         rc = tool_report(rv, "the card was not made");
+        if (k->piv && (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED))
+            fprintf(stderr, "tessera: the PIV card's PUK is not %s: give its PUK with --puk-file\n",
+                    strcmp(k->puk, PIV_FACTORY_PUK) ? "the one given" : "the factory one");
         goto out;
     }
     cms_kill_point("created");
-    snprintf(detail, sizeof(detail), "TPM virtual card, PIN %s, %d tries, admin key %s", k->prof.pin_generated ?
-             "generated" : "chosen by the holder", k->prof.pin_tries, tess_key_alg_name(k->ks.alg));
+    snprintf(detail, sizeof(detail), "%s, PIN %s, %d tries, admin key %s", k->piv ? "PIV card" : "TPM virtual card",
+             k->prof.pin_generated ? "generated" : "chosen by the holder", k->prof.pin_tries,
+             tess_key_alg_name(k->ks.alg));
     rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, "created", NULL, "card.create", detail));
     if (rc == EX_OK)
         snprintf(k->job.step, sizeof(k->job.step), "created");
@@ -335,6 +436,13 @@ out:
     return rc;
 }
 
+/* The CKA_ID that names a PIV key slot (drivers/piv: 01 9A, 02 9C, 03 9D,
+ * 04 9E). */
+static uint8_t piv_key_id(uint8_t piv_slot)
+{
+    return piv_slot == 0x9a ? 1 : piv_slot == 0x9c ? 2 : piv_slot == 0x9d ? 3 : 4;
+}
+
 static int issue(struct collect *k)
 {
     CK_SLOT_ID slot;
@@ -358,7 +466,7 @@ static int issue(struct collect *k)
         goto out;
     }
     for (int i = 0; i < k->prof.nkeys && rc == EX_OK; i++) {
-        uint8_t id[1] = { (uint8_t)(i + 1) };
+        uint8_t id[1] = { k->piv ? piv_key_id(k->prof.keys[i].piv_slot) : (uint8_t)(i + 1) };
         struct cms_key_issue ki = { &k->c, &k->p, h, k->ca, &k->job, &k->card, &k->holder, k->pin,
                                     lifetime_days(k, &k->prof.keys[i]), "", k->escrow_key_id, k->escrow_cert,
                                     k->escrow_oaep };
@@ -368,7 +476,7 @@ static int issue(struct collect *k)
         rc = EX_FAIL;
     else if (rc == EX_OK)
         ca_cert = NULL;   /* the stack owns it */
-    if (rc == EX_OK)
+    if (rc == EX_OK && !k->piv)   /* a PIV card has no place for them */
         rc = tool_load_ca_certs(&k->p, h, &info, chain);
     if (rc != EX_OK)
         goto out;
@@ -388,7 +496,7 @@ out:
 
 /* What collect needs before it touches anything: the profile, holder, CA
  * and admin-key master it names, and a PIN to its policy. */
-static int prepare(struct collect *k, const char *pin_file)
+static int prepare(struct collect *k, const char *pin_file, const char *puk_file)
 {
     int rc = cms_report(&k->c, cms_profile_get(k->c.db, k->card.profile, k->card.profile_version, &k->prof));
     if (rc == EX_OK)
@@ -397,8 +505,9 @@ static int prepare(struct collect *k, const char *pin_file)
         rc = cms_report(&k->c, cms_ca_open(k->c.db, &k->ca));
     if (rc != EX_OK)
         return rc;
-    if (strcmp(k->card.type, "tpm")) {
-        fprintf(stderr, "tessera: collecting a PIV card is not done by this version yet; a TPM card is\n");
+    k->piv = !strcmp(k->card.type, "piv");
+    if (k->piv && !k->prof.keys[0].piv_slot) {
+        fprintf(stderr, "tessera: profile %s version %d names no PIV key slots\n", k->prof.name, k->prof.version);
         return EX_FAIL;
     }
     for (int i = 0; i < k->prof.nkeys && !k->escrow_cert; i++)
@@ -407,6 +516,10 @@ static int prepare(struct collect *k, const char *pin_file)
             return rc;
     if ((rc = cms_key_source(&k->prof, &k->ks)) != EX_OK)
         return rc;
+    if (k->piv && puk_file && tool_read_secret(puk_file, "the PIV card's PUK", k->puk, sizeof(k->puk)))
+        return EX_USAGE;
+    if (k->piv && !puk_file)
+        snprintf(k->puk, sizeof(k->puk), "%s", PIV_FACTORY_PUK);
     return choose_pin(k, pin_file);
 }
 
@@ -418,6 +531,10 @@ static int opt_collect(struct cms_ctx *c, int ch, const char *v, void *arg)
         args[0] = v;
     else if (ch == 'P')
         args[1] = v;
+    else if (ch == 'U')
+        args[2] = v;
+    else if (ch == 's')
+        args[3] = v;
     else
         return -1;
     return 0;
@@ -425,19 +542,29 @@ static int opt_collect(struct cms_ctx *c, int ch, const char *v, void *arg)
 
 int cmd_card_collect(int argc, char **argv)
 {
-    static const char usage[] = "usage: tessera card collect [--code CODE] [--pin-file F]";
+    static const char usage[] = "usage: tessera card collect [--code CODE] [--pin-file F] "
+                                "[--puk-file F] [--slot N]";
     static const struct option extra[] = { { "code", required_argument, 0, 'c' },
-                                           { "pin-file", required_argument, 0, 'P' } };
+                                           { "pin-file", required_argument, 0, 'P' },
+                                           { "puk-file", required_argument, 0, 'U' },
+                                           { "slot", required_argument, 0, 's' } };
     struct collect k;
-    const char *args[2] = { NULL, NULL };
+    const char *args[4] = { NULL, NULL, NULL, NULL };
+    char *end;
     char code[64] = "";
     int rc;
 
     memset(&k, 0, sizeof(k));
     k.ks = (struct tool_key_source)TOOL_KEY_SOURCE_INIT;
-    rc = cms_parse_opts(&k.c, argc, argv, extra, 2, opt_collect, args, usage);
+    k.slot_wanted = -1;
+    rc = cms_parse_opts(&k.c, argc, argv, extra, TESS_ARRAY_SIZE(extra), opt_collect, args, usage);
     if (rc == EX_OK && optind != argc)
         rc = tool_usage_error(usage);
+    if (rc == EX_OK && args[3]) {
+        k.slot_wanted = strtol(args[3], &end, 0);
+        if (*end || end == args[3] || k.slot_wanted < 0)
+            rc = tool_usage_error("--slot takes a slot number");
+    }
     if (rc != EX_OK)
         return rc;
     if (args[0])
@@ -450,7 +577,7 @@ int cmd_card_collect(int argc, char **argv)
     rc = cms_report(&k.c, cms_collect_claim(k.c.db, code, k.device, &k.job, &k.card));
     if (rc != EX_OK)
         goto done;
-    rc = prepare(&k, args[1]);
+    rc = prepare(&k, args[1], args[2]);
     if (rc == EX_OK) {
         setenv("TESSERA_SPARE_SLOT", "yes", 1);
         rc = tool_p11_open(&k.p);
@@ -497,6 +624,7 @@ done:
     cms_holder_clear(&k.holder);
     cms_ctx_close(&k.c);
     tess_wipe(k.pin, sizeof(k.pin));
+    tess_wipe(k.puk, sizeof(k.puk));
     tess_wipe(code, sizeof(code));
     return rc;
 }

@@ -295,6 +295,9 @@ static void test_profiles(void)
         { "[profile]\nname = x\ncard-types = tpm\ncolour = red\n", "line 4" },
         { "[profile]\nname = x\ncard-types = tpm, smartwatch\n", "card-types" },
         { "[profile]\nname = x\ncard-types = piv\n[key a]\ntype = p256\nusage = sign\n", "piv-slot" },
+        { "[profile]\nname = x\ncard-types = piv\n[key a]\ntype = p256\npiv-slot = 9a\nusage = sign\n", "6 to 8" },
+        { "[profile]\nname = x\ncard-types = tpm, piv\n[pin]\nmin-length = 6\nmax-length = 8\n"
+          "[key a]\ntype = rsa3072\npiv-slot = 9a\nusage = sign\n", "rsa2048, p256 or p384" },
         { "[profile]\nname = x\ncard-types = tpm\n[key a]\ntype = rsa2048\nusage = sign\nescrow = yes\n", "escrow" },
         { "[profile]\nname = x\ncard-types = tpm\n[key a]\ntype = p256\nusage = sign\ncertificate = email\n", "subject" },
         { "[profile]\nname = x\ncard-types = tpm\n", "at least one" },
