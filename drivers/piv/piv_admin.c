@@ -667,6 +667,36 @@ out:
     return piv_token_gone(tok, rv);
 }
 
+/* The PIN locked, as a card-management system's scheduled lock does: the
+ * response answers the challenge once (a new challenge and PUK are
+ * written, the key stays), then the PIN's tries are spent. Killed in
+ * between, the PIN is still open and the next lock answers the new
+ * challenge. An unblock by response opens it again. */
+CK_RV piv_admin_lock(struct tess_token *tok, const uint8_t *resp, size_t rlen)
+{
+    struct piv_token *t = tok->drv;
+    struct admin_secret *s = calloc(1, sizeof(*s));
+    CK_RV rv;
+
+    if (!s)
+        return CKR_HOST_MEMORY;
+    rv = piv_token_begin(t);
+    if (rv != CKR_OK)
+        goto out;
+    rv = answer(t, resp, rlen, s);
+    if (rv == CKR_OK)
+        rv = rotate(t, s, &s->keys[0], NULL, 0);
+    if (rv == CKR_OK)
+        rv = piv_block_pin(&t->ch);
+    piv_token_end(t);
+    if (rv == CKR_OK)
+        TESS_INFO("piv: card %s: PIN locked by a response; new challenge and PUK written", t->serial);
+out:
+    tess_wipe(s, sizeof(*s));
+    free(s);
+    return piv_token_gone(tok, rv);
+}
+
 /* A new admin key, authorised by a response (which releases the PUK and
  * the current key) or by the PUK (the current key is then the one
  * tessera.conf names). Either way the PUK becomes Tessera's. */

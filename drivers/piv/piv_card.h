@@ -60,8 +60,13 @@ CK_RV piv_admin_check(struct piv_token *t, const uint8_t *resp, size_t rlen);
 /* tessera.conf's 9B key for cards Tessera has not administered. */
 CK_RV piv_admin_configured(uint8_t *piv_alg, uint8_t key[32], size_t *len);
 
+CK_RV piv_admin_lock(struct tess_token *tok, const uint8_t *resp, size_t rlen);
+
 /* piv_reset.c: erase (YubiKey reset) and initialisation. */
 CK_RV piv_erase_card(struct tess_token *tok, const uint8_t *resp, size_t rlen);
+/* Inside piv_token_begin: the PIN blocked by tries spent on values nobody
+ * chose (it is not changed; an unblock sets a new one). */
+CK_RV piv_block_pin(struct channel *ch);
 CK_RV piv_init_card(struct tess_token *tok, const struct tess_card_init *p);
 
 /* piv_objects.c: the PKCS#11 objects of one slot of the card. */

@@ -913,6 +913,7 @@ const struct tess_driver tess_piv_driver = {
     .admin_info = piv_admin_info,
     .admin_challenge = piv_admin_challenge,
     .unblock_pin = piv_admin_unblock,
+    .lock_pin = piv_admin_lock,
     .set_admin_key = piv_admin_set_key,
     .init_card = piv_init_card,
     .erase_card = piv_erase_card,

@@ -87,6 +87,11 @@ static CK_RV puk_tries(struct piv_token *t, int *left)
     return rv;
 }
 
+CK_RV piv_block_pin(struct channel *ch)
+{
+    return block(ch, PIV_PIN);
+}
+
 static CK_RV reset(struct piv_token *t)
 {
     CK_RV rv = block(&t->ch, PIV_PIN);

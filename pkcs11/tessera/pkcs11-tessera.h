@@ -200,7 +200,8 @@ struct CK_TESSERA_FUNCTION_LIST {
      * system's scheduled lock does on the device. Authorised by pResponse,
      * the response to the pending challenge (a wrong one is counted as for
      * T_UnblockPIN). R/W session; a user logged in is logged out (every
-     * session of the token). CKR_FUNCTION_NOT_SUPPORTED on a PIV card. */
+     * session of the token). A PIV card's PIN is blocked by tries spent
+     * on values nobody chose, once the response is found right. */
     CK_RV (*T_LockPIN)(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pResponse, CK_ULONG ulResponseLen);
 };
 

@@ -745,6 +745,29 @@ int cms_card_certs(struct cms_db *db, int64_t card_id, cms_cert_cb cb, void *arg
     return rc;
 }
 
+int cms_cert_get(struct cms_db *db, int64_t cert_id, X509 **out)
+{
+    sqlite3_stmt *st = cms_prepare(db, "SELECT der FROM certificates WHERE id = ?");
+    const unsigned char *der;
+    int rc = CMS_NOTFOUND, step;
+    *out = NULL;
+    if (!st)
+        return CMS_ERR;
+    sqlite3_bind_int64(st, 1, cert_id);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        der = sqlite3_column_blob(st, 0);
+        *out = der ? d2i_X509(NULL, &der, sqlite3_column_bytes(st, 0)) : NULL;
+        rc = *out ? CMS_OK : cms_fail(db, CMS_ERR, "certificate %" PRId64 " in the database does not parse", cert_id);
+    } else if (step != SQLITE_DONE) {
+        rc = cms_sql_fail(db, "certificates");
+    } else {
+        rc = cms_fail(db, CMS_NOTFOUND, "no certificate %" PRId64, cert_id);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int cms_cert_set_state(struct cms_db *db, int64_t cert_id, const char *state)
 {
     return cms_exec_bind(db, "UPDATE certificates SET state = ?2 WHERE id = ?1", "certificates", cert_id, state, NULL);

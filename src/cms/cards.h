@@ -121,6 +121,8 @@ typedef int (*cms_cert_cb)(void *arg, int64_t id, const char *ca, const char *se
                            const char *state);
 int cms_card_certs(struct cms_db *db, int64_t card_id, cms_cert_cb cb, void *arg);
 int cms_cert_set_state(struct cms_db *db, int64_t cert_id, const char *state);
+/* A recorded certificate (X509_free). */
+int cms_cert_get(struct cms_db *db, int64_t cert_id, X509 **out);
 
 /* The card is made: active, the job done and its code gone. */
 int cms_collect_finish(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *detail);

@@ -173,11 +173,6 @@ int cms_lock_request(struct cms_db *db, const struct cms_actor *by, const struct
         return rc;
     if ((rc = cms_card_get(db, card_in->id, NULL, &card)) != CMS_OK)
         goto out;
-    if (strcmp(card.type, "tpm")) {
-        rc = cms_fail(db, CMS_STATE, "card %" PRId64 " is a PIV card: its PIN is not locked by this version; a TPM "
-                      "card's is", card.id);
-        goto out;
-    }
     if (strcmp(card.state, "active")) {
         rc = cms_fail(db, CMS_STATE, "card %" PRId64 " is %s: a lock applies to a card that is active", card.id,
                       card.state);

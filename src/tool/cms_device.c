@@ -40,6 +40,11 @@ void cms_device_name(char *out, size_t outlen)
         freeaddrinfo(ai);
 }
 
+uint8_t cms_piv_key_id(uint8_t piv_slot)
+{
+    return piv_slot == 0x9a ? 1 : piv_slot == 0x9c ? 2 : piv_slot == 0x9d ? 3 : 4;
+}
+
 int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks)
 {
     *ks = (struct tool_key_source)TOOL_KEY_SOURCE_INIT;

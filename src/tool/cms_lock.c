@@ -199,9 +199,8 @@ static int cmd_card_unlock(int argc, char **argv)
                                            card.serial[0] ? card.serial : NULL,
                                            card.device[0] ? card.device : NULL))) != EX_OK)
         goto out;
-    if (strcmp(card.type, "tpm") || !card.serial[0]) {
-        fprintf(stderr, "tessera: card %" PRId64 " is %s: an unlock is for a collected TPM card (a PIV card is "
-                        "unblocked with `tessera unblock`)\n", card.id, card.serial[0] ? "a PIV card" : "not collected");
+    if (!card.serial[0]) {
+        fprintf(stderr, "tessera: card %" PRId64 " is not collected: an unlock is for a collected card\n", card.id);
         rc = EX_STATE;
         goto out;
     }
@@ -288,6 +287,13 @@ static void agent_lock(struct agent *a, int64_t id)
         rc = cms_card_admin(&a->p, &ks, card.serial, CMS_ADMIN_LOCK, NULL, &done);
     if (rc != EX_OK) {
         fprintf(stderr, "tessera: agent: job %" PRId64 " stays to be done at the next run\n", job.id);
+        a->failed++;
+        return;
+    }
+    /* A PIV card out of its reader comes back: the lock waits for it. */
+    if (!done && !strcmp(card.type, "piv")) {
+        fprintf(stderr, "tessera: agent: PIV card %s is not in a reader: job %" PRId64 " stays to be done at the next "
+                        "run\n", card.serial, job.id);
         a->failed++;
         return;
     }

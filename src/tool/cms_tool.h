@@ -43,6 +43,9 @@ void cms_kill_point(const char *step);
 /* This machine's full name: the canonical name of its host name where the
  * resolver knows one, else the host name. */
 void cms_device_name(char *out, size_t outlen);
+/* The CKA_ID that names a profile's PIV key slot (drivers/piv: 01 9A,
+ * 02 9C, 03 9D, 04 9E). */
+uint8_t cms_piv_key_id(uint8_t piv_slot);
 /* The admin-key master the profile names, as a key source. */
 int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks);
 /* Erase the card with this serial, or lock its user PIN, when it is in
@@ -83,6 +86,8 @@ struct cms_key_issue {
     int64_t escrow_key_id;     /* for a profile key with escrow = yes: the */
     X509 *escrow_cert;         /* current escrow key (cms_escrow_key_current) */
     const EVP_MD *escrow_oaep;
+    bool same_key;             /* certify the key the card has under id (a PIV
+                                  slot's, renewed): none made, none escrowed */
 };
 int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id,
                   CK_ULONG idlen);

@@ -353,9 +353,21 @@ static int escrowed_key(const struct cms_key_issue *ki, const struct cms_key_spe
     return EX_OK;
 }
 
+/* The key pair the card has under id. */
+static int card_pair(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id,
+                     CK_ULONG idlen, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+    if (tool_find_objects(ki->p, ki->h, CKO_PUBLIC_KEY, id, idlen, pub, 1) == 1 &&
+        tool_find_objects(ki->p, ki->h, CKO_PRIVATE_KEY, id, idlen, priv, 1) == 1)
+        return EX_OK;
+    fprintf(stderr, "tessera: key %s is not on the card\n", spec->name);
+    return EX_NOTFOUND;
+}
+
 int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id, CK_ULONG idlen)
 {
-    CK_OBJECT_HANDLE pub, priv, added;
+    CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE, added;
+    bool escrow = spec->escrow && !ki->same_key;
     X509_NAME *subject = NULL;
     X509_REQ *csr = NULL;
     X509 *cert = NULL;
@@ -366,12 +378,14 @@ int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spe
     CK_RV rv;
     int rc;
 
-    if (spec->escrow)
-        goto off_card;
-    rv = tool_generate_pair(ki->p, ki->h, spec->type, id, idlen, spec->name, &pub, &priv);
-    if (rv != CKR_OK)
-        return tool_report(rv, "no key was made");
-off_card:
+    if (ki->same_key) {
+        if ((rc = card_pair(ki, spec, id, idlen, &pub, &priv)) != EX_OK)
+            return rc;
+    } else if (!escrow) {
+        rv = tool_generate_pair(ki->p, ki->h, spec->type, id, idlen, spec->name, &pub, &priv);
+        if (rv != CKR_OK)
+            return tool_report(rv, "no key was made");
+    }
     snprintf(step, sizeof(step), "%skey:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
     if (!spec->eku)
@@ -382,7 +396,7 @@ off_card:
         rc = EX_FAIL;
         goto out;
     }
-    if (spec->escrow)
+    if (escrow)
         rc = escrowed_key(ki, spec, subject, &escrowed, &csr, &archive, &archive_len);
     else
         rc = tool_make_csr(ki->p, ki->h, pub, priv, subject, ki->pin, &csr);
@@ -403,12 +417,12 @@ off_card:
     cms_kill_point(step);
     struct cms_escrow_archive esc = { ki->escrow_key_id, archive, archive_len };
     rc = cms_report(ki->c, cms_cert_record(ki->c->db, ki->card, spec->name, ki->ca->name, cert,
-                                           spec->escrow ? &esc : NULL));
+                                           escrow ? &esc : NULL));
     if (rc != EX_OK)
         goto out;
     snprintf(step, sizeof(step), "%srecorded:%s", ki->kill_prefix, spec->name);
     cms_kill_point(step);
-    if (spec->escrow) {
+    if (escrow) {
         CK_SESSION_INFO si;
         CK_TESSERA_CARD_INFO info;
         rv = ki->p->f->C_GetSessionInfo(ki->h, &si);
@@ -436,13 +450,6 @@ out:
     return rc;
 }
 
-/* The CKA_ID that names a PIV key slot (drivers/piv: 01 9A, 02 9C, 03 9D,
- * 04 9E). */
-static uint8_t piv_key_id(uint8_t piv_slot)
-{
-    return piv_slot == 0x9a ? 1 : piv_slot == 0x9c ? 2 : piv_slot == 0x9d ? 3 : 4;
-}
-
 static int issue(struct collect *k)
 {
     CK_SLOT_ID slot;
@@ -466,10 +473,10 @@ static int issue(struct collect *k)
         goto out;
     }
     for (int i = 0; i < k->prof.nkeys && rc == EX_OK; i++) {
-        uint8_t id[1] = { k->piv ? piv_key_id(k->prof.keys[i].piv_slot) : (uint8_t)(i + 1) };
+        uint8_t id[1] = { k->piv ? cms_piv_key_id(k->prof.keys[i].piv_slot) : (uint8_t)(i + 1) };
         struct cms_key_issue ki = { &k->c, &k->p, h, k->ca, &k->job, &k->card, &k->holder, k->pin,
                                     lifetime_days(k, &k->prof.keys[i]), "", k->escrow_key_id, k->escrow_cert,
-                                    k->escrow_oaep };
+                                    k->escrow_oaep, false };
         rc = cms_issue_key(&ki, &k->prof.keys[i], id, 1);
     }
     if (rc == EX_OK && (k->ca->ops->certificate(k->ca, &ca_cert) != CMS_OK || !chain || !sk_X509_push(chain, ca_cert)))

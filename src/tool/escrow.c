@@ -480,8 +480,9 @@ out:
     return rc;
 }
 
-/* The card recovered keys go into: the same holder's, active, a TPM card
- * in this machine, opened with its PIN before anything is recorded. */
+/* The card recovered keys go into: the same holder's, active, in this
+ * machine (a TPM card, or a PIV card in a reader), opened with its PIN
+ * before anything is recorded. */
 struct target {
     struct cms_card card;
     struct tool_card_session cs;
@@ -506,18 +507,58 @@ static int target_open(struct cms_ctx *c, const char *arg, const char *holder, c
                 t->card.state);
         return EX_STATE;
     }
-    if (strcmp(t->card.type, "tpm")) {
-        fprintf(stderr, "tessera: recovering into a PIV card is not done by this version yet; a TPM card is\n");
-        return EX_FAIL;
-    }
     ca.serial = t->card.serial;
     return tool_card_login(&t->cs, &ca, pin_file);
+}
+
+/* Does the card hold this certificate under id? */
+static bool holds_cert(struct target *t, uint8_t id, X509 *cert)
+{
+    CK_OBJECT_HANDLE o;
+    unsigned char der[8192];
+    const unsigned char *q = der;
+    CK_ATTRIBUTE value = { CKA_VALUE, der, sizeof(der) };
+    X509 *have;
+    bool same;
+    if (tool_find_objects(&t->cs.p, t->cs.h, CKO_CERTIFICATE, &id, 1, &o, 1) != 1 ||
+        t->cs.p.f->C_GetAttributeValue(t->cs.h, o, &value, 1) != CKR_OK)
+        return false;
+    have = d2i_X509(NULL, &q, (long)value.ulValueLen);
+    same = have && !X509_cmp(have, cert);
+    X509_free(have);
+    return same;
+}
+
+/* A PIV card keeps the keys its holder no longer uses in its retired key
+ * management slots (82 to 95, CKA_ID 05 to 18, SP 800-73's key history):
+ * a recovered key goes into the first without a certificate (*there: the
+ * key is in one already, a recovery run twice). */
+static int retired_slot(struct target *t, X509 *cert, uint8_t *id, bool *there)
+{
+    *there = false;
+    for (uint8_t i = 0x05; i <= 0x18; i++) {
+        CK_OBJECT_HANDLE o;
+        if (holds_cert(t, i, cert)) {
+            *id = i;
+            *there = true;
+            return EX_OK;
+        }
+        if (tool_find_objects(&t->cs.p, t->cs.h, CKO_CERTIFICATE, &i, 1, &o, 1) == 0) {
+            *id = i;
+            return EX_OK;
+        }
+    }
+    fprintf(stderr, "tessera: card %s has no free retired key slot (82 to 95) for another recovered key\n",
+            t->card.serial);
+    return EX_FAIL;
 }
 
 static int target_load(struct cms_ctx *c, struct target *t, const struct cms_escrowed *e, EVP_PKEY *key, X509 *cert)
 {
     char to[80], label[128];
     uint8_t id[5] = { 'E' };   /* E and the archive's number: one id per recovered key */
+    size_t idlen = sizeof(id);
+    bool there = false;
     int rc;
 
     if (strcmp(t->card.holder, e->holder)) {
@@ -533,21 +574,28 @@ static int target_load(struct cms_ctx *c, struct target *t, const struct cms_esc
     }
     for (int i = 0; i < 4; i++)
         id[1 + i] = (uint8_t)((uint64_t)e->id >> (24 - 8 * i));
+    if (t->cs.info.cardType == CKT_TESSERA_PIV) {
+        idlen = 1;
+        if ((rc = retired_slot(t, cert, id, &there)) != EX_OK)
+            return rc;
+    }
     snprintf(label, sizeof(label), "%s (recovered)", e->key_name);
     snprintf(to, sizeof(to), "card %s", t->card.serial);
     if ((rc = cms_report(c, cms_escrow_recovered(c->db, &c->actor, e, to, "ok"))) != EX_OK)
         return rc;
-    rc = tool_import_key(&t->cs.p, t->cs.h, &t->cs.info, key, cert, NULL, id, sizeof(id), label, false);
+    rc = there ? EX_OK : tool_import_key(&t->cs.p, t->cs.h, &t->cs.info, key, cert, NULL, id, idlen, label, false);
     if (rc != EX_OK) {
         cms_escrow_recovered(c->db, &c->actor, e, to, "failed: the card did not take the key");
         return rc;
     }
+    char hex[2 * sizeof(id) + 1];
+    tess_hex(hex, id, idlen);
     if (tool_json)
-        printf("%s{\"archive\":%" PRId64 ",\"card\":\"%s\",\"id\":\"%02x%02x%02x%02x%02x\"}", t->loaded ? "," : "",
-               e->id, t->card.serial, id[0], id[1], id[2], id[3], id[4]);
+        printf("%s{\"archive\":%" PRId64 ",\"card\":\"%s\",\"id\":\"%s\"}", t->loaded ? "," : "", e->id,
+               t->card.serial, hex);
     else
-        printf("key %s of %s (certificate %s) recovered to card %s (id %02x%02x%02x%02x%02x)\n", e->key_name,
-               e->holder, e->cert_serial, t->card.serial, id[0], id[1], id[2], id[3], id[4]);
+        printf("key %s of %s (certificate %s) recovered to card %s (id %s%s)\n", e->key_name, e->holder,
+               e->cert_serial, t->card.serial, hex, idlen == 1 ? ", a retired key slot" : "");
     t->loaded++;
     return EX_OK;
 }

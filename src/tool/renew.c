@@ -6,6 +6,12 @@
  * then, past the step "switched", the old keys and certificates leave the
  * card and the old certificates are revoked as superseded.
  *
+ * A PIV card has one key per slot, and a new key would destroy the old one
+ * before its certificate exists: its certificates are renewed for the keys
+ * it has (the request signed by each slot's key), each stored in place of
+ * the old one. Undone, the old certificates go back into their slots. A
+ * new key for a PIV card is a reprovisioning.
+ *
  * Killed before "switched": the next run removes what it made and revokes
  * the certificates it got, then starts again. Killed after: the next run
  * finishes. TESSERA_TEST_KILL_AT=renew:key:NAME|renew:enrolled:NAME|
@@ -44,6 +50,7 @@ struct renew {
     int64_t escrow_key_id;     /* when a key of the profile is escrowed */
     X509 *escrow_cert;
     const EVP_MD *escrow_oaep;
+    bool piv;                  /* renewed in place: the same keys, new certificates */
 };
 
 /* The new key's CKA_ID: its place in the profile, 'R', the job. */
@@ -136,11 +143,52 @@ static int revoke_certs(struct renew *r, bool new_ones, int reason, const char *
     return cms_report(&r->c, cms_card_certs(r->c.db, r->card.id, revoke_cert, &cp));
 }
 
+struct old_certs {
+    struct renew *r;
+    int64_t id[CMS_PROFILE_MAX_KEYS];   /* each renewed key's latest certificate before the renewal */
+};
+
+static int find_old(void *arg, int64_t id, const char *ca_name, const char *serial, const char *key_name,
+                    const char *state)
+{
+    struct old_certs *o = arg;
+    (void)ca_name;
+    (void)serial;
+    /* active, or on hold if the card was suspended meanwhile */
+    if (id > o->r->certs_before || (strcmp(state, "active") && strcmp(state, "suspended")))
+        return CMS_OK;
+    for (int i = 0; i < o->r->prof.nkeys; i++)
+        if (renewed_key(&o->r->prof.keys[i]) && !strcmp(key_name, o->r->prof.keys[i].name))
+            o->id[i] = id;
+    return CMS_OK;
+}
+
+/* A PIV card's slots get their old certificates back. */
+static int restore_old(struct renew *r)
+{
+    struct old_certs o = { .r = r };
+    int rc = cms_report(&r->c, cms_card_certs(r->c.db, r->card.id, find_old, &o));
+    for (int i = 0; i < r->prof.nkeys && rc == EX_OK; i++) {
+        uint8_t id[1] = { cms_piv_key_id(r->prof.keys[i].piv_slot) };
+        CK_OBJECT_HANDLE added;
+        X509 *cert = NULL;
+        CK_RV rv;
+        if (!o.id[i])
+            continue;
+        rc = cms_report(&r->c, cms_cert_get(r->c.db, o.id[i], &cert));
+        if (rc == EX_OK && (rv = tool_store_cert(&r->cs.p, r->cs.h, cert, id, 1, r->prof.keys[i].name, 1, &added)) !=
+                               CKR_OK)
+            rc = tool_report(rv, "the old certificate was not put back");
+        X509_free(cert);
+    }
+    return rc;
+}
+
 /* Undo a renewal that did not reach "switched". */
 static int roll_back(struct renew *r, const char *to, const char *why)
 {
     char detail[300];
-    int rc = remove_objects(r, true);
+    int rc = r->piv ? restore_old(r) : remove_objects(r, true);
     if (rc == EX_OK)
         rc = revoke_certs(r, true, CMS_REVOKE_CESSATION, "revoked");
     if (rc != EX_OK)
@@ -159,7 +207,7 @@ static int roll_back(struct renew *r, const char *to, const char *why)
 static int switch_over(struct renew *r)
 {
     char detail[300];
-    int rc = remove_objects(r, false);
+    int rc = r->piv ? EX_OK : remove_objects(r, false);   /* a PIV card's were replaced in place */
     if (rc == EX_OK) {
         cms_kill_point("renew:removed");
         rc = revoke_certs(r, false, CMS_REVOKE_SUPERSEDED, "superseded");
@@ -185,13 +233,19 @@ static int renew_keys(struct renew *r)
     int rc = EX_OK;
     for (int i = 0; i < r->prof.nkeys && rc == EX_OK; i++) {
         uint8_t id[NEW_ID_LEN];
+        CK_ULONG idlen = NEW_ID_LEN;
         if (!renewed_key(&r->prof.keys[i]))
             continue;
-        new_id(r, i, id);
+        if (r->piv) {
+            id[0] = cms_piv_key_id(r->prof.keys[i].piv_slot);
+            idlen = 1;
+        } else {
+            new_id(r, i, id);
+        }
         struct cms_key_issue ki = { &r->c, &r->cs.p, r->cs.h, r->ca, &r->job, &r->card, &r->holder, r->cs.pin,
                                     r->prof.keys[i].lifetime_days, "renew:", r->escrow_key_id, r->escrow_cert,
-                                    r->escrow_oaep };
-        if ((rc = cms_issue_key(&ki, &r->prof.keys[i], id, NEW_ID_LEN)) == EX_OK)
+                                    r->escrow_oaep, r->piv };
+        if ((rc = cms_issue_key(&ki, &r->prof.keys[i], id, idlen)) == EX_OK)
             r->certified++;
     }
     if (rc == EX_OK)
@@ -248,10 +302,7 @@ static int prepare(struct renew *r, const char *pin_file)
 {
     struct tool_card_args ca = TOOL_CARD_ARGS_INIT;
     int rc;
-    if (strcmp(r->card.type, "tpm")) {
-        fprintf(stderr, "tessera: renewing a PIV card is not done by this version yet; a TPM card is\n");
-        return EX_FAIL;
-    }
+    r->piv = !strcmp(r->card.type, "piv");
     if (!r->card.serial[0]) {
         fprintf(stderr, "tessera: card %" PRId64 " was never collected\n", r->card.id);
         return EX_STATE;
@@ -261,8 +312,9 @@ static int prepare(struct renew *r, const char *pin_file)
         (rc = cms_report(&r->c, cms_holder_get(r->c.db, r->card.holder, &r->holder))) != EX_OK ||
         (rc = cms_report(&r->c, cms_ca_open(r->c.db, &r->ca))) != EX_OK)
         return rc;
-    /* A renewed escrowed key is escrowed too, to today's escrow key. */
-    for (int i = 0; i < r->prof.nkeys && !r->escrow_cert; i++)
+    /* A renewed escrowed key is escrowed too, to today's escrow key (a
+     * PIV card's keeps its key, escrowed when it was made). */
+    for (int i = 0; i < r->prof.nkeys && !r->escrow_cert && !r->piv; i++)
         if (r->prof.keys[i].escrow &&
             (rc = cms_report(&r->c, cms_escrow_key_current(r->c.db, &r->escrow_key_id, &r->escrow_cert, &r->escrow_oaep))) != EX_OK)
             return rc;

@@ -2,11 +2,17 @@
 # pcscd): the holder's blank card in a reader is reset by its PUK and given
 # the serial collect recorded first (a new CHUID), a PIN to the profile, the
 # diversified 9B key (its PUK then a secret nobody is told), a key in each
-# PIV slot the profile names, made on the card, certified by the embedded
-# CA and stored next to it. Someone's card is refused untouched; a collect
+# PIV slot the profile names, made on the card (the 9D key off the card and
+# escrowed), certified by the embedded CA and stored next to it. Someone's card is refused untouched; a collect
 # killed after each step, or a card pulled out during the init, is undone
 # by the next (the card must be put back), never leaving a card the
 # database does not know; the card erased on the device by its admin key.
+# Renewal on the device: new certificates for the keys in the slots, in
+# place of the old; killed at each step, taken up by the next run; rolled
+# back for good (the card suspended meanwhile), the old ones put back. A
+# PIN locked by the agent, unlocked by the helpdesk for 8 hours, locked
+# again. A lost card replaced by a card in a second reader, its escrowed key
+# recovered into the replacement's first retired slot (82).
 . "$TESSERA_SRCDIR/tests/lib/common.sh"
 . "$TESSERA_SRCDIR/tests/lib/cards.sh"
 . "$TESSERA_SRCDIR/tests/lib/cms.sh"
@@ -54,11 +60,15 @@ usage = decrypt
 certificate = email
 subject = /CN=\${name}/emailAddress=\${email}
 lifetime-days = 730
+escrow = yes
 EOF
 sed 's/^max-length = 8/max-length = 12/' "$WORK/piv.ini" > "$WORK/long.ini"
 t_ok "a PIV profile with a PIN of up to 12: exit 2" exit_is 2 T profile import "$WORK/long.ini"
 t_ok "  says why" grep -q "6 to 8" "$WORK/last.out"
 t_ok "a profile for PIV cards" T profile import "$WORK/piv.ini"
+( umask 077; echo 'escrow passphrase' > "$WORK/escrow.pass" )
+t_ok "an escrow key for the 9D keys" T escrow create kra --key-out "$WORK/kra.pem" --pass-file "$WORK/escrow.pass"
+t_ok "kim, key-recovery officer" T operator add kim --roles key-recovery
 
 card_up || { echo "Bail out! no virtual PIV card"; exit 1; }
 factory_serial=$(card_serial)
@@ -226,5 +236,144 @@ t_ok "collect was pulled at steps of its init and keys ($pulled_n)" test "$pulle
 t_is "  and each time the next collect issued the card" "$pulled_ok" "$pulled_n"
 t_ok "  some pulled when the card had its serial but was not recorded: erased as half made ($orphans)" \
     test "$orphans" -ge 1
+
+# ---- renewal on the device: the same keys, new certificates in place
+erase_active() {   # the card in the reader erased, if the database has it active
+    local id
+    id=$(sql "SELECT id FROM cards WHERE serial = '$(card_serial)' AND state = 'active'")
+    [ -z "$id" ] || T card erase "$id"
+}
+t_ok "the card in the reader erased" erase_active
+t_ok "a card requested for jdoe" request jdoe --profile piv
+t_ok "  collected" T --json card collect --code "$(code)" --pin-file "$WORK/pin"
+P=$(cat "$WORK/card-id"); SP=$(field card < "$WORK/last.out")
+age() { sql "UPDATE certificates SET not_after = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+5 days')
+             WHERE card_id = $P AND state = 'active'"; }
+open_job() { sql "SELECT id FROM jobs WHERE kind = 'renew' AND card_id = $P AND state IN ('pending','running')"; }
+due() { age && $TOOL scan > /dev/null && [ "$(open_job)" != "" ]; }
+# Each slot holds the certificate the database calls active for its key,
+# and the slot's key is that certificate's (9A and 9C sign, 9D decrypts).
+whole() {
+    local s slot name on_card in_db n
+    for s in 9a:auth 9c:sig 9d:enc; do
+        slot=${s%%:*}; name=${s#*:}
+        read_cert "$slot" || { echo "no certificate in $slot"; return 1; }
+        on_card=$(openssl x509 -in "$WORK/$slot.pem" -noout -serial | cut -d= -f2)
+        in_db=$(sql "SELECT serial FROM certificates WHERE card_id = $P AND key_name = '$name' AND state = 'active'")
+        [ "$on_card" = "$in_db" ] || { echo "$slot: card has $on_card, database says $in_db"; return 1; }
+    done
+    n=$(pp -O 2>/dev/null | grep -c "Certificate Object")
+    [ "$n" = 3 ] || { echo "the module shows $n certificates"; return 1; }
+    sign_9a >/dev/null 2>&1 || { echo "9A does not sign for its certificate"; return 1; }
+    decrypt_9d >/dev/null 2>&1 || { echo "9D does not decrypt for its certificate"; return 1; }
+}
+t_ok "the card is whole" whole
+cp "$WORK/9a.pem" "$WORK/9a-old.pem"
+t_ok "its certificates near their end: the scan opens a renewal" due
+t_ok "the holder renews with the PIN" T --json card renew "$P" --pin-file "$WORK/pin"
+t_ok "  three renewed, nothing removed, three superseded" \
+    grep -q '"renewed":3,"removed":0,"superseded":3,"resumed":false' "$WORK/last.out"
+t_ok "  whole: new certificates in the slots" whole
+t_ok "  not the old one" sh -c "! cmp -s '$WORK/9a.pem' '$WORK/9a-old.pem'"
+t_ok "  for the same key" sh -c "[ \"\$(openssl x509 -in '$WORK/9a.pem' -noout -pubkey)\" = \"\$(openssl x509 -in '$WORK/9a-old.pem' -noout -pubkey)\" ]"
+t_is "  the old ones superseded" "$(sql "SELECT count(*) FROM certificates WHERE card_id = $P AND state = 'superseded'")" 3
+
+for step in renew:key:auth renew:enrolled:auth renew:recorded:auth renew:loaded:auth renew:key:sig \
+            renew:loaded:enc renew:switched renew:removed renew:revoked; do
+    t_ok "a renewal due" due
+    t_ok "renew killed after $step (exit 137)" \
+        exit_is 137 env TESSERA_TEST_KILL_AT="$step" $TOOL card renew "$P" --pin-file "$WORK/pin"
+    t_ok "  the next run takes it up" T --json card renew "$P" --pin-file "$WORK/pin"
+    t_ok "  the card is whole" whole
+    t_is "  three certificates active" "$(sql "SELECT count(*) FROM certificates WHERE card_id = $P AND state = 'active'")" 3
+done
+t_is "the renewals rolled back: before switched (6)" \
+    "$(sql "SELECT count(*) FROM audit WHERE action = 'card.renew' AND result = 'rolled back'")" 6
+
+# Rolled back for good: the old certificates go back into the slots.
+t_ok "a renewal due" due
+read_cert 9a && cp "$WORK/9a.pem" "$WORK/9a-old.pem"
+t_ok "renew killed after the new 9A certificate is in its slot" \
+    exit_is 137 env TESSERA_TEST_KILL_AT=renew:loaded:auth $TOOL card renew "$P" --pin-file "$WORK/pin"
+read_cert 9a && cp "$WORK/9a.pem" "$WORK/9a-new.pem"
+t_ok "  (another certificate than before)" sh -c "! cmp -s '$WORK/9a-new.pem' '$WORK/9a-old.pem'"
+t_ok "the card suspended meanwhile" T card suspend "$P" --note "on leave"
+t_ok "renew rolls back and stops (exit 9)" exit_is 9 T card renew "$P" --pin-file "$WORK/pin"
+read_cert 9a
+t_ok "  slot 9A has its old certificate back" cmp "$WORK/9a.pem" "$WORK/9a-old.pem"
+t_is "  the new one revoked" "$(sql "SELECT state FROM certificates WHERE card_id = $P ORDER BY id DESC LIMIT 1")" revoked
+t_ok "the card enabled" T card enable "$P"
+t_ok "  whole again, its old certificates active" whole
+
+# ---- the PIN locked by the agent, unlocked by the helpdesk for some hours
+t_ok "olga, helpdesk" T operator add olga --roles helpdesk
+printf '13572468\n' > "$WORK/pin2"
+pin_locked() { pp -l -p "$1" -I 2>&1 | grep -q CKR_PIN_LOCKED; }
+agent() {   # agent LOCKED SKIPPED FAILED: one run, and what it says it did
+    T --json agent > "$WORK/agent.out"
+    local rc=$?
+    grep -q "\"locked\":$1,\"skipped\":$2,\"failed\":$3}" "$WORK/agent.out" ||
+        { echo "exit $rc: $(cat "$WORK/agent.out")"; return 1; }
+}
+t_ok "a lock of jdoe's PIV card, at the next run" T card lock "$P" --note "on leave"
+t_ok "the card out of its reader" card_stop
+t_ok "  the agent cannot lock it: the job waits" agent 0 0 1
+t_is "  the card still active" "$(sql "SELECT state FROM cards WHERE id = $P")" active
+t_ok "the card back" card_start vpiv "$VPCD_PORT0"
+t_ok "the agent locks it" agent 1 0 0
+t_is "  the card is locked" "$(sql "SELECT state FROM cards WHERE id = $P")" locked
+t_ok "  the right PIN: CKR_PIN_LOCKED" pin_locked 24681357
+chal=$($TOOL --json unblock challenge --slot 256 | field challenge)
+t_ok "olga unlocks it for 8 hours" T --json card unlock "$P" --challenge "$chal" --hours 8 --note "left at home" --as olga
+resp=$(field response < "$WORK/last.out"); RL=$(num relock_job < "$WORK/last.out")
+t_ok "  the holder types the response and a new PIN" \
+    T unblock complete --slot 256 --response "$resp" --pin-file "$WORK/pin2"
+t_ok "  which logs in" pp -l -p 13572468 -I
+sql "UPDATE jobs SET due = '2000-01-01T00:00:00Z' WHERE id = $RL"
+t_ok "eight hours later the agent locks it again" agent 1 0 0
+t_ok "  the new PIN: CKR_PIN_LOCKED" pin_locked 13572468
+chal=$($TOOL --json unblock challenge --slot 256 | field challenge)
+t_ok "unlocked for good" T --json card unlock "$P" --challenge "$chal" --note "back" --as olga
+resp=$(field response < "$WORK/last.out")
+t_ok "  the response and the first PIN again" T unblock complete --slot 256 --response "$resp" --pin-file "$WORK/pin"
+t_ok "  the card is whole" whole
+
+# ---- lost: a replacement in a second reader, the old key recovered into it
+Y2() { client yubico-piv-tool -r "Virtual PCD 00 01" "$@"; }
+read_cert 9d && cp "$WORK/9d.pem" "$WORK/lost-9d.pem"
+t_ok "jdoe's card lost: replaced" T --json card replace "$P" --reason lost
+field code < "$WORK/last.out" > "$WORK/code"
+B=$(num replacement < "$WORK/last.out")
+card2_up() {   # vpiv2 in the second reader; its slot in slot2
+    local i
+    "$VPIV" --port "$VPCD_PORT1" --state "$WORK/vpiv2-state" --pid-file "$WORK/vpiv2.card.pid" >> "$WORK/vpiv2.log" 2>&1 &
+    for i in $(seq 100); do client opensc-tool -l 2>/dev/null | grep -q "^1 *Yes" && break; sleep 0.05; done
+    slot2=$(p11tool -L 2>/dev/null | sed -n 's/^Slot [0-9]* (\(0x[0-9a-f]*\)): Virtual PCD 00 01.*/\1/p')
+    [ -n "$slot2" ] && slot2=$((slot2))
+}
+t_ok "a second blank card, in the second reader" card2_up
+t_ok "  two PIV cards: collect asks which (exit 2)" exit_is 2 T card collect --code "$(code)" --pin-file "$WORK/pin"
+t_ok "  collected there (--slot $slot2)" T --json card collect --code "$(code)" --pin-file "$WORK/pin" --slot "$slot2"
+SB=$(field card < "$WORK/last.out")
+t_ok "  its serial" test -n "$SB"
+t_is "  the second card is the replacement" "$($TOOL --json card info --slot "$slot2" | field serial)" "$SB"
+t_ok "the lost card's key recovered into the replacement" T key recover --as kim --card "$P" --to-card "$SB" \
+    --pin-file "$WORK/pin" --escrow-key "$WORK/kra.pem" --escrow-pass-file "$WORK/escrow.pass"
+t_ok "  into the first retired slot (82: id 05)" grep -q "(id 05, a retired key slot)" "$WORK/last.out"
+recovered_decrypts() {
+    echo "for the lost card" > "$WORK/plain2"
+    openssl x509 -in "$WORK/lost-9d.pem" -pubkey -noout > "$WORK/lost.pub" &&
+        openssl pkeyutl -encrypt -pubin -inkey "$WORK/lost.pub" -in "$WORK/plain2" -out "$WORK/enc2" &&
+        p11tool --slot "$slot2" -l -p 24681357 --decrypt --id 05 -m RSA-PKCS -i "$WORK/enc2" -o "$WORK/dec2" &&
+        cmp "$WORK/plain2" "$WORK/dec2"
+}
+t_ok "  it decrypts what was encrypted to the lost card's certificate" recovered_decrypts
+Y2 -a read-certificate -s 82 > "$WORK/82.pem" 2>/dev/null
+same_pub() { [ "$(openssl x509 -in "$1" -noout -pubkey)" = "$(openssl x509 -in "$2" -noout -pubkey)" ]; }
+t_ok "  slot 82 holds a certificate for that key (yubico-piv-tool)" same_pub "$WORK/82.pem" "$WORK/lost-9d.pem"
+t_ok "  done again: completes, no second copy" T key recover --as kim --card "$P" --to-card "$SB" \
+    --pin-file "$WORK/pin" --escrow-key "$WORK/kra.pem" --escrow-pass-file "$WORK/escrow.pass"
+t_ok "  still in 82" grep -q "(id 05, a retired key slot)" "$WORK/last.out"
+t_fail "  nothing in 83" Y2 -a read-certificate -s 83
 t_ok "the audit trail is whole" T audit verify
 t_done
