@@ -639,40 +639,12 @@ static CK_RV answer(struct piv_token *t, const uint8_t *resp, size_t rlen, struc
     return rv;
 }
 
-CK_RV piv_admin_unblock(struct tess_token *tok, const uint8_t *resp, size_t rlen, const CK_UTF8CHAR *pin,
-                        CK_ULONG pin_len)
-{
-    struct piv_token *t = tok->drv;
-    struct admin_secret *s;
-    CK_RV rv;
-
-    /* The new PIN is judged before the response is spent. */
-    if (pin_len < 6 || pin_len > 8)
-        return CKR_PIN_LEN_RANGE;
-    s = calloc(1, sizeof(*s));
-    if (!s)
-        return CKR_HOST_MEMORY;
-    rv = piv_token_begin(t);
-    if (rv != CKR_OK)
-        goto out;
-    rv = answer(t, resp, rlen, s);
-    if (rv == CKR_OK)
-        rv = rotate(t, s, &s->keys[0], pin, pin_len);
-    piv_token_end(t);
-    if (rv == CKR_OK)
-        TESS_INFO("piv: card %s: PIN unblocked by a response; new challenge and PUK written", t->serial);
-out:
-    tess_wipe(s, sizeof(*s));
-    free(s);
-    return piv_token_gone(tok, rv);
-}
-
-/* The PIN locked, as a card-management system's scheduled lock does: the
- * response answers the challenge once (a new challenge and PUK are
- * written, the key stays), then the PIN's tries are spent. Killed in
- * between, the PIN is still open and the next lock answers the new
- * challenge. An unblock by response opens it again. */
-CK_RV piv_admin_lock(struct tess_token *tok, const uint8_t *resp, size_t rlen)
+/* The challenge answered once: a new challenge and PUK written (the key
+ * stays); with pin, the PIN reset to it (an unblock); with lock, then the
+ * PIN's tries spent (a scheduled lock: killed in between, the PIN is still
+ * open and the next lock answers the new challenge). */
+static CK_RV answer_once(struct tess_token *tok, const uint8_t *resp, size_t rlen, const CK_UTF8CHAR *pin,
+                         CK_ULONG pin_len, bool lock)
 {
     struct piv_token *t = tok->drv;
     struct admin_secret *s = calloc(1, sizeof(*s));
@@ -685,16 +657,37 @@ CK_RV piv_admin_lock(struct tess_token *tok, const uint8_t *resp, size_t rlen)
         goto out;
     rv = answer(t, resp, rlen, s);
     if (rv == CKR_OK)
-        rv = rotate(t, s, &s->keys[0], NULL, 0);
-    if (rv == CKR_OK)
+        rv = rotate(t, s, &s->keys[0], pin, pin_len);
+    /* A blocked PUK cannot be replaced (and nothing unblocks this card any
+     * more): a lock still blocks the PIN. */
+    if (lock && (rv == CKR_PIN_LOCKED || rv == CKR_TESSERA_UNBLOCK_LOCKED))
+        rv = CKR_OK;
+    if (rv == CKR_OK && lock)
         rv = piv_block_pin(&t->ch);
     piv_token_end(t);
     if (rv == CKR_OK)
-        TESS_INFO("piv: card %s: PIN locked by a response; new challenge and PUK written", t->serial);
+        TESS_INFO("piv: card %s: PIN %s by a response; new challenge and PUK written", t->serial,
+                  lock ? "locked" : "unblocked");
 out:
     tess_wipe(s, sizeof(*s));
     free(s);
     return piv_token_gone(tok, rv);
+}
+
+CK_RV piv_admin_unblock(struct tess_token *tok, const uint8_t *resp, size_t rlen, const CK_UTF8CHAR *pin,
+                        CK_ULONG pin_len)
+{
+    /* The new PIN is judged before the response is spent. */
+    if (pin_len < 6 || pin_len > 8)
+        return CKR_PIN_LEN_RANGE;
+    return answer_once(tok, resp, rlen, pin, pin_len, false);
+}
+
+/* The PIN locked, as a card-management system's scheduled lock does; an
+ * unblock by response opens it again. */
+CK_RV piv_admin_lock(struct tess_token *tok, const uint8_t *resp, size_t rlen)
+{
+    return answer_once(tok, resp, rlen, NULL, 0, true);
 }
 
 /* A new admin key, authorised by a response (which releases the PUK and

@@ -744,6 +744,22 @@ out:
     return gone(tok, rv);
 }
 
+/* A certificate in retired slot n (1..20): the key history object (5FC10C,
+ * SP 800-73) counts on-card retired certificates up to it, or middleware,
+ * Tessera included, does not look at that slot. A YubiKey keeps the object
+ * only as written; it is raised here, never lowered. */
+static CK_RV note_retired(struct piv_token *t, size_t n)
+{
+    struct buf hist = { 0 };
+    CK_RV rv = piv_get_data(&t->ch, 0x5fc10c, &hist);
+    size_t have = rv == CKR_OK ? piv_parse_retired_count(hist.p, hist.len) : 0;
+    uint8_t v[] = { 0xc1, 0x01, (uint8_t)n, 0xc2, 0x01, 0x00, 0xfe, 0x00 };
+    buf_free(&hist);
+    if (rv != CKR_OK && rv != CKR_OBJECT_HANDLE_INVALID)
+        return rv;
+    return have >= n ? CKR_OK : piv_put_data(&t->ch, 0x5fc10c, v, sizeof(v));
+}
+
 static CK_RV drv_store_object(struct tess_token *tok, struct tess_object *obj)
 {
     struct piv_token *t = tok->drv;
@@ -769,6 +785,8 @@ static CK_RV drv_store_object(struct tess_token *tok, struct tess_object *obj)
     rv = admin_begin(t);
     if (rv == CKR_OK) {
         rv = piv_put_data(&t->ch, slot->cert_tag, data.p, data.len);
+        if (rv == CKR_OK && slot->id >= 5)
+            rv = note_retired(t, slot->id - 4);
         channel_end(&t->ch);
     }
     buf_free(&data);

@@ -29,7 +29,7 @@ static const struct cms_change changes[] = {
       CMS_REVOKE_SUPERSEDED, "revoked", false, CMS_REPLACE_CARD },
     { "forgotten", "card.replace", "active locked", "suspended", "active", CMS_REVOKE_HOLD, "suspended", false,
       CMS_REPLACE_TEMPORARY },
-    { "erase", "card.erase", "issued active suspended locked revoked", "erased", "active suspended",
+    { "erase", "card.erase", "issued active suspended locked revoked cancelled", "erased", "active suspended",
       CMS_REVOKE_CESSATION, "revoked", true, CMS_REPLACE_NONE },
     { "reprovision", "card.reprovision", "active locked", "erased", "active suspended", CMS_REVOKE_SUPERSEDED,
       "revoked", true, CMS_REPLACE_REISSUE },
@@ -86,8 +86,10 @@ static void job_fill(struct cms_job *job, int64_t id, const char *kind, const ch
 
 /* Why the card cannot change now, when a job of it is running. A PIN lock
  * or a renewal under way does not hold a change up (a stolen laptop's agent
- * may never run again); what runs them finds the card changed. */
-static int running_job(struct cms_db *db, const struct cms_card *card)
+ * may never run again); what runs them finds the card changed. A collect
+ * that no process runs any more (a PIV card pulled out half made, that
+ * never came back) may be cancelled. */
+static int running_job(struct cms_db *db, const struct cms_card *card, const char *change)
 {
     sqlite3_stmt *st = cms_prepare(db, "SELECT id, kind, owner FROM jobs WHERE card_id = ? AND state = 'running'"
                                        " AND kind NOT IN ('lock', 'renew')");
@@ -98,10 +100,14 @@ static int running_job(struct cms_db *db, const struct cms_card *card)
     if (sqlite3_step(st) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         const char *kind = (const char *)sqlite3_column_text(st, 1);
-        if (!strcmp(kind, "issue"))
+        bool alive = cms_owner_alive((const char *)sqlite3_column_text(st, 2));
+        if (!strcmp(kind, "issue") && !alive && !strcmp(change, "cancel"))
+            rc = CMS_OK;
+        else if (!strcmp(kind, "issue"))
             rc = cms_fail(db, CMS_STATE, "card %" PRId64 " is being collected, or its collect was interrupted: the "
-                          "holder's next `tessera card collect` finishes it", card->id);
-        else if (cms_owner_alive((const char *)sqlite3_column_text(st, 2)))
+                          "holder's next `tessera card collect` finishes it (or, once none runs, `tessera card "
+                          "cancel` ends it)", card->id);
+        else if (alive)
             rc = cms_fail(db, CMS_STATE, "card %" PRId64 " is being changed now by another process (job %" PRId64
                           ": %s)", card->id, id, kind);
         else
@@ -156,7 +162,7 @@ int cms_change_begin(struct cms_db *db, const struct cms_actor *by, const struct
     if ((rc = cms_begin(db)) != CMS_OK)
         return rc;
     /* Read again under the write lock: what the guard sees is what is changed. */
-    if ((rc = cms_card_get(db, card_in->id, NULL, &card)) != CMS_OK || (rc = running_job(db, &card)) != CMS_OK)
+    if ((rc = cms_card_get(db, card_in->id, NULL, &card)) != CMS_OK || (rc = running_job(db, &card, ch->name)) != CMS_OK)
         goto out;
     if ((rc = cms_change_check(db, ch, &card)) != CMS_OK)
         goto out;
@@ -456,10 +462,11 @@ int cms_change_finish(struct cms_db *db, const struct cms_job *job, const struct
 
     to = ch->to;
     if ((!strcmp(ch->name, "cancel") || !strcmp(ch->name, "expire")) && !strcmp(card.state, "requested")) {
-        /* Never collected: its code goes, and there is nothing to revoke. */
+        /* Never collected: its code goes (a collect left half done too: what
+         * it had recorded was revoked above, its card keeps its serial). */
         to = "cancelled";
-        rc = cms_exec_bind(db, "UPDATE jobs SET state = 'cancelled', code_id = NULL, secret = NULL, updated = ?2"
-                               " WHERE card_id = ?1 AND kind = 'issue' AND state = 'pending'",
+        rc = cms_exec_bind(db, "UPDATE jobs SET state = 'cancelled', code_id = NULL, secret = NULL, owner = NULL,"
+                               " updated = ?2 WHERE card_id = ?1 AND kind = 'issue' AND state IN ('pending', 'running')",
                            "jobs", card.id, now, NULL);
     }
     if (rc == CMS_OK && !strcmp(ch->name, "enable"))

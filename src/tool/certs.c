@@ -297,6 +297,12 @@ static CK_RV create_from(struct tool_p11 *p, CK_SESSION_HANDLE h, struct tess_at
 /* The key from a PKCS#12 onto the card, with a public key object when the
  * card shows none for it (a PIV card shows its slots' own), its certificate
  * and its CA certificates. */
+CK_ULONG tool_key_on_card(struct tool_p11 *p, CK_SESSION_HANDLE h, EVP_PKEY *pk, uint8_t id[TOOL_MAX_ID])
+{
+    char label[128];
+    return key_id_for(p, h, pk, id, label, sizeof(label));
+}
+
 int tool_import_key(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info, EVP_PKEY *pk,
                     X509 *cert, STACK_OF(X509) *cas, const uint8_t *id_opt, size_t id_opt_len, const char *label_opt,
                     bool say_id)

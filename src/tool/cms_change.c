@@ -70,13 +70,24 @@ static int erase_here(struct change_run *r, bool resumed)
         rc = cms_key_source(&prof, &ks);
     if (rc == EX_OK)
         rc = p11_ready(r);
+    /* A PIV card's reset takes its serial (its CHUID) with it: "erasing" is
+     * recorded first, so that only a card gone after that step counts as
+     * erased by the interrupted run; before it, it is out of its reader. */
+    bool piv = !strcmp(r->card.type, "piv"), was_erasing = !strcmp(r->job.step, "erasing");
+    if (rc == EX_OK && piv && r->card.serial[0] && !was_erasing) {
+        CK_SLOT_ID slot;
+        CK_TESSERA_CARD_INFO info;
+        if (tool_p11_find(&r->p, -1, r->card.serial, &slot, &info) == EX_OK &&
+            (rc = cms_report(&r->c, cms_job_step(r->c.db, &r->job, &r->card, "erasing", NULL, NULL, NULL))) == EX_OK)
+            snprintf(r->job.step, sizeof(r->job.step), "erasing");
+    }
     if (rc == EX_OK && r->card.serial[0])
         rc = cms_card_admin(&r->p, &ks, r->card.serial, CMS_ADMIN_ERASE, NULL, &erased);
     if (rc != EX_OK)
         return rc;
     /* Not here: the interrupted run erased it, if this is its machine. */
     cms_device_name(here, sizeof(here));
-    if (!erased && (!resumed || (r->card.device[0] && strcasecmp(r->card.device, here)))) {
+    if (!erased && (!resumed || (piv && !was_erasing) || (r->card.device[0] && strcasecmp(r->card.device, here)))) {
         fprintf(stderr, "tessera: card %" PRId64 " is not in this machine (%s): take job %" PRId64 " up on %s\n",
                 r->card.id, here, r->job.id, r->card.device[0] ? r->card.device : "the machine that has it");
         return EX_NOTFOUND;

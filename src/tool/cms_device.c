@@ -60,14 +60,18 @@ int cms_key_source(const struct cms_profile *prof, struct tool_key_source *ks)
 
 /* A PIV card whose init was cut short before its admin key was set has
  * the PUK it was initialised with (the one given, or still the factory
- * one, if the cut came before it was changed): erased by it as the SO. */
+ * one, if the cut came before it was changed): erased by it as the SO.
+ * One whose PUK is blocked has no authority left: erased with none. */
 static CK_RV erase_by_puk(struct tool_p11 *p, CK_SESSION_HANDLE h, const char *puk)
 {
     static const char factory[] = "12345678";
     CK_RV rv = p->f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR)puk, (CK_ULONG)strlen(puk));
     if (rv == CKR_PIN_INCORRECT && strcmp(puk, factory))
         rv = p->f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR)factory, (CK_ULONG)strlen(factory));
-    return rv == CKR_OK ? p->t->T_EraseCard(h, NULL, 0) : rv;
+    if (rv == CKR_PIN_INCORRECT)
+        fprintf(stderr, "tessera: the card's PUK is neither the one given nor the factory one: give it with "
+                        "--puk-file\n");
+    return rv == CKR_OK || rv == CKR_PIN_LOCKED ? p->t->T_EraseCard(h, NULL, 0) : rv;
 }
 
 int cms_card_admin(struct tool_p11 *p, const struct tool_key_source *ks, const char *serial, enum cms_admin_op op,
@@ -91,11 +95,15 @@ int cms_card_admin(struct tool_p11 *p, const struct tool_key_source *ks, const c
     rv = p->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h);
     if (rv == CKR_OK)
         rv = p->t->T_GetChallenge(h, 0, chal, &clen);
+    /* Only a card with no admin object at all falls back to its PUK; one
+     * whose challenge is of another length has an admin key (not this
+     * profile's), and its PUK is nobody's. */
+    bool no_admin_object = rv == CKR_TESSERA_NO_ADMIN_KEY;
     if (rv == CKR_OK && clen != blk)
         rv = CKR_TESSERA_NO_ADMIN_KEY;
     if (rv == CKR_OK)
         rv = tess_admin_response(ks->alg, key, klen, chal, blk, resp);
-    if (rv == CKR_TESSERA_NO_ADMIN_KEY && op == CMS_ADMIN_ERASE && puk && info.cardType == CKT_TESSERA_PIV) {
+    if (no_admin_object && op == CMS_ADMIN_ERASE && puk && info.cardType == CKT_TESSERA_PIV) {
         rv = erase_by_puk(p, h, puk);
         if (rv == CKR_OK)
             h = CK_INVALID_HANDLE;

@@ -19,9 +19,12 @@
  * answered with the key diversified again; a PIV card cut short before it
  * had one, by the PUK it was given), the certificates recorded for it
  * revoked, and the job starts over. A PIV card pulled out after it was
- * made must come back to be undone; the job waits for it. So there is never a card the
- * database does not know, nor a card row that speaks of a card that is not
- * there. TESSERA_TEST_KILL_AT=STEP makes the process kill itself with
+ * made must come back to be undone; the job waits for it (or an operator
+ * cancels the card). So there is never a card the database does not know
+ * (but for a PIV card pulled out during its init, before "created": it
+ * holds no key, and the next collect it comes to erases it, knowing it by
+ * its admin key), nor a card row that speaks of a card that is not there.
+ * TESSERA_TEST_KILL_AT=STEP makes the process kill itself with
  * SIGKILL just after STEP: how the tests prove it. */
 #include "config.h"
 
@@ -97,15 +100,27 @@ static int undo(struct collect *k, bool pending)
     int rc = EX_OK;
 
     snprintf(serial, sizeof(serial), "%s", k->card.serial);
-    if (serial[0])
-        rc = cms_card_admin(&k->p, &k->ks, serial, CMS_ADMIN_ERASE, k->piv ? k->puk : NULL, &erased);
     /* A TPM card not found was never made. A PIV card may be out of its
-     * reader: once it was made (the step after "serial"), it must come back. */
-    if (rc == EX_OK && !erased && k->piv && serial[0] && strcmp(k->job.step, "serial")) {
-        fprintf(stderr, "tessera: PIV card %s, half issued by an earlier collect, is not in a reader: insert it to "
-                        "undo that collect (or an operator cancels the card)\n", serial);
-        rc = EX_NOTFOUND;
+     * reader: once it was made (the step after "serial"), it must come back.
+     * Its reset takes its CHUID, and so its serial, with it: "erasing" is
+     * recorded first, and a card not found after that step was reset. */
+    if (serial[0] && k->piv && strcmp(k->job.step, "erasing")) {
+        CK_SLOT_ID slot;
+        CK_TESSERA_CARD_INFO info;
+        if (tool_p11_find(&k->p, -1, serial, &slot, &info) == EX_OK) {
+            rc = cms_report(&k->c, cms_job_step(k->c.db, &k->job, &k->card, "erasing", NULL, NULL, NULL));
+            if (rc == EX_OK)
+                snprintf(k->job.step, sizeof(k->job.step), "erasing");
+        } else if (strcmp(k->job.step, "serial")) {
+            fprintf(stderr, "tessera: PIV card %s, half issued by an earlier collect, is not in a reader: insert it "
+                            "to undo that collect (or an operator cancels the card)\n", serial);
+            return EX_NOTFOUND;
+        }
     }
+    if (rc == EX_OK && serial[0])
+        rc = cms_card_admin(&k->p, &k->ks, serial, CMS_ADMIN_ERASE, k->piv ? k->puk : NULL, &erased);
+    if (erased && k->piv)   /* reset: its PUK is the factory one now */
+        snprintf(k->puk, sizeof(k->puk), "%s", PIV_FACTORY_PUK);
     k->certs = 0;
     if (rc == EX_OK)
         rc = cms_report(&k->c, cms_card_certs(k->c.db, k->card.id, revoke_one, k));
@@ -195,8 +210,11 @@ static int orphan(struct collect *k, const CK_TESSERA_CARD_INFO *info, const cha
     rc = cms_card_admin(&k->p, &k->ks, serial, CMS_ADMIN_ERASE, NULL, &erased);
     if (rc == EX_OK && !erased)
         rc = EX_NOTFOUND;
-    if (rc == EX_OK)
-        fprintf(stderr, "tessera: PIV card %s, left half made by a collect that was cut short, was erased\n", serial);
+    if (rc == EX_OK) {
+        fprintf(stderr, "tessera: PIV card %s, left half made (or half erased) by a run that was cut short, was "
+                        "erased\n", serial);
+        snprintf(k->puk, sizeof(k->puk), "%s", PIV_FACTORY_PUK);
+    }
     return rc;
 }
 
@@ -231,9 +249,11 @@ static int pick_piv(struct collect *k, CK_SLOT_ID *slot)
     if (found > 1)
         return tool_usage_error("there are several PIV cards: name the one to issue with --slot N");
     rc = cms_card_get(k->c.db, 0, serial, &known);
-    if (rc == CMS_NOTFOUND)
+    /* Unknown, or erased in the database, yet with a Tessera admin object:
+     * a card whose erase or init was cut short. */
+    if (rc == CMS_NOTFOUND || (rc == CMS_OK && !strcmp(known.state, "erased")))
         return card.challengeLen ? orphan(k, &card, serial) : EX_OK;
-    if (rc == CMS_OK && strcmp(known.state, "erased")) {
+    if (rc == CMS_OK) {
         fprintf(stderr, "tessera: the card in the reader (%s) is card %" PRId64 " of %s, %s: it is erased before it "
                         "is issued again\n", serial, known.id, known.holder, known.state);
         return EX_STATE;
@@ -513,8 +533,17 @@ static int prepare(struct collect *k, const char *pin_file, const char *puk_file
     if (rc != EX_OK)
         return rc;
     k->piv = !strcmp(k->card.type, "piv");
-    if (k->piv && !k->prof.keys[0].piv_slot) {
-        fprintf(stderr, "tessera: profile %s version %d names no PIV key slots\n", k->prof.name, k->prof.version);
+    /* What profile import checks now, again for a version stored before
+     * it did: the card is not touched for a profile it cannot take. */
+    for (int i = 0; k->piv && i < k->prof.nkeys; i++)
+        if (!k->prof.keys[i].piv_slot || !strcmp(k->prof.keys[i].type, "rsa3072")) {
+            fprintf(stderr, "tessera: profile %s version %d: key %s has no PIV slot, or a type a PIV card does not "
+                            "take\n", k->prof.name, k->prof.version, k->prof.keys[i].name);
+            return EX_FAIL;
+        }
+    if (k->piv && (k->prof.pin.min_len < 6 || k->prof.pin.max_len > 8)) {
+        fprintf(stderr, "tessera: profile %s version %d: a PIV card's PIN is 6 to 8 characters\n", k->prof.name,
+                k->prof.version);
         return EX_FAIL;
     }
     for (int i = 0; i < k->prof.nkeys && !k->escrow_cert; i++)
@@ -523,6 +552,8 @@ static int prepare(struct collect *k, const char *pin_file, const char *puk_file
             return rc;
     if ((rc = cms_key_source(&k->prof, &k->ks)) != EX_OK)
         return rc;
+    if (!k->piv && (puk_file || k->slot_wanted >= 0))
+        return tool_usage_error("--puk-file and --slot are for a PIV card; this card is a TPM card");
     if (k->piv && puk_file && tool_read_secret(puk_file, "the PIV card's PUK", k->puk, sizeof(k->puk)))
         return EX_USAGE;
     if (k->piv && !puk_file)

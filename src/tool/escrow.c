@@ -531,19 +531,29 @@ static bool holds_cert(struct target *t, uint8_t id, X509 *cert)
 
 /* A PIV card keeps the keys its holder no longer uses in its retired key
  * management slots (82 to 95, CKA_ID 05 to 18, SP 800-73's key history):
- * a recovered key goes into the first without a certificate (*there: the
- * key is in one already, a recovery run twice). */
-static int retired_slot(struct target *t, X509 *cert, uint8_t *id, bool *there)
+ * a recovered key goes into the first that holds neither a certificate nor
+ * a key. *there: the key is on the card already (in a slot of its own, as
+ * the key a PIV renewal kept in 9D, or recovered before). */
+static int retired_slot(struct target *t, EVP_PKEY *key, X509 *cert, uint8_t *id, bool *there)
 {
+    uint8_t have[TOOL_MAX_ID];
+    CK_ULONG have_len = tool_key_on_card(&t->cs.p, t->cs.h, key, have);
     *there = false;
-    for (uint8_t i = 0x05; i <= 0x18; i++) {
-        CK_OBJECT_HANDLE o;
+    if (have_len == 1) {
+        *id = have[0];
+        *there = true;
+        return EX_OK;
+    }
+    for (uint8_t i = 0x05; i <= 0x18; i++)
         if (holds_cert(t, i, cert)) {
             *id = i;
             *there = true;
             return EX_OK;
         }
-        if (tool_find_objects(&t->cs.p, t->cs.h, CKO_CERTIFICATE, &i, 1, &o, 1) == 0) {
+    for (uint8_t i = 0x05; i <= 0x18; i++) {
+        CK_OBJECT_HANDLE o;
+        if (tool_find_objects(&t->cs.p, t->cs.h, CKO_CERTIFICATE, &i, 1, &o, 1) == 0 &&
+            tool_find_objects(&t->cs.p, t->cs.h, CKO_PRIVATE_KEY, &i, 1, &o, 1) == 0) {
             *id = i;
             return EX_OK;
         }
@@ -576,8 +586,11 @@ static int target_load(struct cms_ctx *c, struct target *t, const struct cms_esc
         id[1 + i] = (uint8_t)((uint64_t)e->id >> (24 - 8 * i));
     if (t->cs.info.cardType == CKT_TESSERA_PIV) {
         idlen = 1;
-        if ((rc = retired_slot(t, cert, id, &there)) != EX_OK)
+        if ((rc = retired_slot(t, key, cert, id, &there)) != EX_OK)
             return rc;
+        if (there && !tool_json)
+            printf("key %s (certificate %s) is on card %s already (id %02x)\n", e->key_name, e->cert_serial,
+                   t->card.serial, id[0]);
     }
     snprintf(label, sizeof(label), "%s (recovered)", e->key_name);
     snprintf(to, sizeof(to), "card %s", t->card.serial);

@@ -368,7 +368,7 @@ int cmd_card_renew(int argc, char **argv)
         if ((rc = renew_keys(&r)) != EX_OK) {
             if (roll_back(&r, "pending", "failed") != EX_OK)
                 fprintf(stderr, "tessera: what the renewal made stays recorded; the next `tessera card renew` "
-                        "removes it\n");
+                        "%s\n", r.piv ? "puts the old certificates back" : "removes it");
             goto out;
         }
     }

@@ -172,6 +172,8 @@ int tool_make_csr(struct tool_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub,
  * put on the card under id_opt (else the card's choice; a PIV card: 9D)
  * and label_opt (else the certificate's name); a key the card already
  * holds is completed, not copied again. say_id: print the id it got. */
+/* The CKA_ID of the card's private key whose public key is pk (0: none). */
+CK_ULONG tool_key_on_card(struct tool_p11 *p, CK_SESSION_HANDLE h, EVP_PKEY *pk, uint8_t id[TOOL_MAX_ID]);
 int tool_import_key(struct tool_p11 *p, CK_SESSION_HANDLE h, const CK_TESSERA_CARD_INFO *info, EVP_PKEY *pk,
                     X509 *cert, STACK_OF(X509) *cas, const uint8_t *id_opt, size_t id_opt_len, const char *label_opt,
                     bool say_id);

@@ -210,6 +210,28 @@ t_is "  the card in the reader is the one issued" "$(card_serial)" "$s"
 t_is "  the half card's certificate revoked" "$(sql "SELECT count(*) FROM certificates WHERE serial IN (SELECT c.serial FROM certificates c JOIN cards k ON k.id = c.card_id WHERE k.id = (SELECT card_id FROM jobs WHERE id = (SELECT max(id) FROM jobs))) AND state = 'revoked'")" 1
 T card erase "$(sql "SELECT id FROM cards WHERE serial = '$s'")" > /dev/null
 
+# ---- killed after the card was made, pulled out, never back: cancelled
+request jdoe --profile piv >/dev/null
+c=$(code); LOSTID=$(cat "$WORK/card-id")
+TESSERA_TEST_KILL_AT=key:sig T card collect --code "$c" --pin-file "$WORK/pin" > "$WORK/killed" 2>&1
+t_is "killed after key:sig" "$?" 137
+half=$(card_serial)
+t_ok "  the card pulled out" card_stop
+t_ok "  an operator may not cancel while a collect runs it: the next collect waits (exit 5)" \
+    exit_is 5 T card collect --code "$c" --pin-file "$WORK/pin"
+t_ok "  the operator cancels the card" T card cancel "$LOSTID" --note "never came back"
+t_is "  cancelled, its serial kept" "$(sql "SELECT state, serial FROM cards WHERE id = $LOSTID")" "cancelled|$half"
+t_is "  its recorded certificate revoked" \
+    "$(sql "SELECT group_concat(state) FROM certificates WHERE card_id = $LOSTID")" revoked
+t_is "  the collect job cancelled" "$(sql "SELECT state FROM jobs WHERE card_id = $LOSTID AND kind = 'issue'")" cancelled
+t_ok "the card found again" card_start vpiv "$VPCD_PORT0"
+request jdoe --profile piv >/dev/null
+t_ok "  not issued again as it is (exit 9)" exit_is 9 T card collect --code "$(code)" --pin-file "$WORK/pin"
+t_ok "  erased (its cancelled card)" T card erase "$LOSTID"
+t_ok "  then issued" T --json card collect --code "$(code)" --pin-file "$WORK/pin"
+s=$(field card < "$WORK/last.out")
+T card erase "$(sql "SELECT id FROM cards WHERE serial = '$s'")" > /dev/null
+
 # ---- pulled out during the init: put back, the next collect finishes
 request jdoe --profile piv >/dev/null
 c=$(code)
@@ -344,9 +366,10 @@ read_cert 9d && cp "$WORK/9d.pem" "$WORK/lost-9d.pem"
 t_ok "jdoe's card lost: replaced" T --json card replace "$P" --reason lost
 field code < "$WORK/last.out" > "$WORK/code"
 B=$(num replacement < "$WORK/last.out")
-card2_up() {   # vpiv2 in the second reader; its slot in slot2
+card2_up() {   # vpiv2 in the second reader, keeping no key history of itself (as a YubiKey); its slot in slot2
     local i
-    "$VPIV" --port "$VPCD_PORT1" --state "$WORK/vpiv2-state" --pid-file "$WORK/vpiv2.card.pid" >> "$WORK/vpiv2.log" 2>&1 &
+    "$VPIV" --port "$VPCD_PORT1" --state "$WORK/vpiv2-state" --pid-file "$WORK/vpiv2.card.pid" --no-key-history \
+        >> "$WORK/vpiv2.log" 2>&1 &
     for i in $(seq 100); do client opensc-tool -l 2>/dev/null | grep -q "^1 *Yes" && break; sleep 0.05; done
     slot2=$(p11tool -L 2>/dev/null | sed -n 's/^Slot [0-9]* (\(0x[0-9a-f]*\)): Virtual PCD 00 01.*/\1/p')
     [ -n "$slot2" ] && slot2=$((slot2))
@@ -368,6 +391,7 @@ recovered_decrypts() {
         cmp "$WORK/plain2" "$WORK/dec2"
 }
 t_ok "  it decrypts what was encrypted to the lost card's certificate" recovered_decrypts
+t_ok "  the card's key history counts slot 82 (5FC10C written)" test -s "$WORK/vpiv2-state/objects/5fc10c"
 Y2 -a read-certificate -s 82 > "$WORK/82.pem" 2>/dev/null
 same_pub() { [ "$(openssl x509 -in "$1" -noout -pubkey)" = "$(openssl x509 -in "$2" -noout -pubkey)" ]; }
 t_ok "  slot 82 holds a certificate for that key (yubico-piv-tool)" same_pub "$WORK/82.pem" "$WORK/lost-9d.pem"

@@ -11,9 +11,9 @@ card_present() {   # is a card in "Virtual PCD 00 00"?
     client opensc-tool -l 2>/dev/null | grep -q "Yes .*Virtual PCD 00 00"
 }
 
-card_wait() {      # wait up to 5 s for a card in "Virtual PCD 00 00"
+card_wait() {      # wait up to 15 s for a card in "Virtual PCD 00 00"
     local i
-    for i in $(seq 100); do
+    for i in $(seq 300); do
         card_present && return 0
         sleep 0.05
     done
@@ -25,23 +25,23 @@ card_start() {     # card_start NAME PORT [vpiv options]
     shift 2
     "$VPIV" --port "$port" --state "$WORK/$name-state" --pid-file "$WORK/$name.card.pid" "$@" \
         >> "$WORK/$name.log" 2>&1 &
-    for i in $(seq 100); do
+    for i in $(seq 300); do
         [ -s "$WORK/$name.card.pid" ] && card_present && return 0
         sleep 0.05
     done
     return 1
 }
 
-card_gone() {      # wait up to 5 s until the card has left "Virtual PCD 00 00" (vpiv --pull-after)
+card_gone() {      # wait up to 15 s until the card has left "Virtual PCD 00 00" (vpiv --pull-after)
     local i
-    for i in $(seq 100); do card_present || return 0; sleep 0.05; done
+    for i in $(seq 300); do card_present || return 0; sleep 0.05; done
     return 1
 }
 
 card_stop() {      # card_stop NAME: pull the card out, and wait until pcscd has seen it go
     local i
     stop_pidfile "$WORK/${1:-vpiv}.card.pid"
-    for i in $(seq 100); do
+    for i in $(seq 300); do
         card_present || return 0
         sleep 0.05
     done

@@ -21,7 +21,7 @@ pcscd_start() {
         > "$dir/pcscd.log" 2>&1 &
     echo $! > "$dir/pcscd.pid"
     export PCSCLITE_CSOCK_NAME="$dir/pcscd-run/pcscd.comm"
-    for i in $(seq 100); do
+    for i in $(seq 300); do
         [ "$(grep -c 'Waiting for virtual ICC on port' "$dir/pcscd.log" 2>/dev/null)" -ge 2 ] && [ -S "$PCSCLITE_CSOCK_NAME" ] && break
         sleep 0.05
     done

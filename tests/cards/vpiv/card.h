@@ -98,6 +98,7 @@ struct vpiv_card {
     const char *dir; /* state folder */
     int verbose;
     int plain;         /* --plain: no YubiKey extensions (INS F7 and up) */
+    int no_history;    /* --no-key-history: no key history object unless written (as a YubiKey) */
     uint8_t atr[33];
     size_t atr_len;
     struct vpiv_state st;

@@ -44,6 +44,7 @@ static void usage(FILE *f)
           "  --reset           start from a factory-fresh card even if DIR has one\n"
           "  --pull-after N    leave the reader after N commands (a pulled card)\n"
           "  --plain           a PIV card without the YubiKey commands (INS F7 to FF)\n"
+          "  --no-key-history  no key history object until one is written, as a YubiKey\n"
           "for a new card (fresh DIR, or --reset):\n"
           "  --pin PIN         user PIN (default 123456)\n"
           "  --puk PUK         PUK (default 12345678)\n"
@@ -174,7 +175,7 @@ int main(int argc, char **argv)
         { "serial", required_argument, NULL, 'S' },   { "atr", required_argument, NULL, 'A' },
         { "reset", no_argument, NULL, 'r' },          { "verbose", no_argument, NULL, 'v' },
         { "pull-after", required_argument, NULL, 'X' }, { "help", no_argument, NULL, 'h' },
-        { "plain", no_argument, NULL, 'L' },
+        { "plain", no_argument, NULL, 'L' },           { "no-key-history", no_argument, NULL, 'K' },
         { NULL, 0, NULL, 0 }
     };
 
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
         case 'p': port = optarg; break;
         case 'H': host = optarg; break;
         case 'L': c.plain = 1; break;
+        case 'K': c.no_history = 1; break;
         case 's': c.dir = optarg; break;
         case 'P': pid_file = optarg; break;
         case 'i': fo.pin = optarg; personalised = 1; break;

@@ -50,11 +50,16 @@ static int parse_tag_list(const uint8_t *p, size_t n, uint32_t *tag, const uint8
 /* The card does not keep a key history object unless one is written; as
  * long as none is, it offers one counting the retired certificates on
  * the card (keysWithOnCardCerts: up to the highest one present), so that
- * middleware (OpenSC) finds the retired keys. */
+ * middleware (OpenSC) finds the retired keys; not with --no-key-history,
+ * where, as on a YubiKey, whoever writes a retired certificate must write
+ * the key history too. */
 static int synth_key_history(struct vpiv_card *c, struct vbuf *v)
 {
     uint8_t n = 0, i;
     uint8_t body[9] = { 0xC1, 0x01, 0, 0xC2, 0x01, 0x00, 0xFE, 0x00 };
+
+    if (c->no_history)
+        return 0;
 
     for (i = 0; i <= OBJ_RETIRED20 - OBJ_RETIRED1; i++)
         if (state_obj(&c->st, OBJ_RETIRED1 + i))
