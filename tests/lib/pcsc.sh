@@ -10,8 +10,16 @@
 pcscd_start() {
     local dir=$1 i base
     mkdir -p "$dir/pcscd-run" "$dir/reader.conf.d" /run/pcscd
-    # A channel id in a quiet range; vpcd derives both readers' ports from it.
-    base=$(( 20000 + (RANDOM * 7 + $$) % 30000 ))
+    # A channel id in a quiet range, below the kernel's ephemeral ports
+    # (32768 and up: a client's socket, or one in TIME_WAIT, could hold
+    # them); vpcd derives both readers' ports (base, base + 1) from it. Two
+    # that nothing holds now, tried a few times.
+    for i in $(seq 20); do
+        base=$(( 20000 + (RANDOM * 7 + $$ + i) % 12000 ))
+        /usr/bin/python3 -c 'import socket, sys
+for p in (int(sys.argv[1]), int(sys.argv[1]) + 1):
+    s = socket.socket(); s.bind(("0.0.0.0", p)); s.close()' "$base" 2>/dev/null && break
+    done
     printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x%X\nLIBPATH      /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID    0x%X\n' \
         "$base" "$base" > "$dir/reader.conf.d/vpcd"
     local preload=
