@@ -154,8 +154,7 @@ printf 'signed by a virtual PIV card\n' >"$WORK/data"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=vpiv-test-ca \
     -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -days 30 2>/dev/null
 
-# pcscd_start picks its ports from RANDOM: seeded, a restart gets the same.
-RANDOM=$$
+# pcscd_start keeps the ports it chose for its folder: a restart gets the same.
 t_ok "a private pcscd with vpcd readers" pcscd_start "$WORK"
 t_ok "the card connects" card_start card "$VPCD_PORT0"
 t_ok "the card state folder is private" test "$(stat -c %a "$CARD")" = 700
@@ -311,7 +310,6 @@ t_is "  so did the serial number" "$(serial_of_token)" "$serial"
 
 # ---- pcscd restarts: the card reconnects by itself
 t_ok "stop pcscd" pcscd_stop "$WORK"
-RANDOM=$$
 t_ok "start pcscd again (same ports)" pcscd_start "$WORK"
 t_ok "  the card comes back" card_wait
 t_ok "  and signs" p11 -l -p 123456 --sign -m ECDSA-SHA256 --signature-format openssl --id 04 -i "$WORK/data" -o "$WORK/9e.sig2"

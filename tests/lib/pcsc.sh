@@ -13,13 +13,19 @@ pcscd_start() {
     # A channel id in a quiet range, below the kernel's ephemeral ports
     # (32768 and up: a client's socket, or one in TIME_WAIT, could hold
     # them); vpcd derives both readers' ports (base, base + 1) from it. Two
-    # that nothing holds now, tried a few times.
-    for i in $(seq 20); do
-        base=$(( 20000 + (RANDOM * 7 + $$ + i) % 12000 ))
-        /usr/bin/python3 -c 'import socket, sys
+    # that nothing holds now, tried a few times; a pcscd started again on
+    # the same DIR keeps its ports, so that the cards find it again.
+    if [ -s "$dir/vpcd.base" ]; then
+        base=$(cat "$dir/vpcd.base")
+    else
+        for i in $(seq 20); do
+            base=$(( 20000 + (RANDOM * 7 + $$ + i) % 12000 ))
+            /usr/bin/python3 -c 'import socket, sys
 for p in (int(sys.argv[1]), int(sys.argv[1]) + 1):
     s = socket.socket(); s.bind(("0.0.0.0", p)); s.close()' "$base" 2>/dev/null && break
-    done
+        done
+        echo "$base" > "$dir/vpcd.base"
+    fi
     printf 'FRIENDLYNAME "Virtual PCD"\nDEVICENAME   /dev/null:0x%X\nLIBPATH      /usr/lib/pcsc/drivers/serial/libifdvpcd.so\nCHANNELID    0x%X\n' \
         "$base" "$base" > "$dir/reader.conf.d/vpcd"
     local preload=
