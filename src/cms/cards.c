@@ -25,6 +25,7 @@
 #define SALT_LEN 16
 #define HASH_LEN 32
 #define CODE_CHARS 20
+#define CODE_ID_CHARS 5    /* the first group: it finds the job (code_id) */
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /* ---- collection codes ---- */
@@ -98,6 +99,26 @@ static int code_new(struct cms_db *db, char code[CMS_CODE_LEN], char norm[CODE_C
     if (rc == CMS_OK && (code_normalize(code, norm) || code_hash(secret, norm, secret + SALT_LEN)))
         rc = cms_fail(db, CMS_ERR, "cannot make a collection code");
     return rc;
+}
+
+/* Run st, which stores a code's secret and first group (bound at
+ * secret_col and norm_col, code_id): two codes sharing a first group (25 bits,
+ * among the codes not yet spent) make another code. SQLite undoes only
+ * the failed statement. */
+static int step_with_code(struct cms_db *db, sqlite3_stmt *st, int secret_col, int norm_col,
+                          char code[CMS_CODE_LEN], char norm[CODE_CHARS + 1], uint8_t secret[SALT_LEN + HASH_LEN])
+{
+    int rc;
+    for (int tries = 0; sqlite3_step(st) != SQLITE_DONE; tries++) {
+        if (sqlite3_extended_errcode(db->db) != SQLITE_CONSTRAINT_UNIQUE || tries == CODE_CLASH_TRIES)
+            return cms_sql_fail(db, "jobs");
+        sqlite3_reset(st);
+        if ((rc = code_new(db, code, norm, secret)) != CMS_OK)
+            return rc;
+        sqlite3_bind_blob(st, secret_col, secret, SALT_LEN + HASH_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(st, norm_col, norm, CODE_ID_CHARS, SQLITE_STATIC);
+    }
+    return CMS_OK;
 }
 
 /* ---- rows ---- */
@@ -322,24 +343,13 @@ int cms_card_request_in(struct cms_db *db, const struct cms_actor *by, const str
     if (dev_id)
         sqlite3_bind_int64(st, 3, dev_id);
     sqlite3_bind_blob(st, 4, secret, sizeof(secret), SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, norm, 5, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, norm, CODE_ID_CHARS, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, expires, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, now, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, by->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 9, now, -1, SQLITE_STATIC);
-    /* Two codes sharing a first group (25 bits, among the codes not yet
-     * spent): another code. SQLite undoes only the failed statement. */
-    for (int tries = 0; sqlite3_step(st) != SQLITE_DONE; tries++) {
-        if (sqlite3_extended_errcode(db->db) != SQLITE_CONSTRAINT_UNIQUE || tries == CODE_CLASH_TRIES) {
-            rc = cms_sql_fail(db, "jobs");
-            goto out;
-        }
-        sqlite3_reset(st);
-        if ((rc = code_new(db, code, norm, secret)) != CMS_OK)
-            goto out;
-        sqlite3_bind_blob(st, 4, secret, sizeof(secret), SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, norm, 5, SQLITE_STATIC);
-    }
+    if ((rc = step_with_code(db, st, 4, 5, code, norm, secret)) != CMS_OK)
+        goto out;
     *job_id = sqlite3_last_insert_rowid(db->db);
     snprintf(card.holder, sizeof(card.holder), "%s", r->holder);
     snprintf(card.device, sizeof(card.device), "%s", r->device ? r->device : "");
@@ -444,21 +454,12 @@ int cms_card_new_code(struct cms_db *db, const struct cms_actor *by, int64_t car
         goto out;
     }
     sqlite3_bind_blob(st, 1, secret, sizeof(secret), SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, norm, 5, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, norm, CODE_ID_CHARS, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, expires, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, job_id);
-    for (int tries = 0; sqlite3_step(st) != SQLITE_DONE; tries++) {   /* a clash: as in a request */
-        if (sqlite3_extended_errcode(db->db) != SQLITE_CONSTRAINT_UNIQUE || tries == CODE_CLASH_TRIES) {
-            rc = cms_sql_fail(db, "jobs");
-            goto out;
-        }
-        sqlite3_reset(st);
-        if ((rc = code_new(db, code, norm, secret)) != CMS_OK)
-            goto out;
-        sqlite3_bind_blob(st, 1, secret, sizeof(secret), SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, norm, 5, SQLITE_STATIC);
-    }
+    if ((rc = step_with_code(db, st, 1, 2, code, norm, secret)) != CMS_OK)
+        goto out;
     snprintf(detail, sizeof(detail), "job %" PRId64 ": a new collection code until %s; the old one is void", job_id,
              expires);
     rc = cms_card_audit(db, by->name, "card.code", "ok", &card, detail);
@@ -546,7 +547,7 @@ int cms_collect_claim(struct cms_db *db, const char *code, const char *device, s
         rc = CMS_ERR;
         goto out;
     }
-    sqlite3_bind_text(st, 1, norm, 5, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, norm, CODE_ID_CHARS, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
         struct cms_audit_rec rec = { .operator = "holder:?", .action = "card.collect", .result = "denied",
                                      .device = device, .detail = "no job has this collection code" };

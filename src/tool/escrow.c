@@ -608,7 +608,7 @@ static int target_load(struct cms_ctx *c, struct target *t, const struct cms_esc
                t->card.serial, hex);
     else
         printf("key %s of %s (certificate %s) recovered to card %s (id %s%s)\n", e->key_name, e->holder,
-               e->cert_serial, t->card.serial, hex, idlen == 1 ? ", a retired key slot" : "");
+               e->cert_serial, t->card.serial, hex, idlen == 1 && id[0] >= 5 ? ", a retired key slot" : "");
     t->loaded++;
     return EX_OK;
 }
