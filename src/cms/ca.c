@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <openssl/bn.h>
+#include <openssl/evp.h>
 
 int cms_ca_open(struct cms_db *db, struct cms_ca **out)
 {
@@ -51,6 +52,20 @@ void cms_ca_serial(const X509 *x, char *out, size_t outlen)
     snprintf(out, outlen, "%s", hex ? hex : "");
     OPENSSL_free(hex);
     BN_free(bn);
+}
+
+int cms_key_sha256(const EVP_PKEY *key, char out[65])
+{
+    unsigned char *der = NULL, md[32];
+    int len = key ? i2d_PUBKEY(key, &der) : -1, ok;
+    ok = len > 0 && EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    out[0] = '\0';
+    if (!ok)
+        return -1;
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
 }
 
 int cms_asn1_time_text(const ASN1_TIME *t, char out[32])

@@ -51,12 +51,22 @@ struct cms_ca_ops {
      * never come back) and to enable a card with held certificates. */
     bool lifts_hold;
     /* A certificate for the request (CMS_INVALID when the request does not
-     * verify or the CA refuses it). */
+     * verify or the CA refuses it). Failed, it sets none_valid when the CA
+     * certainly holds no valid certificate from it (refused, never reached,
+     * or what it gave revoked at once); else the CA may have issued one
+     * (an answer lost) and the enrolment stays open (enrolment.h). */
     int (*enroll)(struct cms_ca *ca, const struct cms_cert_request *req, X509 **out);
     /* Revoke by serial (hexadecimal, as cms_ca_serial gives it); a
      * revoked certificate stays revoked (CMS_OK again), except that a hold
      * is lifted by reason -1. */
     int (*revoke)(struct cms_ca *ca, const char *serial, int reason);
+    /* Every certificate this CA issued for a public key (key_sha256 as
+     * cms_key_sha256 gives it), newest first, serial each; NULL when the CA
+     * cannot be searched so (cfssl's API finds certificates by serial
+     * only). How a certificate issued to a process killed before it was
+     * recorded is found (enrolment.h). */
+    int (*find_by_key)(struct cms_ca *ca, const char *key_sha256,
+                       int (*cb)(void *arg, const char *serial), void *arg);
     /* The CA's current CRL (the embedded CA makes and publishes a new one). */
     int (*crl)(struct cms_ca *ca, X509_CRL **out);
     /* The CA's own certificate (caller frees). */
@@ -68,6 +78,7 @@ struct cms_ca {
     const struct cms_ca_ops *ops;
     char name[128];                  /* recorded with each certificate: "local:CN=..." */
     char err[512];
+    bool none_valid;                 /* after a failed enroll (see enroll) */
     void *impl;
 };
 
@@ -104,6 +115,10 @@ struct cms_cfssl_settings {
 int cms_ca_cfssl_connect(struct cms_db *db, const struct cms_actor *by, const struct cms_cfssl_settings *s,
                          char *summary, size_t summarylen, char *err, size_t errlen);
 int cms_ca_cfssl_open(struct cms_db *db, struct cms_ca **out);
+
+/* SHA-256 of a public key's SubjectPublicKeyInfo, in lower-case hex
+ * (-1 when it cannot be encoded). */
+int cms_key_sha256(const EVP_PKEY *key, char out[65]);
 
 /* A certificate time as the database keeps times: "2027-11-22T06:22:13Z". */
 int cms_asn1_time_text(const ASN1_TIME *t, char out[32]);

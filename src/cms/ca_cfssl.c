@@ -157,8 +157,13 @@ static int call(struct cms_ca *ca, const char *endpoint, const char *body, json_
     struct cms_http_request rq = { .url = url, .body = body, .body_len = strlen(body), .ca_file = c->tls_ca_file,
                                    .client_cert = c->client_cert, .client_key = c->client_key,
                                    .timeout_seconds = CFSSL_TIMEOUT };
-    if (cms_http_request(&rq, &a, err, sizeof(err)))
+    /* What a failed sign leaves (read by enroll): nothing, when the
+     * request never reached cfssl or cfssl refused it. */
+    ca->none_valid = false;
+    if (cms_http_request(&rq, &a, err, sizeof(err))) {
+        ca->none_valid = a.unsent;
         return cms_ca_fail(ca, CMS_ERR, "cfssl: %s", err);
+    }
     *root = json_tokener_parse((const char *)a.body);
     if (!*root || !json_object_object_get_ex(*root, "success", &success)) {
         rc = cms_ca_fail(ca, CMS_ERR, "cfssl at %s answered HTTP %ld without its JSON", url, a.status);
@@ -173,6 +178,7 @@ static int call(struct cms_ca *ca, const char *endpoint, const char *body, json_
             json_object_object_get_ex(first, "message", &msg);
             json_object_object_get_ex(first, "code", &code);
         }
+        ca->none_valid = true;
         rc = cms_ca_fail(ca, CMS_INVALID, "cfssl refused (%s %d): %s",
                          endpoint, code ? json_object_get_int(code) : 0, msg ? json_object_get_string(msg) : "?");
         goto out;
@@ -430,6 +436,7 @@ static int cfssl_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
     BIO *b = BIO_new(BIO_s_mem());
     X509 *x = NULL;
     unsigned need;
+    bool asked = false;      /* the request went to cfssl */
     int rc;
 
     *out = NULL;
@@ -475,8 +482,10 @@ static int cfssl_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
         rc = cms_ca_fail(ca, CMS_ERR, "cannot make the request");
         goto out;
     }
+    asked = true;
     if ((rc = call(ca, c->auth_key_file[0] ? "authsign" : "sign", body, &root, &result)) != CMS_OK)
         goto out;
+    ca->none_valid = false;
     const char *text = result && json_object_object_get_ex(result, "certificate", &pem) ? json_object_get_string(pem)
                                                                                        : NULL;
     BIO *cb = text ? BIO_new_mem_buf(text, -1) : NULL;
@@ -489,7 +498,8 @@ static int cfssl_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
     if ((rc = check_issued(ca, req, need, x, why, sizeof(why))) != CMS_OK) {
         /* Ours but unusable: it must not stay valid unknown to anyone. */
         cms_ca_serial(x, serial, sizeof(serial));
-        if (rc == CMS_INVALID && cfssl_revoke(ca, serial, CMS_REVOKE_CESSATION) != CMS_OK) {
+        bool revoked = rc == CMS_INVALID && cfssl_revoke(ca, serial, CMS_REVOKE_CESSATION) == CMS_OK;
+        if (rc == CMS_INVALID && !revoked) {
             char revoke_err[sizeof(ca->err)];
             snprintf(revoke_err, sizeof(revoke_err), "%s", ca->err);
             rc = cms_ca_fail(ca, CMS_INVALID, "cfssl (profile '%s') issued certificate %s, but %s; revoking it "
@@ -498,12 +508,15 @@ static int cfssl_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
         }
         else
             rc = cms_ca_fail(ca, rc, "cfssl (profile '%s') issued certificate %s, but %s%s", p->name, serial, why,
-                             rc == CMS_INVALID ? ": revoked it" : "");
+                             revoked ? ": revoked it" : "");
+        ca->none_valid = revoked;
         goto out;
     }
     *out = x;
     x = NULL;
 out:
+    if (rc != CMS_OK && !asked)
+        ca->none_valid = true;
     X509_free(x);
     json_object_put(root);
     json_object_put(o);
@@ -650,6 +663,7 @@ static const struct cms_ca_ops cfssl_ops = {
     .lifts_hold = false,
     .enroll = cfssl_enroll,
     .revoke = cfssl_revoke,
+    .find_by_key = NULL,   /* its API finds a certificate by serial only */
     .crl = cfssl_crl,
     .certificate = cfssl_certificate,
     .close = cfssl_close,

@@ -2,9 +2,10 @@
  *
  *   ca/ca.key   its private key (PKCS#8 PEM, 0600, in a 0700 folder)
  *   ca/ca.crt   its self-signed certificate
- *   ca/ca.db    its register: every certificate it issued, and which are
- *               revoked (SQLite, synchronous=FULL: a certificate is in the
- *               register before the caller sees it)
+ *   ca/ca.db    its register: every certificate it issued, with the hash of
+ *               its public key, and which are revoked (SQLite,
+ *               synchronous=FULL: a certificate is in the register before
+ *               the caller sees it)
  *   ca/crl.pem  the CRL, published again after every revocation
  *
  * A CA for an organisation's own cards where no CA server exists; a CA
@@ -151,6 +152,7 @@ static int open_register(struct local_ca *l, char *err, size_t errlen)
 {
     char path[4300];
     char *msg = NULL;
+    sqlite3_stmt *st = NULL;
     path_in(l, "ca.db", path, sizeof(path));
     if (tess_private_file_create(path, err, errlen))
         return -1;
@@ -159,12 +161,22 @@ static int open_register(struct local_ca *l, char *err, size_t errlen)
         return -1;
     }
     sqlite3_busy_timeout(l->reg, 15000);
-    if (sqlite3_exec(l->reg, register_sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, msg ? msg : "cannot set up");
-        sqlite3_free(msg);
-        return -1;
-    }
+    if (sqlite3_exec(l->reg, register_sql, NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
+    /* A register from before certificates were found by their key gets the
+     * column (its older rows stay without: no enrolment asks for them). */
+    if (sqlite3_prepare_v2(l->reg, "SELECT key_sha256 FROM issued LIMIT 0", -1, &st, NULL) != SQLITE_OK &&
+        sqlite3_exec(l->reg, "ALTER TABLE issued ADD COLUMN key_sha256 TEXT", NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
+    sqlite3_finalize(st);
+    if (sqlite3_exec(l->reg, "CREATE INDEX IF NOT EXISTS issued_key ON issued(key_sha256) "
+                             "WHERE key_sha256 IS NOT NULL", NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
     return 0;
+fail:
+    snprintf(err, errlen, "%s: %s", path, msg ? msg : "cannot set up");
+    sqlite3_free(msg);
+    return -1;
 }
 
 int cms_ca_local_create(struct cms_db *db, const struct cms_actor *by, const char *subject, const char *key_type,
@@ -321,17 +333,19 @@ static int register_add(struct local_ca *l, X509 *x)
     sqlite3_stmt *st = NULL;
     unsigned char *der = NULL;
     int len = i2d_X509(x, &der), ok;
-    char serial[64], subject[512], not_after[32];
+    char serial[64], subject[512], not_after[32], key[65];
     cms_ca_serial(x, serial, sizeof(serial));
     X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
     ok = len > 0 && serial[0] && cms_asn1_time_text(X509_get0_notAfter(x), not_after) == 0 &&
-         sqlite3_prepare_v2(l->reg, "INSERT INTO issued (serial, subject, not_after, der) VALUES (?, ?, ?, ?)", -1,
-                            &st, NULL) == SQLITE_OK;
+         cms_key_sha256(X509_get0_pubkey(x), key) == 0 &&
+         sqlite3_prepare_v2(l->reg, "INSERT INTO issued (serial, subject, not_after, der, key_sha256) "
+                                    "VALUES (?, ?, ?, ?, ?)", -1, &st, NULL) == SQLITE_OK;
     if (ok) {
         sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, subject, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, not_after, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 4, der, len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, key, -1, SQLITE_STATIC);
         ok = sqlite3_step(st) == SQLITE_DONE;
     }
     sqlite3_finalize(st);
@@ -348,6 +362,8 @@ static int local_enroll(struct cms_ca *ca, const struct cms_cert_request *req, X
     int rc = CMS_ERR;
 
     *out = NULL;
+    /* A certificate is issued when it is in the register, the last step. */
+    ca->none_valid = true;
     /* The request proves the card holds the key: nothing else is signed. */
     if (!pub || X509_REQ_verify(req->csr, pub) != 1)
         return cms_ca_fail(ca, CMS_INVALID, "the certification request's signature does not verify");
@@ -534,6 +550,24 @@ static int local_revoke(struct cms_ca *ca, const char *serial, int reason)
     return rc;
 }
 
+static int local_find_by_key(struct cms_ca *ca, const char *key_sha256, int (*cb)(void *arg, const char *serial),
+                             void *arg)
+{
+    struct local_ca *l = impl(ca);
+    sqlite3_stmt *st = NULL;
+    int rc = CMS_OK, step = SQLITE_DONE;
+    if (sqlite3_prepare_v2(l->reg, "SELECT serial FROM issued WHERE key_sha256 = ? ORDER BY rowid DESC", -1, &st,
+                           NULL) != SQLITE_OK)
+        return cms_ca_fail(ca, CMS_ERR, "register: %s", sqlite3_errmsg(l->reg));
+    sqlite3_bind_text(st, 1, key_sha256, -1, SQLITE_STATIC);
+    while (rc == CMS_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(st, 0));
+    if (rc == CMS_OK && step != SQLITE_DONE)
+        rc = cms_ca_fail(ca, CMS_ERR, "register: %s", sqlite3_errmsg(l->reg));
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int local_crl(struct cms_ca *ca, X509_CRL **out)
 {
     return publish_crl(ca, out);
@@ -562,6 +596,7 @@ static const struct cms_ca_ops local_ops = {
     .lifts_hold = true,
     .enroll = local_enroll,
     .revoke = local_revoke,
+    .find_by_key = local_find_by_key,
     .crl = local_crl,
     .certificate = local_certificate,
     .close = local_close,

@@ -20,6 +20,7 @@
 #include "../util.h"
 #include "audit.h"
 #include "ca.h"
+#include "enrolment.h"
 #include "profile.h"
 
 #define SALT_LEN 16
@@ -714,6 +715,8 @@ int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *
     }
     if (rc == CMS_OK && escrow)
         rc = cms_escrow_insert(db, sqlite3_last_insert_rowid(db->db), escrow);
+    if (rc == CMS_OK)
+        rc = cms_enrolment_end(db, card, x);
     if (rc == CMS_OK) {
         snprintf(detail, sizeof(detail), "key %s: certificate %s from %s, %s, until %s%s", key_name, serial, ca_name,
                  subject, na, escrow ? "; the key escrowed" : "");

@@ -31,7 +31,7 @@ struct cms_db {
     char err[512];    /* what went wrong last, for the caller to show */
 };
 
-#define CMS_SCHEMA_VERSION 7
+#define CMS_SCHEMA_VERSION 8
 
 /* Open (creating when create is true) the database at path. */
 int cms_open(const char *path, bool create, struct cms_db **out, char *err, size_t errlen);

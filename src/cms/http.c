@@ -29,6 +29,28 @@ static size_t keep(char *data, size_t size, size_t n, void *arg)
     return more;
 }
 
+/* Failures before the request could leave: no connection was made, or its
+ * TLS handshake failed (the body goes only over a finished handshake). A
+ * timeout may have struck after the server had it. */
+static bool sent_nothing(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int cms_http_request(const struct cms_http_request *rq, struct cms_http_answer *out, char *err, size_t errlen)
 {
     static bool curl_ready;
@@ -41,6 +63,7 @@ int cms_http_request(const struct cms_http_request *rq, struct cms_http_answer *
     memset(out, 0, sizeof(*out));
     out->discard = rq->discard_answer;
     /* Before any other thread: the tool has none. */
+    out->unsent = true;
     if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "libcurl did not start");
         return -1;
@@ -74,7 +97,9 @@ int cms_http_request(const struct cms_http_request *rq, struct cms_http_answer *
         curl_easy_setopt(curl, CURLOPT_SSLCERT, rq->client_cert);
         curl_easy_setopt(curl, CURLOPT_SSLKEY, rq->client_key);
     }
-    if ((cc = curl_easy_perform(curl)) != CURLE_OK) {
+    cc = curl_easy_perform(curl);
+    out->unsent = sent_nothing(cc);
+    if (cc != CURLE_OK) {
         snprintf(err, errlen, "%s: %s", rq->url,
                  cc != CURLE_WRITE_ERROR ? errbuf[0] ? errbuf : curl_easy_strerror(cc)
                  : out->oom              ? "out of memory"

@@ -24,6 +24,8 @@ struct cms_http_answer {
     long status;                     /* the HTTP status */
     unsigned char *body;             /* NUL-terminated (not counted in len); caller frees */
     size_t len;
+    bool unsent;                     /* no answer, and the request certainly never reached the
+                                        server (no connection, TLS handshake refused) */
     bool discard, oom;               /* http.c's own */
 };
 

@@ -112,6 +112,10 @@ static int run(struct change_run *r, bool resumed)
             cms_kill_point("change:certificate");
         }
     }
+    /* A card that ends takes with it what a collect or renewal cut short
+     * had asked the CA for (a suspended one keeps it for its own undo). */
+    if (rc == EX_OK && r->ch->reason >= 0 && r->ch->reason != CMS_REVOKE_HOLD)
+        rc = cms_settle_enrolments(&r->c, r->ca, &r->card, r->job.created_by, r->ch->reason, &r->certs);
     if (rc == EX_OK && r->ch->erases && strcmp(r->job.step, "erased"))
         rc = erase_here(r, resumed);
     if (rc == EX_OK)

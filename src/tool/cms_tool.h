@@ -91,6 +91,12 @@ struct cms_key_issue {
 };
 int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id,
                   CK_ULONG idlen);
+/* The card's enrolments left open by a run cut short (enrolment.h):
+ * certificates the CA issued and the database never recorded, revoked for
+ * reason and counted in *revoked; who (NULL: the card's holder) in the
+ * trail. A CA that cannot be searched gets a warning on stderr. */
+int cms_settle_enrolments(struct cms_ctx *c, struct cms_ca *ca, const struct cms_card *card, const char *who,
+                          int reason, int *revoked);
 /* renew.c: tessera card renew, the holder on the device. */
 int cmd_card_renew(int argc, char **argv);
 int cmd_card_change(const char *verb, int argc, char **argv);

@@ -40,6 +40,7 @@
 
 #include "../cms/ca.h"
 #include "../cms/cards.h"
+#include "../cms/enrolment.h"
 #include "../cms/escrow.h"
 #include "../cms/holders.h"
 #include "../cms/profile.h"
@@ -124,6 +125,8 @@ static int undo(struct collect *k, bool pending)
     k->certs = 0;
     if (rc == EX_OK)
         rc = cms_report(&k->c, cms_card_certs(k->c.db, k->card.id, revoke_one, k));
+    if (rc == EX_OK)
+        rc = cms_settle_enrolments(&k->c, k->ca, &k->card, NULL, CMS_REVOKE_CESSATION, &k->certs);
     if (rc != EX_OK)
         return rc;
     snprintf(detail, sizeof(detail), "after step %s: %s, %d certificate(s) revoked", k->job.step,
@@ -384,6 +387,28 @@ static int card_pair(const struct cms_key_issue *ki, const struct cms_key_spec *
     return EX_NOTFOUND;
 }
 
+int cms_settle_enrolments(struct cms_ctx *c, struct cms_ca *ca, const struct cms_card *card, const char *who,
+                          int reason, int *revoked)
+{
+    struct cms_enrolments_settled settled;
+    char holder[160];
+    int rc;
+    if (!who) {
+        cms_holder_actor(card, holder, sizeof(holder));
+        who = holder;
+    }
+    rc = cms_report(c, cms_enrolments_settle(c->db, ca, card, who, reason, &settled));
+    if (rc != EX_OK)
+        return rc;
+    *revoked += settled.revoked;
+    if (settled.unchecked)
+        fprintf(stderr, "tessera: warning: card %" PRId64 ": %d certificate request(s) went to the CA and were cut "
+                "short before their certificate was recorded; this CA cannot be searched by key: `tessera audit "
+                "--holder %s --action cert.unrecorded` names the keys to look up and revoke there\n",
+                card->id, settled.unchecked, card->holder);
+    return EX_OK;
+}
+
 int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spec, const uint8_t *id, CK_ULONG idlen)
 {
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE, added;
@@ -395,6 +420,7 @@ int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spe
     unsigned char *archive = NULL;
     size_t archive_len = 0;
     char err[256], step[96];
+    int64_t enrolment = 0;
     CK_RV rv;
     int rc;
 
@@ -428,8 +454,15 @@ int cms_issue_key(const struct cms_key_issue *ki, const struct cms_key_spec *spe
         .email = (spec->eku & CMS_EKU_EMAIL) ? ki->holder->email : NULL,
         .upn = (spec->eku & CMS_EKU_SMARTCARD_LOGON) ? cms_holder_attr(ki->holder, "upn") : NULL,
     };
+    /* Recorded first: a certificate issued to a process killed before it
+     * was recorded is found by its key and revoked (enrolment.h). */
+    rc = cms_report(ki->c, cms_enrolment_begin(ki->c->db, ki->card, spec->name, ki->ca->name, csr, &enrolment));
+    if (rc != EX_OK)
+        goto out;
     if (ki->ca->ops->enroll(ki->ca, &req, &cert) != CMS_OK) {
         fprintf(stderr, "tessera: key %s: the CA issued no certificate: %s\n", spec->name, ki->ca->err);
+        if (ki->ca->none_valid)
+            cms_report(ki->c, cms_enrolment_drop(ki->c->db, enrolment));
         rc = EX_FAIL;
         goto out;
     }

@@ -191,6 +191,8 @@ static int roll_back(struct renew *r, const char *to, const char *why)
     int rc = r->piv ? restore_old(r) : remove_objects(r, true);
     if (rc == EX_OK)
         rc = revoke_certs(r, true, CMS_REVOKE_CESSATION, "revoked");
+    if (rc == EX_OK)
+        rc = cms_settle_enrolments(&r->c, r->ca, &r->card, NULL, CMS_REVOKE_CESSATION, &r->superseded);
     if (rc != EX_OK)
         return rc;
     snprintf(detail, sizeof(detail), "job %" PRId64 ": after step %s (%s): %d object(s) removed from the card, %d "

@@ -180,6 +180,36 @@ cert_of "$killed" auth
 t_ok "  the next collect undoes it and issues the card" collect
 t_is "  the certificate of the killed run revoked at cfssl" "$(cfssl_status "$(serial_of auth)")" "revoked|5"
 t_ok "  consistent" consistent
+unknown_to_db() { echo $(( $(certs_at_cfssl) - $(sql "SELECT count(*) FROM certificates") )); }
+unknown0=$(unknown_to_db)
+t_ok "a card requested" request jdoe --profile cf
+t_ok "  collect killed once cfssl signed the first certificate, before it is recorded (exit 137)" \
+    exit_is 137 env TESSERA_TEST_KILL_AT=enrolled:auth $TOOL card collect --code "$(code)" --pin-file "$WORK/pin"
+t_is "  (cfssl has one certificate more that the database does not)" "$(unknown_to_db)" $((unknown0 + 1))
+t_ok "  the next collect undoes it and issues the card" collect
+t_ok "  warning that cfssl cannot be searched for what the killed run was given" \
+    grep -q "this CA cannot be searched by key" "$WORK/last.out"
+t_is "  the trail names the key to look for there" \
+    "$(sql "SELECT count(*) FROM audit WHERE action = 'cert.unrecorded' AND result = 'unchecked'")" 1
+# The hash in the trail finds, in cfssl's own database, the one certificate
+# the killed collect was issued and the database never recorded.
+unrecorded_at_cfssl() {
+    /usr/bin/python3 -c 'import hashlib, re, sqlite3, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization as s
+db = sqlite3.connect(sys.argv[1])
+detail = db.execute("SELECT detail FROM audit WHERE action = \"cert.unrecorded\"").fetchone()[0]
+want = re.search("sha256:([0-9a-f]{64})", detail).group(1)
+known = {int(n, 16) for (n,) in db.execute("SELECT serial FROM certificates")}
+for (pem,) in sqlite3.connect(sys.argv[2]).execute("SELECT pem FROM certificates"):
+    c = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+    spki = c.public_key().public_bytes(s.Encoding.DER, s.PublicFormat.SubjectPublicKeyInfo)
+    if hashlib.sha256(spki).hexdigest() == want:
+        print("recorded" if c.serial_number in known else "unrecorded")' "$TESSERA_CMS_DB" "$CF/certs.db"
+}
+t_is "  at cfssl: one certificate for that key, unrecorded" "$(unrecorded_at_cfssl)" unrecorded
+t_is "  no enrolment left open" "$(sql "SELECT count(*) FROM enrolments")" 0
+t_ok "  consistent" consistent
 
 # ---- revocation and the CRL
 t_ok "suspending a card: refused, cfssl cannot lift a hold (exit 9)" exit_is 9 T card suspend "$A"

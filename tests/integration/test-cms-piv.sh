@@ -192,6 +192,8 @@ done
 # three each (10 collects).
 t_is "every certificate of an undone card was revoked" \
     "$(sql "SELECT count(*) FROM certificates WHERE state = 'revoked'")" $((revoked0 + 3 + 3 + 3 + 30))
+t_is "  and the one issued but never recorded (after enrolled:auth), found by its key" "$(unrecorded_revoked | wc -l)" 1
+t_is "  no certificate of the CA is valid that the database does not have" "$(ca_unrecorded)" 0
 
 # ---- killed after the card was made, then pulled out: it must come back
 request jdoe --profile piv >/dev/null
@@ -213,8 +215,8 @@ T card erase "$(sql "SELECT id FROM cards WHERE serial = '$s'")" > /dev/null
 # ---- killed after the card was made, pulled out, never back: cancelled
 request jdoe --profile piv >/dev/null
 c=$(code); LOSTID=$(cat "$WORK/card-id")
-TESSERA_TEST_KILL_AT=key:sig T card collect --code "$c" --pin-file "$WORK/pin" > "$WORK/killed" 2>&1
-t_is "killed after key:sig" "$?" 137
+TESSERA_TEST_KILL_AT=enrolled:sig T card collect --code "$c" --pin-file "$WORK/pin" > "$WORK/killed" 2>&1
+t_is "killed after enrolled:sig (its certificate issued, not recorded)" "$?" 137
 half=$(card_serial)
 t_ok "  the card pulled out" card_stop
 t_ok "  an operator may not cancel while a collect runs it: the next collect waits (exit 5)" \
@@ -224,6 +226,10 @@ t_is "  cancelled, its serial kept" "$(sql "SELECT state, serial FROM cards WHER
 t_is "  its recorded certificate revoked" \
     "$(sql "SELECT group_concat(state) FROM certificates WHERE card_id = $LOSTID")" revoked
 t_is "  the collect job cancelled" "$(sql "SELECT state FROM jobs WHERE card_id = $LOSTID AND kind = 'issue'")" cancelled
+t_is "  the sig certificate the CA issued to the killed collect, revoked too" "$(unrecorded_revoked | wc -l)" 2
+t_is "    by the operator who cancelled" \
+    "$(sql "SELECT operator FROM audit WHERE action = 'cert.revoke' AND detail LIKE 'key sig:%never recorded%'")" root
+t_is "  no certificate of the CA is valid that the database does not have" "$(ca_unrecorded)" 0
 t_ok "the card found again" card_start vpiv "$VPCD_PORT0"
 request jdoe --profile piv >/dev/null
 t_ok "  not issued again as it is (exit 9)" exit_is 9 T card collect --code "$(code)" --pin-file "$WORK/pin"
@@ -311,6 +317,15 @@ for step in renew:key:auth renew:enrolled:auth renew:recorded:auth renew:loaded:
 done
 t_is "the renewals rolled back: before switched (6)" \
     "$(sql "SELECT count(*) FROM audit WHERE action = 'card.renew' AND result = 'rolled back'")" 6
+# Killed after renew:enrolled:auth: a certificate for the key in 9A that the
+# database never recorded, found by that key; the card's own certificates
+# for the same key stay good.
+t_is "the certificate issued but never recorded, revoked by the roll-back" "$(unrecorded_revoked | wc -l)" 3
+t_is "  no certificate of the CA is valid that the database does not have" "$(ca_unrecorded)" 0
+sql "SELECT serial FROM certificates WHERE state = 'active'" | sort > "$WORK/active-serials"
+t_ok "  no active certificate is in the CRL" sh -c "[ -s '$WORK/active-serials' ] &&
+    $TOOL ca crl --out - | openssl crl -noout -text | sed -n 's/^ *Serial Number: //p' | sort |
+    comm -12 - '$WORK/active-serials' | wc -l | grep -qx 0"
 
 # Rolled back for good: the old certificates go back into the slots.
 t_ok "a renewal due" due

@@ -106,6 +106,6 @@ restore
 t_ok "the original verifies again" T audit verify --as carol
 t_ok "db status" T db status --as alice
 cp "$WORK/last.out" "$WORK/status"
-t_ok "  schema 7" grep -q "^schema 7$" "$WORK/status"
+t_ok "  schema 8" grep -q "^schema 8$" "$WORK/status"
 t_ok "  3 holders" grep -q "^holders 3$" "$WORK/status"
 t_done
