@@ -519,6 +519,36 @@ int cms_escrowed_list(struct cms_db *db, int64_t card_id, const char *holder, cm
     return rc;
 }
 
+/* A PIV key renewed in place has certificates newer than the one it was
+ * archived with: the newest becomes *cert. */
+static int newest_for_key(struct cms_db *db, struct cms_escrowed *e, X509 **cert)
+{
+    sqlite3_stmt *st = cms_prepare(db, "SELECT serial, state, not_after, der FROM certificates WHERE card_id = ?1"
+                                       " AND key_name = ?2 AND id > (SELECT certificate_id FROM escrowed_keys"
+                                       " WHERE id = ?3) ORDER BY id DESC");
+    int step;
+    if (!st)
+        return CMS_ERR;
+    sqlite3_bind_int64(st, 1, e->card_id);
+    sqlite3_bind_text(st, 2, e->key_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, e->id);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        X509 *x = cert_of(st, 3);
+        if (x && EVP_PKEY_eq(X509_get0_pubkey(x), X509_get0_pubkey(*cert)) == 1) {
+            X509_free(*cert);
+            *cert = x;
+            cms_column_text(st, 0, e->cert_serial, sizeof(e->cert_serial));
+            cms_column_text(st, 1, e->cert_state, sizeof(e->cert_state));
+            cms_column_text(st, 2, e->not_after, sizeof(e->not_after));
+            step = SQLITE_DONE;
+            break;
+        }
+        X509_free(x);
+    }
+    sqlite3_finalize(st);
+    return step == SQLITE_DONE ? CMS_OK : cms_sql_fail(db, "certificates");
+}
+
 int cms_escrowed_get(struct cms_db *db, int64_t id, struct cms_escrowed *e, unsigned char **der, size_t *len,
                      X509 **cert)
 {
@@ -536,6 +566,10 @@ int cms_escrowed_get(struct cms_db *db, int64_t id, struct cms_escrowed *e, unsi
         *der = OPENSSL_memdup(sqlite3_column_blob(st, 13), *len);
         *cert = cert_of(st, 14);
         rc = *der && *cert ? CMS_OK : cms_fail(db, CMS_ERR, "escrowed key %lld does not read", (long long)id);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc == CMS_OK)
+            rc = newest_for_key(db, e, cert);
     } else {
         rc = step == SQLITE_DONE ? cms_fail(db, CMS_NOTFOUND, "no escrowed key %lld", (long long)id)
                                  : cms_sql_fail(db, "escrowed_keys");

@@ -97,7 +97,9 @@ typedef int (*cms_escrowed_cb)(void *arg, const struct cms_escrowed *e);
  * newest first. */
 int cms_escrowed_list(struct cms_db *db, int64_t card_id, const char *holder, cms_escrowed_cb cb, void *arg);
 /* One archive with its bytes (caller frees with OPENSSL_free) and the
- * certificate its key was issued (caller frees). */
+ * newest certificate recorded for its key (caller frees): the one it was
+ * archived with, or one a PIV card's in-place renewal issued for the same
+ * key since (e names that one too). */
 int cms_escrowed_get(struct cms_db *db, int64_t id, struct cms_escrowed *e, unsigned char **der, size_t *len,
                      X509 **cert);
 /* A recovery (to = "pkcs12 FILE" or "card SERIAL") in the trail: recorded

@@ -139,6 +139,10 @@ static int64_t live_temporary(struct cms_db *db, int64_t card_id, bool collectin
 int cms_change_check(struct cms_db *db, const struct cms_change *ch, const struct cms_card *card)
 {
     char states[128];
+    /* Cancelled before a collect made it, or its half-made card undone. */
+    if (ch->erases && !card->serial[0] && in_list(ch->from, card->state))
+        return cms_fail(db, CMS_STATE, "card %" PRId64 " was never made (no collect finished it, or what one began "
+                        "was undone): there is nothing to erase", card->id);
     if (in_list(ch->from, card->state))
         return CMS_OK;
     list_text(ch->from, states, sizeof(states));

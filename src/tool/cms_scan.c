@@ -26,6 +26,10 @@
 /* A channel that failed this many times in a row is taken as down: the
  * remaining notices wait for the next scan instead of each timing out. */
 #define NOTIFY_GIVE_UP 3
+/* A PIN lock this long past its time is reported at each scan: its
+ * device's agent has not run, or (a PIV card) no agent has found the card
+ * in a reader since. */
+#define LOCK_OVERDUE_HOURS 24
 
 struct scan {
     struct cms_ctx c;
@@ -33,7 +37,7 @@ struct scan {
     bool dry;
     struct cms_notice *notices;
     size_t nnotices;
-    int made, cancelled, ended, end_failed, sent, unreachable, failed, waiting;
+    int made, cancelled, ended, end_failed, sent, unreachable, failed, waiting, locks_overdue;
 };
 
 static int gather_notice(void *arg, const struct cms_notice *n)
@@ -45,6 +49,31 @@ static int gather_notice(void *arg, const struct cms_notice *n)
     s->notices = grown;
     grown[s->nnotices++] = *n;
     return CMS_OK;
+}
+
+static int overdue_lock(void *arg, const struct cms_job *job, const struct cms_card *card)
+{
+    struct scan *s = arg;
+    if (strcmp(job->kind, "lock"))
+        return CMS_OK;
+    s->locks_overdue++;
+    fprintf(stderr, "tessera: scan: card %" PRId64 " (%s, %s card, %s): its PIN lock, job %" PRId64 ", was due %s and "
+            "is still waiting for %s\n", card->id, card->holder, card->type,
+            card->device[0] ? card->device : "no device", job->id, job->due,
+            !strcmp(card->type, "piv") ? "an agent to find the card in a reader" : "its device's agent to run");
+    return CMS_OK;
+}
+
+/* Read only: reported, each scan, until an agent locks or an operator
+ * cancels. */
+static int overdue_locks(struct scan *s)
+{
+    char before[32];
+    int64_t now;
+    if (cms_time_parse(s->now, &now))
+        return cms_report(&s->c, cms_fail(s->c.db, CMS_ERR, "bad time %s", s->now));
+    cms_time_text(now - LOCK_OVERDUE_HOURS * 3600, before);
+    return cms_report(&s->c, cms_jobs_due(s->c.db, NULL, before, overdue_lock, s));
 }
 
 static void say(const struct scan *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -174,7 +203,7 @@ static int cmd_scan(int argc, char **argv)
         { "at", required_argument, 0, 'a' },
     };
     struct scan s;
-    char detail[300];
+    char detail[400];
     int rc;
 
     memset(&s, 0, sizeof(s));
@@ -194,26 +223,28 @@ static int cmd_scan(int argc, char **argv)
         cms_now(s.now);
     }
     if ((rc = cms_report(&s.c, cms_renewal_jobs(s.c.db, &s.c.actor, s.now, s.dry, &s.made, &s.cancelled))) != EX_OK ||
-        (rc = end_temporaries(&s)) != EX_OK || (rc = send_notices(&s)) != EX_OK)
+        (rc = end_temporaries(&s)) != EX_OK || (rc = send_notices(&s)) != EX_OK || (rc = overdue_locks(&s)) != EX_OK)
         goto out;
     if (!s.dry) {
         struct cms_audit_rec rec = { .operator = s.c.actor.name, .action = "renewal.scan",
                                      .result = s.failed || s.end_failed ? "partly failed" : "ok", .detail = detail };
         snprintf(detail, sizeof(detail), "at %s: %d renewal(s) made, %d cancelled; %d temporary card(s) ended, %d "
-                 "failed; %d holder(s) told, %d unreachable, %d failed, %d waiting", s.now, s.made, s.cancelled,
-                 s.ended, s.end_failed, s.sent, s.unreachable, s.failed, s.waiting);
+                 "failed; %d holder(s) told, %d unreachable, %d failed, %d waiting; %d PIN lock(s) overdue", s.now,
+                 s.made, s.cancelled, s.ended, s.end_failed, s.sent, s.unreachable, s.failed, s.waiting,
+                 s.locks_overdue);
         if ((rc = cms_report(&s.c, cms_audit_record(s.c.db, &rec))) != EX_OK)
             goto out;
     }
     if (tool_json)
         printf("{\"at\":\"%s\",\"dry_run\":%s,\"renewals\":{\"made\":%d,\"cancelled\":%d},\"temporaries\":{\"ended\":%d,"
-               "\"failed\":%d},\"notices\":{\"sent\":%d,\"unreachable\":%d,\"failed\":%d,\"waiting\":%d}}\n", s.now,
-               s.dry ? "true" : "false", s.made, s.cancelled, s.ended, s.end_failed, s.sent, s.unreachable, s.failed,
-               s.waiting);
+               "\"failed\":%d},\"notices\":{\"sent\":%d,\"unreachable\":%d,\"failed\":%d,\"waiting\":%d},"
+               "\"locks\":{\"overdue\":%d}}\n", s.now, s.dry ? "true" : "false", s.made, s.cancelled, s.ended,
+               s.end_failed, s.sent, s.unreachable, s.failed, s.waiting, s.locks_overdue);
     else
         printf("scan at %s%s: %d renewal(s) made, %d cancelled; %d temporary card(s) ended, %d failed; %d holder(s) "
-               "told, %d unreachable, %d failed, %d waiting\n", s.now, s.dry ? " (dry run: nothing changed)" : "",
-               s.made, s.cancelled, s.ended, s.end_failed, s.sent, s.unreachable, s.failed, s.waiting);
+               "told, %d unreachable, %d failed, %d waiting; %d PIN lock(s) overdue\n", s.now,
+               s.dry ? " (dry run: nothing changed)" : "", s.made, s.cancelled, s.ended, s.end_failed, s.sent,
+               s.unreachable, s.failed, s.waiting, s.locks_overdue);
     rc = s.failed || s.end_failed ? EX_FAIL : EX_OK;
 out:
     free(s.notices);

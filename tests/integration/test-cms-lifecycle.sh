@@ -109,6 +109,9 @@ t_ok "the replacement cancelled before it is collected" T card cancel "$C"
 t_is "  cancelled" "$(state "$C")" cancelled
 t_ok "  its code is void (exit 7)" exit_is 7 T card collect --code "$(code)" --pin-file "$WORK/pin"
 t_ok "  a new code for it: exit 9" exit_is 9 T card code "$C"
+t_ok "  erase it: there is no card to erase (exit 9)" exit_is 9 T card erase "$C"
+t_ok "    saying it was never made" grep -q "was never made" "$WORK/last.out"
+t_is "    still cancelled" "$(state "$C")" cancelled
 t_ok "the lost card A, found, erased here" T card erase "$SA"
 t_ok "  gone from the TPM" sh -c "! $TOOL --json vsc list | grep -q '\"serial\":\"$SA\"'"
 

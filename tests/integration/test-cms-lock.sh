@@ -152,6 +152,13 @@ sql "INSERT INTO devices (name, created) VALUES ('elsewhere.example.org', 'x')"
 sql "UPDATE cards SET device_id = (SELECT id FROM devices WHERE name = 'elsewhere.example.org') WHERE id = $A"
 t_ok "the agent here leaves another device's lock alone" agent 0 0 0
 t_is "  pending" "$(job_state "$J5")" pending
+t_ok "a scan now: no lock overdue" T --json scan --dry-run
+t_ok "  (none)" grep -q '"locks":{"overdue":0}' "$WORK/last.out"
+t_ok "a scan two days on: the lock is overdue" T --json scan --dry-run --at "$(date -u -d '+2 days' '+%Y-%m-%d %H:%M')"
+cp "$WORK/last.out" "$WORK/scan.out"
+t_ok "  counted" grep -q '"locks":{"overdue":1}' "$WORK/scan.out"
+t_ok "  its card, device and job named" \
+    grep -q "card $A (jdoe, tpm card, elsewhere.example.org): its PIN lock, job $J5, was due" "$WORK/scan.out"
 t_ok "  the PIN logs in" logs_in 123456
 sql "UPDATE cards SET device_id = (SELECT device_id FROM jobs WHERE id = $J5) WHERE id = $A"
 t_ok "back on this device: locked" agent 1 0 0

@@ -410,6 +410,8 @@ t_ok "  the card's key history counts slot 82 (5FC10C written)" test -s "$WORK/v
 Y2 -a read-certificate -s 82 > "$WORK/82.pem" 2>/dev/null
 same_pub() { [ "$(openssl x509 -in "$1" -noout -pubkey)" = "$(openssl x509 -in "$2" -noout -pubkey)" ]; }
 t_ok "  slot 82 holds a certificate for that key (yubico-piv-tool)" same_pub "$WORK/82.pem" "$WORK/lost-9d.pem"
+t_ok "    the newest: 9D's after its renewals in place, not the one the key was archived with" \
+    cmp "$WORK/82.pem" "$WORK/lost-9d.pem"
 t_ok "  done again: completes, no second copy" T key recover --as kim --card "$P" --to-card "$SB" \
     --pin-file "$WORK/pin" --escrow-key "$WORK/kra.pem" --escrow-pass-file "$WORK/escrow.pass"
 t_ok "  still in 82" grep -q "(id 05, a retired key slot)" "$WORK/last.out"
