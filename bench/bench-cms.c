@@ -310,7 +310,7 @@ static int collect_card(struct bench *b, size_t holder, bool piv, const char *co
                             temporary_age >= 0 ? temporary_age : (int64_t)(rnd() % (uint64_t)lifetime) * 86400);
         if (!x)
             return fail(b, "cannot make a certificate");
-        rc = cms_cert_record(b->db, &card, key_names[k], "Bench CA", x);
+        rc = cms_cert_record(b->db, &card, key_names[k], "Bench CA", x, NULL);
         X509_free(x);
         if (rc != CMS_OK)
             return fail(b, "collect: certificate");
