@@ -166,8 +166,13 @@ static int open_register(struct local_ca *l, char *err, size_t errlen)
     /* A register from before certificates were found by their key gets the
      * column (its older rows stay without: no enrolment asks for them). */
     if (sqlite3_prepare_v2(l->reg, "SELECT key_sha256 FROM issued LIMIT 0", -1, &st, NULL) != SQLITE_OK &&
-        sqlite3_exec(l->reg, "ALTER TABLE issued ADD COLUMN key_sha256 TEXT", NULL, NULL, &msg) != SQLITE_OK)
-        goto fail;
+        sqlite3_exec(l->reg, "ALTER TABLE issued ADD COLUMN key_sha256 TEXT", NULL, NULL, &msg) != SQLITE_OK) {
+        /* Another process opening it added the column first. */
+        sqlite3_free(msg);
+        msg = NULL;
+        if (sqlite3_prepare_v2(l->reg, "SELECT key_sha256 FROM issued LIMIT 0", -1, &st, NULL) != SQLITE_OK)
+            goto fail;
+    }
     sqlite3_finalize(st);
     if (sqlite3_exec(l->reg, "CREATE INDEX IF NOT EXISTS issued_key ON issued(key_sha256) "
                              "WHERE key_sha256 IS NOT NULL", NULL, NULL, &msg) != SQLITE_OK)

@@ -699,6 +699,20 @@ int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *
         return cms_fail(db, CMS_ERR, "cannot read the certificate");
     }
     rc = cms_begin(db);
+    /* A card ended meanwhile (a change, while a renewal ran) gets no new
+     * certificate: the renewal rolls back and revokes it. */
+    if (rc == CMS_OK && (st = cms_prepare(db, "SELECT state FROM cards WHERE id = ?"))) {
+        sqlite3_bind_int64(st, 1, card->id);
+        if (sqlite3_step(st) != SQLITE_ROW)
+            rc = cms_fail(db, CMS_NOTFOUND, "no card %" PRId64, card->id);
+        else if (strstr(" revoked erased cancelled ", (const char *)sqlite3_column_text(st, 0)))
+            rc = cms_fail(db, CMS_STATE, "card %" PRId64 " is %s now: certificate %s is not recorded for it",
+                          card->id, (const char *)sqlite3_column_text(st, 0), serial);
+        sqlite3_finalize(st);
+        st = NULL;
+    } else if (rc == CMS_OK) {
+        rc = CMS_ERR;
+    }
     if (rc == CMS_OK && !(st = cms_prepare(db, "INSERT INTO certificates (card_id, key_name, ca, serial, subject, "
                                                "not_before, not_after, state, der) VALUES (?,?,?,?,?,?,?,'active',?)")))
         rc = CMS_ERR;
@@ -772,9 +786,12 @@ int cms_cert_get(struct cms_db *db, int64_t cert_id, X509 **out)
     return rc;
 }
 
-int cms_cert_set_state(struct cms_db *db, int64_t cert_id, const char *state)
+int cms_cert_withdraw(struct cms_db *db, int64_t cert_id)
 {
-    return cms_exec_bind(db, "UPDATE certificates SET state = ?2 WHERE id = ?1", "certificates", cert_id, state, NULL);
+    char now[32];
+    cms_now(now);
+    return cms_exec_bind(db, "UPDATE certificates SET state = 'revoked', withdrawn = coalesce(withdrawn, ?2) "
+                             "WHERE id = ?1", "certificates", cert_id, now, NULL);
 }
 
 int cms_collect_finish(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *detail)

@@ -112,7 +112,9 @@ int cms_job_step(struct cms_db *db, const struct cms_job *job, const struct cms_
                  const char *serial, const char *action, const char *detail);
 
 /* A certificate the CA issued to the card, recorded before it is loaded;
- * with the archive of its key when the key is escrowed (escrow.h). */
+ * with the archive of its key when the key is escrowed (escrow.h); it
+ * closes the enrolment of its key (enrolment.h). CMS_STATE when the card
+ * was ended (revoked, erased, cancelled) since. */
 struct cms_escrow_archive;
 int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *key_name, const char *ca_name,
                     X509 *x, const struct cms_escrow_archive *escrow);
@@ -120,7 +122,10 @@ int cms_cert_record(struct cms_db *db, const struct cms_card *card, const char *
 typedef int (*cms_cert_cb)(void *arg, int64_t id, const char *ca, const char *serial, const char *key_name,
                            const char *state);
 int cms_card_certs(struct cms_db *db, int64_t card_id, cms_cert_cb cb, void *arg);
-int cms_cert_set_state(struct cms_db *db, int64_t cert_id, const char *state);
+/* Revoked (the caller did so at the CA) before it was ever in use: an undone
+ * collect's, a rolled-back renewal's (cms_renew_cert_state). Withdrawn
+ * certificates are never handed out with a recovered key. */
+int cms_cert_withdraw(struct cms_db *db, int64_t cert_id);
 /* A recorded certificate (X509_free). */
 int cms_cert_get(struct cms_db *db, int64_t cert_id, X509 **out);
 

@@ -154,15 +154,19 @@ static const char *const migrations[] = {
     "  escrow_key_id INTEGER NOT NULL REFERENCES escrow_keys(id),"
     "  archive BLOB NOT NULL,"
     "  created TEXT NOT NULL);",
-    /* 7 -> 8: a request about to go to the CA, recorded first (enrolment.h) */
+    /* 7 -> 8: a request about to go to the CA, recorded first, by its
+     * process (enrolment.h); a certificate revoked by an undo or roll-back
+     * before it was ever in use is marked withdrawn */
     "CREATE TABLE enrolments ("
     "  id INTEGER PRIMARY KEY,"
     "  card_id INTEGER NOT NULL REFERENCES cards(id),"
     "  key_name TEXT NOT NULL,"
     "  ca TEXT NOT NULL,"
     "  key_sha256 TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
     "  created TEXT NOT NULL);"
-    "CREATE INDEX enrolments_card ON enrolments(card_id);",
+    "CREATE INDEX enrolments_card ON enrolments(card_id);"
+    "ALTER TABLE certificates ADD COLUMN withdrawn TEXT;",
 };
 
 int cms_fail(struct cms_db *db, int rc, const char *fmt, ...)

@@ -1,12 +1,15 @@
 /* Enrolments in flight: a certificate request about to go to the CA is
  * recorded first (the card, the key's name, the CA, the SHA-256 of the
- * request's public key), and recording the certificate closes it in the
+ * request's public key as DER SubjectPublicKeyInfo, as OpenSSL encodes
+ * it; the process), and recording the certificate closes it in the
  * same transaction (cms_cert_record). A process killed between the CA's
  * answer and that record leaves a certificate the CA issued and the
  * database does not have; the open enrolment is how the undo finds it.
  *
  * Settling a card's open enrolments (a collect undone, a renewal rolled
- * back, a card ended by a change): every certificate the CA issued for one
+ * back, a card ended by a change), but for those whose process still runs
+ * (a renewal under way: it settles its own, or records its certificate):
+ * every certificate the CA issued for one
  * of those keys that the database does not know is revoked and audited
  * (cert.revoke, "issued but never recorded"). A CA that cannot be searched
  * by key (cfssl) or another CA than the enrolment's: audited as
@@ -37,6 +40,7 @@ int cms_enrolment_end(struct cms_db *db, const struct cms_card *card, X509 *x);
 struct cms_enrolments_settled {
     int revoked;       /* certificates found at the CA and revoked */
     int unchecked;     /* enrolments the CA could not be asked about */
+    int live;          /* left alone: their process still runs (a renewal) */
 };
 
 /* Settle the card's open enrolments (ca may be NULL: none reachable, each

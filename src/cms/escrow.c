@@ -520,12 +520,13 @@ int cms_escrowed_list(struct cms_db *db, int64_t card_id, const char *holder, cm
 }
 
 /* A PIV key renewed in place has certificates newer than the one it was
- * archived with: the newest becomes *cert. */
+ * archived with: the newest that was ever in use (not withdrawn by a
+ * roll-back) becomes *cert. */
 static int newest_for_key(struct cms_db *db, struct cms_escrowed *e, X509 **cert)
 {
     sqlite3_stmt *st = cms_prepare(db, "SELECT serial, state, not_after, der FROM certificates WHERE card_id = ?1"
-                                       " AND key_name = ?2 AND id > (SELECT certificate_id FROM escrowed_keys"
-                                       " WHERE id = ?3) ORDER BY id DESC");
+                                       " AND key_name = ?2 AND withdrawn IS NULL AND id > (SELECT certificate_id"
+                                       " FROM escrowed_keys WHERE id = ?3) ORDER BY id DESC");
     int step;
     if (!st)
         return CMS_ERR;

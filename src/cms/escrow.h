@@ -99,7 +99,7 @@ int cms_escrowed_list(struct cms_db *db, int64_t card_id, const char *holder, cm
 /* One archive with its bytes (caller frees with OPENSSL_free) and the
  * newest certificate recorded for its key (caller frees): the one it was
  * archived with, or one a PIV card's in-place renewal issued for the same
- * key since (e names that one too). */
+ * key since and did not roll back (e names that one too). */
 int cms_escrowed_get(struct cms_db *db, int64_t id, struct cms_escrowed *e, unsigned char **der, size_t *len,
                      X509 **cert);
 /* A recovery (to = "pkcs12 FILE" or "card SERIAL") in the trail: recorded

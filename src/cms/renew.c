@@ -150,14 +150,15 @@ out:
 }
 
 int cms_renew_cert_state(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, int64_t cert_id,
-                         const char *serial, const char *key_name, const char *to)
+                         const char *serial, const char *key_name, const char *to, bool withdrawn)
 {
     char who[160], detail[300];
     int rc = cms_begin(db);
     if (rc != CMS_OK)
         return rc;
-    rc = cms_exec_bind(db, "UPDATE certificates SET state = ?2 WHERE id = ?1", "certificates", cert_id,
-                       to, NULL);
+    rc = withdrawn ? cms_cert_withdraw(db, cert_id)
+                   : cms_exec_bind(db, "UPDATE certificates SET state = ?2 WHERE id = ?1", "certificates", cert_id,
+                                   to, NULL);
     if (rc == CMS_OK) {
         cms_holder_actor(card, who, sizeof(who));
         snprintf(detail, sizeof(detail), "job %" PRId64 ": certificate %s (key %s) %s", job->id, serial, key_name, to);

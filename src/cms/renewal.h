@@ -81,9 +81,10 @@ int cms_renew_take(struct cms_db *db, const struct cms_card *card, struct cms_jo
                    int64_t *certs_before);
 /* A certificate of the card revoked at the CA by the renewal (the old ones
  * superseded, or new ones rolled back or held with the card): its new state
- * recorded with an audit record, in one transaction. */
+ * recorded with an audit record, in one transaction; withdrawn: a new one
+ * rolled back, never in use (cms_cert_withdraw). */
 int cms_renew_cert_state(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, int64_t cert_id,
-                         const char *serial, const char *key_name, const char *to);
+                         const char *serial, const char *key_name, const char *to, bool withdrawn);
 /* The renewal done, with its audit record (detail). */
 int cms_renew_finish(struct cms_db *db, const struct cms_job *job, const struct cms_card *card, const char *detail);
 /* A renewal rolled back (the caller removed the new objects and revoked the

@@ -54,8 +54,6 @@ static int gather_notice(void *arg, const struct cms_notice *n)
 static int overdue_lock(void *arg, const struct cms_job *job, const struct cms_card *card)
 {
     struct scan *s = arg;
-    if (strcmp(job->kind, "lock"))
-        return CMS_OK;
     s->locks_overdue++;
     fprintf(stderr, "tessera: scan: card %" PRId64 " (%s, %s card, %s): its PIN lock, job %" PRId64 ", was due %s and "
             "is still waiting for %s\n", card->id, card->holder, card->type,
@@ -64,7 +62,8 @@ static int overdue_lock(void *arg, const struct cms_job *job, const struct cms_c
     return CMS_OK;
 }
 
-/* Read only: reported, each scan, until an agent locks or an operator
+/* Pending, or running with an agent that died on it (a PIV card pulled
+ * out): read only, reported each scan until an agent locks or an operator
  * cancels. */
 static int overdue_locks(struct scan *s)
 {
@@ -73,7 +72,9 @@ static int overdue_locks(struct scan *s)
     if (cms_time_parse(s->now, &now))
         return cms_report(&s->c, cms_fail(s->c.db, CMS_ERR, "bad time %s", s->now));
     cms_time_text(now - LOCK_OVERDUE_HOURS * 3600, before);
-    return cms_report(&s->c, cms_jobs_due(s->c.db, NULL, before, overdue_lock, s));
+    return cms_report(&s->c, cms_job_select(s->c.db, "WHERE j.kind = 'lock' AND j.state IN ('pending', 'running')"
+                                                     " AND j.due <= ?1 ORDER BY j.due, j.id",
+                                            before, NULL, overdue_lock, s));
 }
 
 static void say(const struct scan *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

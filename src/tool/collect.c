@@ -89,7 +89,7 @@ static int revoke_one(void *arg, int64_t id, const char *ca_name, const char *se
         return cms_fail(k->c.db, CMS_ERR, "cannot revoke certificate %s: %s", serial, k->ca->err);
     }
     k->certs++;
-    return cms_cert_set_state(k->c.db, id, "revoked");
+    return cms_cert_withdraw(k->c.db, id);
 }
 
 /* Undo what a collect did: pending = true after a failure here (the holder

@@ -116,6 +116,7 @@ struct cert_pass {
     bool new_ones;           /* certificates after certs_before, else up to it */
     int reason;              /* CMS_REVOKE_* */
     const char *to;
+    bool withdraw;           /* rolled back: never in use (cms_cert_withdraw) */
 };
 
 static int revoke_cert(void *arg, int64_t id, const char *ca_name, const char *serial, const char *key_name,
@@ -134,12 +135,12 @@ static int revoke_cert(void *arg, int64_t id, const char *ca_name, const char *s
     if (r->ca->ops->revoke(r->ca, serial, cp->reason) != CMS_OK)
         return cms_fail(r->c.db, CMS_ERR, "the CA did not revoke certificate %s: %s", serial, r->ca->err);
     r->superseded++;
-    return cms_renew_cert_state(r->c.db, &r->job, &r->card, id, serial, key_name, cp->to);
+    return cms_renew_cert_state(r->c.db, &r->job, &r->card, id, serial, key_name, cp->to, cp->withdraw);
 }
 
-static int revoke_certs(struct renew *r, bool new_ones, int reason, const char *to)
+static int revoke_certs(struct renew *r, bool new_ones, int reason, const char *to, bool withdraw)
 {
-    struct cert_pass cp = { r, new_ones, reason, to };
+    struct cert_pass cp = { r, new_ones, reason, to, withdraw };
     return cms_report(&r->c, cms_card_certs(r->c.db, r->card.id, revoke_cert, &cp));
 }
 
@@ -190,7 +191,7 @@ static int roll_back(struct renew *r, const char *to, const char *why)
     char detail[300];
     int rc = r->piv ? restore_old(r) : remove_objects(r, true);
     if (rc == EX_OK)
-        rc = revoke_certs(r, true, CMS_REVOKE_CESSATION, "revoked");
+        rc = revoke_certs(r, true, CMS_REVOKE_CESSATION, "revoked", true);
     if (rc == EX_OK)
         rc = cms_settle_enrolments(&r->c, r->ca, &r->card, NULL, CMS_REVOKE_CESSATION, &r->superseded);
     if (rc != EX_OK)
@@ -212,7 +213,7 @@ static int switch_over(struct renew *r)
     int rc = r->piv ? EX_OK : remove_objects(r, false);   /* a PIV card's were replaced in place */
     if (rc == EX_OK) {
         cms_kill_point("renew:removed");
-        rc = revoke_certs(r, false, CMS_REVOKE_SUPERSEDED, "superseded");
+        rc = revoke_certs(r, false, CMS_REVOKE_SUPERSEDED, "superseded", false);
     }
     if (rc == EX_OK) {
         cms_kill_point("renew:revoked");
@@ -221,8 +222,8 @@ static int switch_over(struct renew *r)
     /* Suspended or ended while this ran: the new certificates follow the
      * card (the change held or revoked the ones it found). */
     if (rc == EX_OK && strcmp(r->card.state, "active") && strcmp(r->card.state, "locked"))
-        rc = !strcmp(r->card.state, "suspended") ? revoke_certs(r, true, CMS_REVOKE_HOLD, "suspended")
-                                                 : revoke_certs(r, true, CMS_REVOKE_CESSATION, "revoked");
+        rc = !strcmp(r->card.state, "suspended") ? revoke_certs(r, true, CMS_REVOKE_HOLD, "suspended", false)
+                                                 : revoke_certs(r, true, CMS_REVOKE_CESSATION, "revoked", false);
     if (rc != EX_OK)
         return rc;
     snprintf(detail, sizeof(detail), "job %" PRId64 ": %d key(s) renewed, %d old object(s) removed from the card, "

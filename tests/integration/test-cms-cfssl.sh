@@ -167,6 +167,8 @@ t_ok "reconnected with the right key" connect --profile card,short
 t_ok "cfssl stopped" cfssl_stop
 t_ok "  the collect fails" exit_is 1 T card collect --code "$(code)" --pin-file "$WORK/pin"
 t_ok "  saying cfssl cannot be reached" grep -q "cfssl: http://127.0.0.1:$CFSSL_PORT/api/v1/cfssl/.*connect" "$WORK/last.out"
+t_is "  no request left to look up at cfssl: it never reached it, nor any refused one" \
+    "$(sql "SELECT count(*) FROM audit WHERE action = 'cert.unrecorded'")|$(sql "SELECT count(*) FROM enrolments")" "0|0"
 t_ok "  consistent" consistent
 t_ok "cfssl started again" cfssl_serve
 t_ok "  the collect now issues the card" collect

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -126,6 +127,28 @@ static void test_settle(void)
     ok(cms_enrolment_begin(db, &card, "enc", "cfssl:elsewhere", csr_a, &id_d) == CMS_OK &&
            cms_enrolments_settle(db, NULL, &card, "bob", CMS_REVOKE_CESSATION, &settled) == CMS_OK &&
            settled.unchecked == 1, "no CA to ask: unchecked too");
+    /* A renewal still running when a change ends the card: its enrolment
+     * is its own. */
+    char live_owner[400], sql[600];
+    cms_owner_of((long)getppid(), live_owner, sizeof(live_owner));
+    ok(cms_enrolment_begin(db, &card, "enc", ca->name, csr_a, &id_d) == CMS_OK, "an enrolment of a process that runs");
+    snprintf(sql, sizeof(sql), "UPDATE enrolments SET owner = '%s' WHERE id = %lld", live_owner, (long long)id_d);
+    ok(sqlite3_exec(db->db, sql, NULL, NULL, NULL) == SQLITE_OK, "  (our parent's)");
+    ok(cms_enrolments_settle(db, ca, &card, "bob", CMS_REVOKE_CESSATION, &settled) == CMS_OK && settled.live == 1 &&
+           settled.revoked == 0 && count(db, "SELECT count(*) FROM enrolments") == 1,
+       "  left to it");
+    ok(sqlite3_exec(db->db, "UPDATE enrolments SET owner = 'gone.example 1 1'", NULL, NULL, NULL) == SQLITE_OK &&
+           cms_enrolments_settle(db, ca, &card, "bob", CMS_REVOKE_CESSATION, &settled) == CMS_OK &&
+           settled.live == 0 && count(db, "SELECT count(*) FROM enrolments") == 0,
+       "  its process gone: settled");
+
+    /* The card ended meanwhile: a certificate is not recorded for it. */
+    X509 *late = enroll(ca, csr_a);
+    ok(late && sqlite3_exec(db->db, "UPDATE cards SET state = 'revoked'", NULL, NULL, NULL) == SQLITE_OK &&
+           cms_cert_record(db, &card, "enc", ca->name, late, NULL) == CMS_STATE,
+       "a certificate for a card revoked meanwhile is refused: %s", db->err);
+    X509_free(late);
+
     struct cms_audit_check check;
     ok(cms_audit_verify(db, &check) == CMS_OK, "the trail verifies");
 

@@ -381,6 +381,36 @@ static void test_records(struct cms_db *db, struct cms_ca *ca, EVP_PKEY *escrow_
     ok(cms_escrowed_get(db, 9999, &e, &got_der, &got_len, &got_cert) == CMS_NOTFOUND && !got_der && !got_cert,
        "an unknown archive: not found");
 
+    /* Renewed in place (a PIV slot): the same key, a newer certificate. */
+    struct cms_card c;
+    X509_REQ *csr = X509_REQ_new();
+    X509_NAME *subject = cms_parse_dn("/CN=Jane Doe");
+    X509_REQ_set_pubkey(csr, key);
+    X509_REQ_sign(csr, key, EVP_sha256());
+    struct cms_cert_request req = { .csr = csr, .subject = subject, .lifetime_days = 30, .sign = true };
+    X509 *renewed = NULL, *rolled_back = NULL;
+    ok(cms_card_get(db, card, NULL, &c) == CMS_OK && ca->ops->enroll(ca, &req, &renewed) == CMS_OK &&
+           cms_cert_record(db, &c, "auth", ca->name, renewed, NULL) == CMS_OK,
+       "the key renewed in place: a newer certificate for it");
+    ok(cms_escrowed_get(db, f.e.id, &e, &got_der, &got_len, &got_cert) == CMS_OK && got_cert &&
+           !X509_cmp(got_cert, renewed),
+       "  handed out with the archive now");
+    OPENSSL_free(got_der);
+    X509_free(got_cert);
+    ok(ca->ops->enroll(ca, &req, &rolled_back) == CMS_OK &&
+           cms_cert_record(db, &c, "auth", ca->name, rolled_back, NULL) == CMS_OK &&
+           cms_cert_withdraw(db, count(db, "SELECT max(id) FROM certificates")) == CMS_OK,
+       "another, withdrawn by a roll-back");
+    ok(cms_escrowed_get(db, f.e.id, &e, &got_der, &got_len, &got_cert) == CMS_OK && got_cert &&
+           !X509_cmp(got_cert, renewed) && !strcmp(e.cert_state, "active"),
+       "  not handed out: the renewal's still is");
+    OPENSSL_free(got_der);
+    X509_free(got_cert);
+    X509_free(renewed);
+    X509_free(rolled_back);
+    X509_NAME_free(subject);
+    X509_REQ_free(csr);
+
     EVP_PKEY_free(opened);
     X509_free(cert);
     X509_free(escrow_cert);
