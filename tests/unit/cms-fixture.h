@@ -64,6 +64,17 @@ static inline struct cms_db *fixture_open(const char *name, struct cms_ca **ca)
     return db;
 }
 
+/* The first column of the first row of a query (-1: none). */
+static inline int64_t sql_count(struct cms_db *db, const char *sql)
+{
+    sqlite3_stmt *st = cms_prepare(db, sql);
+    int64_t n = -1;
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
 static inline int crl_count(struct cms_ca *ca)
 {
     X509_CRL *crl = NULL;

@@ -42,16 +42,6 @@ static X509 *enroll(struct cms_ca *ca, X509_REQ *csr)
     return x;
 }
 
-static int64_t count(struct cms_db *db, const char *sql)
-{
-    sqlite3_stmt *st = cms_prepare(db, sql);
-    int64_t n = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
 static bool in_crl(struct cms_ca *ca, X509 *x)
 {
     X509_CRL *crl = NULL;
@@ -74,7 +64,7 @@ static void test_settle(void)
     struct cms_enrolments_settled settled;
 
     ok(card_id && cms_card_get(db, card_id, NULL, &card) == CMS_OK, "an active card, its key B certified");
-    ok(count(db, "SELECT count(*) FROM enrolments") == 0, "  no enrolment open: none was begun");
+    ok(sql_count(db, "SELECT count(*) FROM enrolments") == 0, "  no enrolment open: none was begun");
 
     /* Key A: asked, answered, never recorded (the process killed). */
     X509_REQ *csr_a = csr_for(a), *csr_b = csr_for(b), *csr_c = csr_for(c);
@@ -89,7 +79,7 @@ static void test_settle(void)
     ok(cms_enrolment_begin(db, &card, "sig", ca->name, csr_c, &id_c) == CMS_OK, "an enrolment for key C");
     X509 *c_cert = enroll(ca, csr_c);
     ok(c_cert && cms_cert_record(db, &card, "sig", ca->name, c_cert, NULL) == CMS_OK, "  answered and recorded");
-    ok(count(db, "SELECT count(*) FROM enrolments") == 2, "  two open: A's and B's");
+    ok(sql_count(db, "SELECT count(*) FROM enrolments") == 2, "  two open: A's and B's");
 
     ok(cms_enrolments_settle(db, ca, &card, "holder:jdoe", CMS_REVOKE_CESSATION, &settled) == CMS_OK,
        "settled");
@@ -97,8 +87,8 @@ static void test_settle(void)
        settled.revoked);
     ok(in_crl(ca, a_cert) && in_crl(ca, b_again), "  A's and B's unrecorded ones are in the CRL");
     ok(!in_crl(ca, b_cert) && !in_crl(ca, c_cert), "  the recorded ones for the same keys are not");
-    ok(count(db, "SELECT count(*) FROM enrolments") == 0, "  no enrolment left open");
-    ok(count(db, "SELECT count(*) FROM audit WHERE action = 'cert.revoke' AND operator = 'holder:jdoe'"
+    ok(sql_count(db, "SELECT count(*) FROM enrolments") == 0, "  no enrolment left open");
+    ok(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'cert.revoke' AND operator = 'holder:jdoe'"
                  " AND detail LIKE '%never recorded%'") == 2, "  each revocation in the trail");
     ok(cms_enrolments_settle(db, ca, &card, "holder:jdoe", CMS_REVOKE_CESSATION, &settled) == CMS_OK &&
            settled.revoked == 0, "settled again: nothing more");
@@ -106,7 +96,7 @@ static void test_settle(void)
     /* The CA said it issued nothing: closed at once. */
     int64_t id_d;
     ok(cms_enrolment_begin(db, &card, "enc", ca->name, csr_a, &id_d) == CMS_OK && cms_enrolment_drop(db, id_d) == CMS_OK &&
-           count(db, "SELECT count(*) FROM enrolments") == 0, "an enrolment the CA refused is dropped");
+           sql_count(db, "SELECT count(*) FROM enrolments") == 0, "an enrolment the CA refused is dropped");
 
     /* A CA that cannot be searched by key (as cfssl's API): the trail says
      * what to look for there. */
@@ -123,7 +113,7 @@ static void test_settle(void)
     cms_key_sha256(a, key);
     snprintf(like, sizeof(like), "SELECT count(*) FROM audit WHERE action = 'cert.unrecorded' AND result = "
              "'unchecked' AND operator = 'bob' AND detail LIKE '%%sha256:%s%%'", key);
-    ok(count(db, like) == 1, "  the trail names the key's hash");
+    ok(sql_count(db, like) == 1, "  the trail names the key's hash");
     ok(cms_enrolment_begin(db, &card, "enc", "cfssl:elsewhere", csr_a, &id_d) == CMS_OK &&
            cms_enrolments_settle(db, NULL, &card, "bob", CMS_REVOKE_CESSATION, &settled) == CMS_OK &&
            settled.unchecked == 1, "no CA to ask: unchecked too");
@@ -135,11 +125,11 @@ static void test_settle(void)
     snprintf(sql, sizeof(sql), "UPDATE enrolments SET owner = '%s' WHERE id = %lld", live_owner, (long long)id_d);
     ok(sqlite3_exec(db->db, sql, NULL, NULL, NULL) == SQLITE_OK, "  (our parent's)");
     ok(cms_enrolments_settle(db, ca, &card, "bob", CMS_REVOKE_CESSATION, &settled) == CMS_OK && settled.live == 1 &&
-           settled.revoked == 0 && count(db, "SELECT count(*) FROM enrolments") == 1,
+           settled.revoked == 0 && sql_count(db, "SELECT count(*) FROM enrolments") == 1,
        "  left to it");
     ok(sqlite3_exec(db->db, "UPDATE enrolments SET owner = 'gone.example 1 1'", NULL, NULL, NULL) == SQLITE_OK &&
            cms_enrolments_settle(db, ca, &card, "bob", CMS_REVOKE_CESSATION, &settled) == CMS_OK &&
-           settled.live == 0 && count(db, "SELECT count(*) FROM enrolments") == 0,
+           settled.live == 0 && sql_count(db, "SELECT count(*) FROM enrolments") == 0,
        "  its process gone: settled");
 
     /* The card ended meanwhile: a certificate is not recorded for it. */

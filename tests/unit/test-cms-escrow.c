@@ -315,16 +315,6 @@ static int collect_escrowed(void *arg, const struct cms_escrowed *e)
     return CMS_OK;
 }
 
-static int count(struct cms_db *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int n = -1;
-    if (sqlite3_prepare_v2(db->db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
 /* Archives with their certificates, sealed to the current key (b). */
 static void test_records(struct cms_db *db, struct cms_ca *ca, EVP_PKEY *escrow_b, EVP_PKEY *key)
 {
@@ -370,7 +360,7 @@ static void test_records(struct cms_db *db, struct cms_ca *ca, EVP_PKEY *escrow_
     ok(got_der && cms_escrow_open(got_der, got_len, escrow_b, got_cert, &opened, err, sizeof(err)) == CMS_OK &&
            EVP_PKEY_eq(opened, key) == 1,
        "  which opens to the key its certificate certifies");
-    ok(cms_escrow_insert(db, count(db, "SELECT certificate_id FROM escrowed_keys"), &archive) != CMS_OK,
+    ok(cms_escrow_insert(db, sql_count(db, "SELECT certificate_id FROM escrowed_keys"), &archive) != CMS_OK,
        "one archive per certificate: a second is refused");
     ok(cms_escrow_recovered(db, &admin, &e, "pkcs12 /dev/null", "ok") == CMS_OK &&
            audited(db, "key.recover", "pkcs12 /dev/null") == 1,
@@ -399,7 +389,7 @@ static void test_records(struct cms_db *db, struct cms_ca *ca, EVP_PKEY *escrow_
     X509_free(got_cert);
     ok(ca->ops->enroll(ca, &req, &rolled_back) == CMS_OK &&
            cms_cert_record(db, &c, "auth", ca->name, rolled_back, NULL) == CMS_OK &&
-           cms_cert_withdraw(db, count(db, "SELECT max(id) FROM certificates")) == CMS_OK,
+           cms_cert_withdraw(db, sql_count(db, "SELECT max(id) FROM certificates")) == CMS_OK,
        "another, withdrawn by a roll-back");
     ok(cms_escrowed_get(db, f.e.id, &e, &got_der, &got_len, &got_cert) == CMS_OK && got_cert &&
            !X509_cmp(got_cert, renewed) && !strcmp(e.cert_state, "active"),

@@ -33,16 +33,6 @@ static const char *later(double days)
     return out[i];
 }
 
-static int count(struct cms_db *db, const char *sql)
-{
-    sqlite3_stmt *st = cms_prepare(db, sql);
-    int n = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
 struct seen {
     int n;
     struct cms_notice last[4];
@@ -86,10 +76,10 @@ static void test_jobs_and_notices(struct cms_db *db, struct cms_ca *ca)
 
     ok(cms_renewal_jobs(db, &admin, later(0.01), true, &made, &cancelled) == CMS_OK && made == 1,
        "a dry run finds one renewal (A's window is open)");
-    ok(count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew'") == 0, "  and keeps nothing");
+    ok(sql_count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew'") == 0, "  and keeps nothing");
     ok(cms_renewal_jobs(db, &admin, later(0.01), false, &made, &cancelled) == CMS_OK && made == 1 && cancelled == 0,
        "the scan makes A's renewal");
-    ok(count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew' AND state = 'pending' AND card_id = 1") == 1,
+    ok(sql_count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew' AND state = 'pending' AND card_id = 1") == 1,
        "  a pending job of card A");
     ok(cms_renewal_jobs(db, &admin, later(0.02), false, &made, &cancelled) == CMS_OK && made == 0,
        "  made once: the next scan makes none");
@@ -97,7 +87,7 @@ static void test_jobs_and_notices(struct cms_db *db, struct cms_ca *ca)
        "B's 10-day window is not open 19.9 days on");
     ok(cms_renewal_jobs(db, &admin, later(20.01), false, &made, &cancelled) == CMS_OK && made == 1,
        "  it is 20 days on");
-    ok(count(db, "SELECT count(*) FROM audit WHERE action = 'card.renewal' AND result = 'requested'") == 2,
+    ok(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'card.renewal' AND result = 'requested'") == 2,
        "  each renewal in the trail");
 
     struct seen s = due_at(db, later(20.01));
@@ -110,7 +100,7 @@ static void test_jobs_and_notices(struct cms_db *db, struct cms_ca *ca)
     ok(cms_renewal_notified(db, &admin, &s.last[0], later(20.01), "mail to jane@example.org", true) == CMS_OK &&
            cms_renewal_notified(db, &admin, &s.last[1], later(20.01), "webhook", true) == CMS_OK,
        "both recorded as told");
-    ok(count(db, "SELECT count(*) FROM certificates WHERE notified IS NOT NULL") == 2, "  on their certificates");
+    ok(sql_count(db, "SELECT count(*) FROM certificates WHERE notified IS NOT NULL") == 2, "  on their certificates");
     ok(due_at(db, later(26)).n == 0, "no one is due again 6 days on");
     s = due_at(db, later(27.02));
     ok(s.n == 1 && s.last[0].card_id == a, "A's holder is again 7 days on; B's (told once) is not");
@@ -122,14 +112,14 @@ static void test_jobs_and_notices(struct cms_db *db, struct cms_ca *ca)
     ok(s.n == 1 && s.last[0].days_left == -1, "a day after expiry: -1 days left (%d)", s.n ? s.last[0].days_left : 0);
     ok(cms_renewal_notified(db, &admin, &s.last[0], later(31), "no way to reach them: no address", false) == CMS_OK,
        "a notice that reached no one");
-    ok(count(db, "SELECT count(*) FROM audit WHERE action = 'card.renewal' AND result = 'unreachable'") == 1,
+    ok(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'card.renewal' AND result = 'unreachable'") == 1,
        "  is in the trail as unreachable");
 
     ok(cms_exec_bind(db, "UPDATE cards SET state = 'suspended' WHERE id = ?1", "cards", a, NULL, NULL) == CMS_OK,
        "card A suspended (by hand here)");
     ok(cms_renewal_jobs(db, &admin, later(31), false, &made, &cancelled) == CMS_OK && cancelled == 1 && made == 0,
        "the scan cancels its renewal");
-    ok(count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew' AND state = 'cancelled'"
+    ok(sql_count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew' AND state = 'cancelled'"
                  " AND error = 'the card is suspended'") == 1,
        "  saying why");
     ok(cms_exec_bind(db, "UPDATE certificates SET state = 'revoked' WHERE card_id = ?1", "certificates", b, NULL,
@@ -163,7 +153,7 @@ static void test_temporaries(struct cms_db *db)
     ok(cms_temporaries_expired(db, later(3.1), &ids, &n) == CMS_OK && n == 1 && ids[0] == card_id,
        "  found 3.1 days on");
     free(ids);
-    ok(count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew' AND card_id = 3") == 0, "  and never renewed");
+    ok(sql_count(db, "SELECT count(*) FROM jobs WHERE kind = 'renew' AND card_id = 3") == 0, "  and never renewed");
 }
 
 static void test_notifier(struct cms_db *db)
@@ -229,7 +219,7 @@ static void test_notifier(struct cms_db *db)
     cms_notifier_load(db, &nf);
     ok(cms_notify_send(&nf, &n, channels, sizeof(channels)) == CMS_ERR && strstr(nf.err, "No such file"),
        "  fails: %s", nf.err);
-    ok(count(db, "SELECT count(*) FROM audit WHERE action = 'notify.set'") == 7, "every setting is in the trail");
+    ok(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'notify.set'") == 7, "every setting is in the trail");
 }
 
 /* The statements the scan runs, caught as SQLite runs them (the library's
